@@ -16,7 +16,7 @@ typedef struct {
 
 typedef struct {
         AuditCopyMode mode;
-        int fd;       /* syslog socket */
+        int fd; /* syslog socket */
         char *path;
         uint64_t next_retry;
         uint64_t sent, failures;

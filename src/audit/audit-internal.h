@@ -17,7 +17,8 @@
 #define AUDIT_TORN_MAX (4 * AUDIT_RECORD_MAX)
 
 /* sha256 of a record line (without its newline): raw and hex. */
-void audit_hash_line(const char *line, size_t len, uint8_t raw[32], char hex[AUDIT_HASH_HEX_LEN + 1]);
+void audit_hash_line(const char *line, size_t len, uint8_t raw[32],
+                     char hex[AUDIT_HASH_HEX_LEN + 1]);
 
 /* "2026-01-02T03:04:05.123456Z" into buf (at least 32 bytes). */
 void audit_format_time(uint64_t usec, char *buf, size_t size);
@@ -75,3 +76,18 @@ int audit_key_store(int dir_fd, const AuditKeyState *k, bool create);
 /* Field access for parsed records (audit_parse_record() guarantees types). */
 uint64_t audit_rec_seq(json_t *rec);
 const char *audit_rec_str(json_t *rec, const char *key); /* NULL if null */
+
+/*
+ * The verifier's fast path: checks that line is one compact JSON object
+ * (strict grammar, ASCII only, integers only, depth <= 32) with exactly the
+ * record keys in sorted order and the right types, and extracts seq, prev
+ * and event without building a tree. Returns 0 or -EBADMSG. Seal and
+ * torn_tail records (needs_full) must also pass audit_parse_record().
+ */
+typedef struct {
+        uint64_t seq;
+        char prev[AUDIT_HASH_HEX_LEN + 1];
+        char event[24];
+        bool needs_full;
+} AuditScan;
+int audit_scan_record(const char *line, size_t len, AuditScan *ret);

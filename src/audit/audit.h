@@ -33,11 +33,11 @@
 
 /* Defaults for AuditOptions' sealing interval. */
 #define AUDIT_SEAL_EVERY_RECORDS_DEFAULT 1000
-#define AUDIT_SEAL_EVERY_USEC_DEFAULT (10ULL * 1000000ULL)
+#define AUDIT_SEAL_EVERY_USEC_DEFAULT    (10ULL * 1000000ULL)
 
 /* journald MESSAGE_ID of every copy of a record (and "prev" of the first record). */
 #define AUDIT_JOURNAL_MESSAGE_ID "4f8d1c2b7a6e45e39b0a5c3d2e1f7a60"
-#define AUDIT_GENESIS_PREV "0000000000000000000000000000000000000000000000000000000000000000"
+#define AUDIT_GENESIS_PREV       "0000000000000000000000000000000000000000000000000000000000000000"
 
 #define AUDIT_HASH_HEX_LEN 64
 
@@ -46,21 +46,26 @@
  * accepts the first group; the writer itself emits the second.
  * The expected "details" of each are listed in airlock-log(5).
  */
-#define AUDIT_EVENT_BROKER_START      "broker_start"      /* details: version, pid */
-#define AUDIT_EVENT_BROKER_STOP       "broker_stop"       /* details: reason */
-#define AUDIT_EVENT_POLICY_LOADED     "policy_loaded"     /* details: path, sha256 */
-#define AUDIT_EVENT_SESSION_START     "session_start"     /* agent set; details: profile, workspace */
-#define AUDIT_EVENT_SESSION_END       "session_end"       /* agent set; details: exit_status */
-#define AUDIT_EVENT_REQUEST_SUBMITTED "request_submitted" /* request, agent, argv, target; details: why */
-#define AUDIT_EVENT_REQUEST_PLANNED   "request_planned"   /* details: effects, plan_sha256 */
-#define AUDIT_EVENT_REQUEST_DECIDED   "request_decided"   /* details: decision, rules, approvers_needed */
-#define AUDIT_EVENT_REQUEST_APPROVED  "request_approved"  /* details: approver_uid, approver_name, why, shown_sha256 */
-#define AUDIT_EVENT_REQUEST_DENIED    "request_denied"    /* details: by (policy|approver), approver_uid, approver_name, why */
-#define AUDIT_EVENT_REQUEST_EXPIRED   "request_expired"   /* details: ttl_sec */
-#define AUDIT_EVENT_EXEC_START        "exec_start"        /* request, argv, target; details: pid */
-#define AUDIT_EVENT_EXEC_END          "exec_end"          /* details: exit_status|signal, output_sha256, output_bytes, duration_usec */
-#define AUDIT_EVENT_UNDO_START        "undo_start"        /* details: of_request */
-#define AUDIT_EVENT_UNDO_END          "undo_end"          /* details: exit_status */
+#define AUDIT_EVENT_BROKER_START  "broker_start"  /* details: version, pid */
+#define AUDIT_EVENT_BROKER_STOP   "broker_stop"   /* details: reason */
+#define AUDIT_EVENT_POLICY_LOADED "policy_loaded" /* details: path, sha256 */
+#define AUDIT_EVENT_SESSION_START "session_start" /* agent set; details: profile, workspace */
+#define AUDIT_EVENT_SESSION_END   "session_end"   /* agent set; details: exit_status */
+#define AUDIT_EVENT_REQUEST_SUBMITTED \
+        "request_submitted" /* request, agent, argv, target; details: why */
+#define AUDIT_EVENT_REQUEST_PLANNED "request_planned" /* details: effects, plan_sha256 */
+#define AUDIT_EVENT_REQUEST_DECIDED \
+        "request_decided" /* details: decision, rules, approvers_needed */
+#define AUDIT_EVENT_REQUEST_APPROVED \
+        "request_approved" /* details: approver_uid, approver_name, why, shown_sha256 */
+#define AUDIT_EVENT_REQUEST_DENIED \
+        "request_denied" /* details: by (policy|approver), approver_uid, approver_name, why */
+#define AUDIT_EVENT_REQUEST_EXPIRED "request_expired" /* details: ttl_sec */
+#define AUDIT_EVENT_EXEC_START      "exec_start"      /* request, argv, target; details: pid */
+#define AUDIT_EVENT_EXEC_END \
+        "exec_end" /* details: exit_status|signal, output_sha256, output_bytes, duration_usec */
+#define AUDIT_EVENT_UNDO_START "undo_start" /* details: of_request */
+#define AUDIT_EVENT_UNDO_END   "undo_end"   /* details: exit_status */
 
 /* Emitted by the writer only; audit_append() refuses them. */
 #define AUDIT_EVENT_LOG_OPEN  "log_open"  /* details: pid, sealing, previous_closed */
@@ -79,13 +84,13 @@ typedef enum {
 } AuditCopyMode;
 
 typedef struct {
-        const char *state_dir;        /* required; created 0700 if missing */
-        const char *host;             /* the "host" field; NULL: gethostname() */
-        uint64_t seal_every_records;  /* 0: AUDIT_SEAL_EVERY_RECORDS_DEFAULT */
-        uint64_t seal_every_usec;     /* 0: AUDIT_SEAL_EVERY_USEC_DEFAULT */
-        AuditCopyMode copy;           /* where each record's copy goes */
-        const char *syslog_socket;    /* NULL: /dev/log */
-        bool require_sealing;         /* refuse to open (-ENOKEY) without a seal key */
+        const char *state_dir;       /* required; created 0700 if missing */
+        const char *host;            /* the "host" field; NULL: gethostname() */
+        uint64_t seal_every_records; /* 0: AUDIT_SEAL_EVERY_RECORDS_DEFAULT */
+        uint64_t seal_every_usec;    /* 0: AUDIT_SEAL_EVERY_USEC_DEFAULT */
+        AuditCopyMode copy;          /* where each record's copy goes */
+        const char *syslog_socket;   /* NULL: /dev/log */
+        bool require_sealing;        /* refuse to open (-ENOKEY) without a seal key */
 } AuditOptions;
 
 typedef struct AuditWriter AuditWriter;
@@ -198,22 +203,22 @@ typedef enum {
 const char *audit_problem_name(AuditProblem p);
 
 typedef struct {
-        const char *vkey;      /* verification key text from setup-keys; NULL: chain only */
-        bool have_head;        /* check against an external head */
+        const char *vkey; /* verification key text from setup-keys; NULL: chain only */
+        bool have_head;   /* check against an external head */
         uint64_t head_seq;
         char head_hash[AUDIT_HASH_HEX_LEN + 1];
 } AuditVerifyOptions;
 
 typedef struct {
-        AuditProblem problem;  /* the first problem found; AUDIT_OK if none */
-        uint64_t line;         /* 1-based line of the first wrong record (0 if none) */
-        uint64_t seq;          /* its sequence number, or the first missing one */
-        char message[512];     /* one sentence for a person */
-        bool keyed;            /* seals were checked with a key */
-        bool closed;           /* the log ends with log_close + seal */
-        uint64_t records;      /* valid chained records before the first problem */
-        uint64_t seals;        /* seals checked (MAC verified if keyed) */
-        uint64_t last_seq;     /* last chained record */
+        AuditProblem problem; /* the first problem found; AUDIT_OK if none */
+        uint64_t line;        /* 1-based line of the first wrong record (0 if none) */
+        uint64_t seq;         /* its sequence number, or the first missing one */
+        char message[512];    /* one sentence for a person */
+        bool keyed;           /* seals were checked with a key */
+        bool closed;          /* the log ends with log_close + seal */
+        uint64_t records;     /* valid chained records before the first problem */
+        uint64_t seals;       /* seals checked (MAC verified if keyed) */
+        uint64_t last_seq;    /* last chained record */
         char last_hash[AUDIT_HASH_HEX_LEN + 1];
         uint64_t sealed_through; /* highest seq covered by a seal */
         uint64_t torn_recorded;  /* torn regions explained by torn_tail records */

@@ -4,9 +4,9 @@
  * fixed MESSAGE_ID and AIRLOCK_* fields, or, where journald is not running,
  * a syslog datagram to /dev/log. sd_journal_send() cannot tell us: it
  * returns 0 when /run/systemd/journal/socket does not exist (libsystemd
- * drops the entry silently on ENOENT), so we look for the socket ourselves. Either one carries the chain head (seq and
- * hash) to a place a later intruder must also reach to hide a truncation.
- * A missing copy never stops the writer: the file is the record.
+ * drops the entry silently on ENOENT), so we look for the socket ourselves. Either one carries the
+ * chain head (seq and hash) to a place a later intruder must also reach to hide a truncation. A
+ * missing copy never stops the writer: the file is the record.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -105,15 +105,14 @@ static int journal_send(const AuditCopyItem *it)
 {
         if (!journal_running())
                 return -ENOENT;
-        return sd_journal_send("MESSAGE=airlock audit seq=%llu event=%s request=%s agent=%s",
-                               (unsigned long long)it->seq, it->event,
-                               it->request[0] ? it->request : "-", it->agent[0] ? it->agent : "-",
-                               "MESSAGE_ID=" AUDIT_JOURNAL_MESSAGE_ID, "PRIORITY=%d", LOG_INFO,
-                               "SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3,
-                               "SYSLOG_IDENTIFIER=airlock-audit", "AIRLOCK_SEQ=%llu",
-                               (unsigned long long)it->seq, "AIRLOCK_HASH=%s", it->hash,
-                               "AIRLOCK_EVENT=%s", it->event, "AIRLOCK_REQUEST=%s", it->request,
-                               "AIRLOCK_AGENT=%s", it->agent, NULL);
+        return sd_journal_send(
+                "MESSAGE=airlock audit seq=%llu event=%s request=%s agent=%s",
+                (unsigned long long)it->seq, it->event, it->request[0] ? it->request : "-",
+                it->agent[0] ? it->agent : "-", "MESSAGE_ID=" AUDIT_JOURNAL_MESSAGE_ID,
+                "PRIORITY=%d", LOG_INFO, "SYSLOG_FACILITY=%d", LOG_AUTHPRIV >> 3,
+                "SYSLOG_IDENTIFIER=airlock-audit", "AIRLOCK_SEQ=%llu", (unsigned long long)it->seq,
+                "AIRLOCK_HASH=%s", it->hash, "AIRLOCK_EVENT=%s", it->event, "AIRLOCK_REQUEST=%s",
+                it->request, "AIRLOCK_AGENT=%s", it->agent, NULL);
 }
 
 void audit_copy_send(AuditCopy *c, const AuditCopyItem *it)

@@ -223,8 +223,8 @@ int audit_key_store(int dir_fd, const AuditKeyState *k, bool create)
                 return r;
         if (create) {
                 /* setup-keys: a new key may never replace an existing one. */
-                fd = openat(dir_fd, AUDIT_KEY_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                            0600);
+                fd = openat(dir_fd, AUDIT_KEY_FILE,
+                            O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
                 if (fd < 0) {
                         r = negative_errno();
                         goto out;
@@ -236,7 +236,8 @@ int audit_key_store(int dir_fd, const AuditKeyState *k, bool create)
                         r = fsync_dir(dir_fd);
                 goto out;
         }
-        fd = openat(dir_fd, KEY_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = openat(dir_fd, KEY_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                    0600);
         if (fd < 0) {
                 r = negative_errno();
                 goto out;
@@ -292,7 +293,8 @@ int audit_setup_keys(const char *state_dir, char ret_vkey[AUDIT_VKEY_MAX])
         /* A log sealed under an earlier key cannot continue under a new one. */
         {
                 _cleanup_free_ char *buf = NULL;
-                _cleanup_close_ int fd = openat(dir_fd, AUDIT_LOG_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                _cleanup_close_ int fd =
+                        openat(dir_fd, AUDIT_LOG_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
                 if (fd >= 0) {
                         static const char needle[] = "\"event\":\"seal\"";

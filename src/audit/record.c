@@ -16,11 +16,11 @@
 #include "common/macros.h"
 
 static const char *const caller_events[] = {
-        AUDIT_EVENT_BROKER_START,     AUDIT_EVENT_BROKER_STOP,      AUDIT_EVENT_POLICY_LOADED,
-        AUDIT_EVENT_SESSION_START,    AUDIT_EVENT_SESSION_END,      AUDIT_EVENT_REQUEST_SUBMITTED,
-        AUDIT_EVENT_REQUEST_PLANNED,  AUDIT_EVENT_REQUEST_DECIDED,  AUDIT_EVENT_REQUEST_APPROVED,
-        AUDIT_EVENT_REQUEST_DENIED,   AUDIT_EVENT_REQUEST_EXPIRED,  AUDIT_EVENT_EXEC_START,
-        AUDIT_EVENT_EXEC_END,         AUDIT_EVENT_UNDO_START,       AUDIT_EVENT_UNDO_END,
+        AUDIT_EVENT_BROKER_START,    AUDIT_EVENT_BROKER_STOP,     AUDIT_EVENT_POLICY_LOADED,
+        AUDIT_EVENT_SESSION_START,   AUDIT_EVENT_SESSION_END,     AUDIT_EVENT_REQUEST_SUBMITTED,
+        AUDIT_EVENT_REQUEST_PLANNED, AUDIT_EVENT_REQUEST_DECIDED, AUDIT_EVENT_REQUEST_APPROVED,
+        AUDIT_EVENT_REQUEST_DENIED,  AUDIT_EVENT_REQUEST_EXPIRED, AUDIT_EVENT_EXEC_START,
+        AUDIT_EVENT_EXEC_END,        AUDIT_EVENT_UNDO_START,      AUDIT_EVENT_UNDO_END,
 };
 
 static const char *const writer_events[] = {
@@ -44,7 +44,8 @@ bool audit_event_known(const char *event)
                          in_list(writer_events, ELEMENTSOF(writer_events), event));
 }
 
-void audit_hash_line(const char *line, size_t len, uint8_t raw[32], char hex[AUDIT_HASH_HEX_LEN + 1])
+void audit_hash_line(const char *line, size_t len, uint8_t raw[32],
+                     char hex[AUDIT_HASH_HEX_LEN + 1])
 {
         uint8_t d[crypto_hash_sha256_BYTES];
 
@@ -130,14 +131,10 @@ static bool json_no_reals(json_t *v, unsigned depth)
         case JSON_REAL:
                 return false;
         case JSON_OBJECT:
-                json_object_foreach (v, k, e)
-                        if (!json_no_reals(e, depth + 1))
-                                return false;
+                json_object_foreach(v, k, e) if (!json_no_reals(e, depth + 1)) return false;
                 return true;
         case JSON_ARRAY:
-                json_array_foreach (v, i, e)
-                        if (!json_no_reals(e, depth + 1))
-                                return false;
+                json_array_foreach(v, i, e) if (!json_no_reals(e, depth + 1)) return false;
                 return true;
         case JSON_STRING:
         case JSON_INTEGER:
@@ -163,7 +160,8 @@ static int agent_check(json_t *a)
                 return 0;
         if (!json_is_object(a))
                 return -EINVAL;
-        json_object_foreach (a, k, v) {
+        json_object_foreach(a, k, v)
+        {
                 if (streq(k, "uid")) {
                         if (!json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) < 0 ||
                                                  json_integer_value(v) > UINT32_MAX))
@@ -186,9 +184,7 @@ static int argv_check(json_t *a)
                 return 0;
         if (!json_is_array(a))
                 return -EINVAL;
-        json_array_foreach (a, i, v)
-                if (!json_is_string(v))
-                        return -EINVAL;
+        json_array_foreach(a, i, v) if (!json_is_string(v)) return -EINVAL;
         return 0;
 }
 
@@ -205,7 +201,8 @@ int audit_fields_check(json_t *fields, bool writer_event)
         if (!in_list(caller_events, ELEMENTSOF(caller_events), event) &&
             !(writer_event && in_list(writer_events, ELEMENTSOF(writer_events), event)))
                 return -EINVAL;
-        json_object_foreach (fields, k, v) {
+        json_object_foreach(fields, k, v)
+        {
                 if (streq(k, "event"))
                         continue;
                 if (streq(k, "request") || streq(k, "target")) {
@@ -311,8 +308,9 @@ static int torn_details_check(json_t *d)
 
 int audit_parse_record(const char *line, size_t len, json_t **ret)
 {
-        static const char *const keys[] = { "v",    "seq",  "time",   "host",    "event", "request",
-                                            "agent", "argv", "target", "details", "prev" };
+        static const char *const keys[] = { "v",      "seq",     "time",  "host",
+                                            "event",  "request", "agent", "argv",
+                                            "target", "details", "prev" };
         json_t *rec = NULL, *v, *seq;
         json_error_t err;
         const char *event;
@@ -354,7 +352,8 @@ int audit_parse_record(const char *line, size_t len, json_t **ret)
         v = json_object_get(rec, "agent");
         if (json_is_object(v) && json_object_size(v) != 4)
                 goto fail;
-        if (streq(event, AUDIT_EVENT_SEAL) && seal_details_check(json_object_get(rec, "details")) < 0)
+        if (streq(event, AUDIT_EVENT_SEAL) &&
+            seal_details_check(json_object_get(rec, "details")) < 0)
                 goto fail;
         if (streq(event, AUDIT_EVENT_TORN_TAIL) &&
             torn_details_check(json_object_get(rec, "details")) < 0)
@@ -408,5 +407,264 @@ int audit_seal_mac(json_t *seal_rec, const uint8_t key[AUDIT_KEY_BYTES],
                 return -ENOMEM;
         crypto_auth_hmacsha256(mac, (const unsigned char *)text, n, key);
         hex_encode(mac, sizeof(mac), mac_hex);
+        return 0;
+}
+
+/* ---- the fast scanner ---- */
+
+typedef struct {
+        const char *p, *end;
+} Cursor;
+
+/* A string; ret_s and ret_n: its raw (escaped) contents. ASCII only, as written. */
+static int scan_string(Cursor *c, const char **ret_s, size_t *ret_n)
+{
+        const char *s;
+
+        if (c->p >= c->end || *c->p != '"')
+                return -EBADMSG;
+        s = ++c->p;
+        for (;;) {
+                unsigned char ch;
+
+                if (c->p >= c->end)
+                        return -EBADMSG;
+                ch = (unsigned char)*c->p;
+                if (ch == '"')
+                        break;
+                if (ch < 0x20 || ch >= 0x7f)
+                        return -EBADMSG;
+                if (ch == '\\') {
+                        if (++c->p >= c->end)
+                                return -EBADMSG;
+                        switch (*c->p) {
+                        case '"':
+                        case '\\':
+                        case '/':
+                        case 'b':
+                        case 'f':
+                        case 'n':
+                        case 'r':
+                        case 't':
+                                break;
+                        case 'u':
+                                if (c->end - c->p < 5)
+                                        return -EBADMSG;
+                                for (int i = 1; i <= 4; i++)
+                                        if (!strchr("0123456789abcdefABCDEF", c->p[i]) || !c->p[i])
+                                                return -EBADMSG;
+                                c->p += 4;
+                                break;
+                        default:
+                                return -EBADMSG;
+                        }
+                }
+                c->p++;
+        }
+        if (ret_s)
+                *ret_s = s;
+        if (ret_n)
+                *ret_n = (size_t)(c->p - s);
+        c->p++;
+        return 0;
+}
+
+static int scan_literal(Cursor *c, const char *lit)
+{
+        size_t n = strlen(lit);
+
+        if ((size_t)(c->end - c->p) < n || memcmp(c->p, lit, n) != 0)
+                return -EBADMSG;
+        c->p += n;
+        return 0;
+}
+
+/* An integer: -?(0|[1-9][0-9]*), at most 19 digits. */
+static int scan_integer(Cursor *c, bool *ret_neg, uint64_t *ret)
+{
+        uint64_t v = 0;
+        bool neg = false;
+        int n = 0;
+
+        if (c->p < c->end && *c->p == '-') {
+                neg = true;
+                c->p++;
+        }
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+                return -EBADMSG;
+        if (*c->p == '0' && c->end - c->p > 1 && c->p[1] >= '0' && c->p[1] <= '9')
+                return -EBADMSG;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+                if (++n > 18)
+                        return -EBADMSG;
+                v = v * 10 + (uint64_t)(*c->p - '0');
+                c->p++;
+        }
+        /* No fractions or exponents: records hold no reals. */
+        if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E'))
+                return -EBADMSG;
+        if (ret_neg)
+                *ret_neg = neg;
+        if (ret)
+                *ret = v;
+        return 0;
+}
+
+static int scan_value(Cursor *c, unsigned depth);
+
+static int scan_object(Cursor *c, unsigned depth)
+{
+        if (depth > 32 || c->p >= c->end || *c->p != '{')
+                return -EBADMSG;
+        c->p++;
+        if (c->p < c->end && *c->p == '}') {
+                c->p++;
+                return 0;
+        }
+        for (;;) {
+                if (scan_string(c, NULL, NULL) < 0 || c->p >= c->end || *c->p++ != ':' ||
+                    scan_value(c, depth + 1) < 0 || c->p >= c->end)
+                        return -EBADMSG;
+                if (*c->p == '}') {
+                        c->p++;
+                        return 0;
+                }
+                if (*c->p++ != ',')
+                        return -EBADMSG;
+        }
+}
+
+static int scan_array(Cursor *c, unsigned depth, bool strings_only)
+{
+        if (depth > 32 || c->p >= c->end || *c->p != '[')
+                return -EBADMSG;
+        c->p++;
+        if (c->p < c->end && *c->p == ']') {
+                c->p++;
+                return 0;
+        }
+        for (;;) {
+                if ((strings_only ? scan_string(c, NULL, NULL) : scan_value(c, depth + 1)) < 0 ||
+                    c->p >= c->end)
+                        return -EBADMSG;
+                if (*c->p == ']') {
+                        c->p++;
+                        return 0;
+                }
+                if (*c->p++ != ',')
+                        return -EBADMSG;
+        }
+}
+
+static int scan_value(Cursor *c, unsigned depth)
+{
+        if (c->p >= c->end)
+                return -EBADMSG;
+        switch (*c->p) {
+        case '{':
+                return scan_object(c, depth);
+        case '[':
+                return scan_array(c, depth, false);
+        case '"':
+                return scan_string(c, NULL, NULL);
+        case 't':
+                return scan_literal(c, "true");
+        case 'f':
+                return scan_literal(c, "false");
+        case 'n':
+                return scan_literal(c, "null");
+        default:
+                return scan_integer(c, NULL, NULL);
+        }
+}
+
+static bool span_is(const char *s, size_t n, const char *lit)
+{
+        return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+int audit_scan_record(const char *line, size_t len, AuditScan *ret)
+{
+        /* The keys in the order JSON_SORT_KEYS writes them. */
+        static const char *const keys[] = { "agent",   "argv", "details", "event", "host", "prev",
+                                            "request", "seq",  "target",  "time",  "v" };
+        Cursor c = { line, line + len };
+        AuditScan out = { 0 };
+
+        if (len == 0 || len > AUDIT_RECORD_MAX || *c.p++ != '{')
+                return -EBADMSG;
+        for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
+                const char *s;
+                size_t n;
+                bool neg;
+                int r = 0;
+
+                if (scan_string(&c, &s, &n) < 0 || !span_is(s, n, keys[k]) || c.p >= c.end ||
+                    *c.p++ != ':' || c.p >= c.end)
+                        return -EBADMSG;
+                switch (k) {
+                case 0: /* agent */
+                        r = *c.p == 'n' ? scan_literal(&c, "null") : scan_object(&c, 1);
+                        break;
+                case 1: /* argv */
+                        r = *c.p == 'n' ? scan_literal(&c, "null") : scan_array(&c, 1, true);
+                        break;
+                case 2: /* details */
+                        r = scan_object(&c, 1);
+                        break;
+                case 3: /* event */
+                        r = scan_string(&c, &s, &n);
+                        if (r == 0 && n < sizeof(out.event)) {
+                                memcpy(out.event, s, n);
+                                out.event[n] = '\0';
+                        }
+                        if (r == 0 && !audit_event_known(out.event))
+                                r = -EBADMSG;
+                        break;
+                case 4: /* host */
+                        r = scan_string(&c, NULL, NULL);
+                        break;
+                case 5: /* prev */
+                        r = scan_string(&c, &s, &n);
+                        if (r == 0 && n != AUDIT_HASH_HEX_LEN)
+                                r = -EBADMSG;
+                        for (size_t i = 0; r == 0 && i < n; i++)
+                                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                                        r = -EBADMSG;
+                        if (r == 0) {
+                                memcpy(out.prev, s, n);
+                                out.prev[n] = '\0';
+                        }
+                        break;
+                case 6: /* request */
+                case 8: /* target */
+                        r = *c.p == 'n' ? scan_literal(&c, "null") : scan_string(&c, NULL, NULL);
+                        break;
+                case 7: /* seq */
+                        r = scan_integer(&c, &neg, &out.seq);
+                        if (r == 0 && (neg || out.seq == 0))
+                                r = -EBADMSG;
+                        break;
+                case 9: /* time */
+                        r = scan_string(&c, &s, &n);
+                        if (r == 0 && (n != 27 || s[4] != '-' || s[10] != 'T' || s[26] != 'Z'))
+                                r = -EBADMSG;
+                        break;
+                case 10: /* v */
+                        r = scan_literal(&c, "1");
+                        break;
+                default:
+                        r = -EBADMSG;
+                }
+                if (r < 0 || c.p >= c.end)
+                        return -EBADMSG;
+                if (*c.p++ != (k + 1 < ELEMENTSOF(keys) ? ',' : '}'))
+                        return -EBADMSG;
+        }
+        if (c.p != c.end)
+                return -EBADMSG;
+        out.needs_full =
+                streq(out.event, AUDIT_EVENT_SEAL) || streq(out.event, AUDIT_EVENT_TORN_TAIL);
+        *ret = out;
         return 0;
 }

@@ -82,8 +82,10 @@ int audit_parse_head(const char *s, AuditVerifyOptions *o)
 typedef struct {
         uint64_t lineno;
         size_t off, len;
-        json_t *rec; /* NULL: not a valid record */
+        bool valid;
+        json_t *rec; /* the parsed record, for seals and torn_tail only */
         uint64_t seq;
+        char event[24];
         char prev[AUDIT_HASH_HEX_LEN + 1];
         char hash[AUDIT_HASH_HEX_LEN + 1];
 } Line;
@@ -108,9 +110,17 @@ static bool line_read(const char *data, size_t size, size_t *pos, uint64_t linen
         l->len = nl ? (size_t)(nl - (data + *pos)) : size - *pos;
         *pos = nl ? (size_t)(nl - data) + 1 : size;
         /* A line without its newline is torn, whatever it looks like. */
-        if (nl && audit_parse_record(data + l->off, l->len, &l->rec) == 0) {
-                l->seq = audit_rec_seq(l->rec);
-                memcpy(l->prev, audit_rec_str(l->rec, "prev"), sizeof(l->prev));
+        if (nl) {
+                AuditScan sc;
+
+                if (audit_scan_record(data + l->off, l->len, &sc) < 0)
+                        return true;
+                if (sc.needs_full && audit_parse_record(data + l->off, l->len, &l->rec) < 0)
+                        return true;
+                l->valid = true;
+                l->seq = sc.seq;
+                memcpy(l->prev, sc.prev, sizeof(l->prev));
+                memcpy(l->event, sc.event, sizeof(l->event));
                 audit_hash_line(data + l->off, l->len, NULL, l->hash);
         }
         return true;
@@ -131,7 +141,7 @@ _printf_(5, 6) static void report(AuditVerifyResult *r, AuditProblem p, uint64_t
 
 static bool links(const Line *l, uint64_t seq, const char *prev)
 {
-        return l && l->rec && l->seq == seq && streq(l->prev, prev);
+        return l && l->valid && l->seq == seq && streq(l->prev, prev);
 }
 
 /*
@@ -146,7 +156,8 @@ static void classify(AuditVerifyResult *r, const Line *pv, const Line *cur, cons
 
         if (nx_links_pv && cur->seq == E + 1 && streq(cur->prev, nx->hash)) {
                 report(r, AUDIT_PROBLEM_REORDERED, cur->lineno, cur->seq,
-                       "line %llu holds seq %llu, which belongs after seq %llu on line %llu: records "
+                       "line %llu holds seq %llu, which belongs after seq %llu on line %llu: "
+                       "records "
                        "were reordered",
                        (unsigned long long)cur->lineno, (unsigned long long)cur->seq,
                        (unsigned long long)E, (unsigned long long)nx->lineno);
@@ -154,7 +165,8 @@ static void classify(AuditVerifyResult *r, const Line *pv, const Line *cur, cons
         }
         if (nx_links_pv) {
                 report(r, AUDIT_PROBLEM_INSERTED, cur->lineno, cur->seq,
-                       "line %llu (seq %llu) is not part of the chain: the record after it continues "
+                       "line %llu (seq %llu) is not part of the chain: the record after it "
+                       "continues "
                        "from line %llu — it was inserted",
                        (unsigned long long)cur->lineno, (unsigned long long)cur->seq,
                        (unsigned long long)(pv ? pv->lineno : 0));
@@ -163,7 +175,8 @@ static void classify(AuditVerifyResult *r, const Line *pv, const Line *cur, cons
         if (cur->seq == E) {
                 if (pv && (cur_intact || (nx && links(nx, cur->seq + 1, cur->hash)))) {
                         report(r, AUDIT_PROBLEM_MODIFIED, pv->lineno, pv->seq,
-                               "record seq %llu (line %llu) was modified: seq %llu recorded its hash "
+                               "record seq %llu (line %llu) was modified: seq %llu recorded its "
+                               "hash "
                                "as %.16s…, it now hashes to %.16s…",
                                (unsigned long long)pv->seq, (unsigned long long)pv->lineno,
                                (unsigned long long)cur->seq, cur->prev, P);
@@ -183,7 +196,7 @@ static void classify(AuditVerifyResult *r, const Line *pv, const Line *cur, cons
                 return;
         }
         if (cur->seq > E) {
-                if (nx && nx->rec && nx->seq == E) {
+                if (nx && nx->valid && nx->seq == E) {
                         report(r, AUDIT_PROBLEM_REORDERED, cur->lineno, cur->seq,
                                "line %llu holds seq %llu before seq %llu: records were reordered",
                                (unsigned long long)cur->lineno, (unsigned long long)cur->seq,
@@ -191,7 +204,8 @@ static void classify(AuditVerifyResult *r, const Line *pv, const Line *cur, cons
                         return;
                 }
                 report(r, AUDIT_PROBLEM_MISSING, cur->lineno, E,
-                       "records seq %llu..%llu are missing: line %llu holds seq %llu right after seq "
+                       "records seq %llu..%llu are missing: line %llu holds seq %llu right after "
+                       "seq "
                        "%llu",
                        (unsigned long long)E, (unsigned long long)cur->seq - 1,
                        (unsigned long long)cur->lineno, (unsigned long long)cur->seq,
@@ -201,8 +215,10 @@ static void classify(AuditVerifyResult *r, const Line *pv, const Line *cur, cons
         if (pv && cur->seq == pv->seq && streq(cur->prev, pv->prev)) {
                 if (nx && links(nx, cur->seq + 1, cur->hash)) {
                         report(r, AUDIT_PROBLEM_INSERTED, pv->lineno, pv->seq,
-                               "line %llu (seq %llu) is not part of the chain: line %llu has the same "
-                               "seq and predecessor and the chain continues from it — it was inserted",
+                               "line %llu (seq %llu) is not part of the chain: line %llu has the "
+                               "same "
+                               "seq and predecessor and the chain continues from it — it was "
+                               "inserted",
                                (unsigned long long)pv->lineno, (unsigned long long)pv->seq,
                                (unsigned long long)cur->lineno);
                         return;
@@ -254,7 +270,8 @@ static bool seal_check(AuditVerifyResult *r, SealState *s, const Line *l)
         }
         if (epoch != s->last_epoch + 1) {
                 report(r, AUDIT_PROBLEM_SEAL_EPOCH, l->lineno, l->seq,
-                       "the seal at line %llu (seq %llu) has epoch %llu, expected %llu: an epoch was "
+                       "the seal at line %llu (seq %llu) has epoch %llu, expected %llu: an epoch "
+                       "was "
                        "%s",
                        (unsigned long long)l->lineno, (unsigned long long)l->seq,
                        (unsigned long long)epoch, (unsigned long long)s->last_epoch + 1,
@@ -290,13 +307,14 @@ static bool seal_intact(const SealState *s, const Line *l)
         char want[AUDIT_HASH_HEX_LEN + 1];
         bool ok;
 
-        if (!s->keyed || !streq(audit_rec_str(l->rec, "event"), AUDIT_EVENT_SEAL) ||
-            epoch < s->cur_epoch || epoch - s->cur_epoch > 1000000)
+        if (!s->keyed || !streq(l->event, AUDIT_EVENT_SEAL) || epoch < s->cur_epoch ||
+            epoch - s->cur_epoch > 1000000)
                 return false;
         memcpy(k, s->key, sizeof(k));
         for (uint64_t e = s->cur_epoch; e < epoch; e++)
                 audit_key_evolve(k);
-        ok = audit_seal_mac(l->rec, k, want) == 0 && sodium_memcmp(want, mac, AUDIT_HASH_HEX_LEN) == 0;
+        ok = audit_seal_mac(l->rec, k, want) == 0 &&
+             sodium_memcmp(want, mac, AUDIT_HASH_HEX_LEN) == 0;
         explicit_wipe(k, sizeof(k));
         return ok;
 }
@@ -309,7 +327,7 @@ static bool torn_explained(const char *data, const Line *l, size_t run_start)
         const char *sha = json_string_value(json_object_get(d, "sha256"));
         char want[SHA256_HEX_LEN + 1];
 
-        if (!streq(audit_rec_str(l->rec, "event"), AUDIT_EVENT_TORN_TAIL))
+        if (!streq(l->event, AUDIT_EVENT_TORN_TAIL))
                 return false;
         if (off != run_start || l->off < 1 || bytes != l->off - 1 - run_start)
                 return false;
@@ -344,14 +362,14 @@ int audit_verify_buffer(const char *data, size_t size, const AuditVerifyOptions 
         while (line_read(data, size, &pos, ++lineno, &cur)) {
                 const char *event;
 
-                if (!cur.rec) {
+                if (!cur.valid) {
                         if (run_start == NO_RUN) {
                                 run_start = cur.off;
                                 run_line = lineno;
                         }
                         continue;
                 }
-                event = audit_rec_str(cur.rec, "event");
+                event = cur.event;
                 if (!links(&cur, E, P)) {
                         size_t p2 = pos;
 
@@ -362,7 +380,8 @@ int audit_verify_buffer(const char *data, size_t size, const AuditVerifyOptions 
                         /* An invalid line before a broken link is the first wrong one. */
                         if (run_start != NO_RUN)
                                 report(&r, AUDIT_PROBLEM_MALFORMED, run_line, E,
-                                       "line %llu is not a valid record (changed or corrupted), and "
+                                       "line %llu is not a valid record (changed or corrupted), "
+                                       "and "
                                        "no torn_tail record explains it",
                                        (unsigned long long)run_line);
                         goto done;
@@ -385,10 +404,11 @@ int audit_verify_buffer(const char *data, size_t size, const AuditVerifyOptions 
                 }
                 if (o && o->have_head && cur.seq == o->head_seq && !streq(cur.hash, o->head_hash)) {
                         report(&r, AUDIT_PROBLEM_HEAD_MISMATCH, cur.lineno, cur.seq,
-                               "record seq %llu (line %llu) hashes to %.16s…, but the external head "
+                               "record seq %llu (line %llu) hashes to %.16s…, but the external "
+                               "head "
                                "says %.16s…: the log was rewritten from here or earlier",
-                               (unsigned long long)cur.seq, (unsigned long long)cur.lineno, cur.hash,
-                               o->head_hash);
+                               (unsigned long long)cur.seq, (unsigned long long)cur.lineno,
+                               cur.hash, o->head_hash);
                         goto done;
                 }
                 if (streq(event, AUDIT_EVENT_SEAL)) {
@@ -411,10 +431,12 @@ int audit_verify_buffer(const char *data, size_t size, const AuditVerifyOptions 
                 line_clear(&pv);
                 pv = cur;
                 cur.rec = NULL;
+                line_clear(&nx);
                 have_pv = true;
         }
 
-        r.closed = streq(last_event, AUDIT_EVENT_SEAL) && streq(before_event, AUDIT_EVENT_LOG_CLOSE);
+        r.closed =
+                streq(last_event, AUDIT_EVENT_SEAL) && streq(before_event, AUDIT_EVENT_LOG_CLOSE);
         if (run_start != NO_RUN && data[size - 1] == '\n')
                 /* A crash leaves a prefix: a complete line that is not a record was made. */
                 report(&r, AUDIT_PROBLEM_MALFORMED, run_line, E,
@@ -424,7 +446,8 @@ int audit_verify_buffer(const char *data, size_t size, const AuditVerifyOptions 
         else if (run_start != NO_RUN) {
                 r.torn_tail = true;
                 report(&r, AUDIT_PROBLEM_TORN, run_line, E,
-                       "line %llu (offset %zu, %zu bytes) is a torn write at the end of the file: the "
+                       "line %llu (offset %zu, %zu bytes) is a torn write at the end of the file: "
+                       "the "
                        "writer was interrupted; its next start records it as torn_tail%s",
                        (unsigned long long)run_line, run_start, size - run_start,
                        r.unsealed ? "; the records before it are not sealed yet" : "");
@@ -442,7 +465,8 @@ int audit_verify_buffer(const char *data, size_t size, const AuditVerifyOptions 
                        "hash chain protects them, and anyone with root could rewrite them%s",
                        (unsigned long long)first_unsealed_seq, (unsigned long long)r.last_seq,
                        (unsigned long long)first_unsealed_line,
-                       s.last_epoch ? "" : " (the log has no seal at all: run airlock log setup-keys)");
+                       s.last_epoch ? ""
+                                    : " (the log has no seal at all: run airlock log setup-keys)");
 done:
         line_clear(&pv);
         line_clear(&cur);

@@ -155,8 +155,8 @@ static int seal_locked(AuditWriter *w)
         char mac[AUDIT_HASH_HEX_LEN + 1];
         int r;
 
-        fields = json_pack("{s:s, s:{s:I, s:s, s:s}}", "event", AUDIT_EVENT_SEAL, "details", "epoch",
-                           (json_int_t)w->key.epoch, "key", w->key.id, "mac", "");
+        fields = json_pack("{s:s, s:{s:I, s:s, s:s}}", "event", AUDIT_EVENT_SEAL, "details",
+                           "epoch", (json_int_t)w->key.epoch, "key", w->key.id, "mac", "");
         if (!fields)
                 return -ENOMEM;
         r = build_locked(w, fields, &rec);
@@ -164,7 +164,8 @@ static int seal_locked(AuditWriter *w)
         if (r < 0)
                 return r;
         r = audit_seal_mac(rec, w->key.key, mac);
-        if (r == 0 && json_object_set_new(json_object_get(rec, "details"), "mac", json_string(mac)) < 0)
+        if (r == 0 &&
+            json_object_set_new(json_object_get(rec, "details"), "mac", json_string(mac)) < 0)
                 r = -ENOMEM;
         if (r == 0)
                 r = queue_record_locked(w, rec);
@@ -460,9 +461,10 @@ static int write_opening_records(AuditWriter *w, const TailInfo *ti, const char 
                 if (r < 0)
                         return r;
         }
-        f = json_pack("{s:s, s:{s:I, s:s, s:b, s:o}}", "event", AUDIT_EVENT_LOG_OPEN, "details", "pid",
-                      (json_int_t)getpid(), "version", AIRLOCK_VERSION, "sealing", w->have_key,
-                      "previous_closed", ti->have_last ? json_boolean(ti->prev_closed) : json_null());
+        f = json_pack("{s:s, s:{s:I, s:s, s:b, s:o}}", "event", AUDIT_EVENT_LOG_OPEN, "details",
+                      "pid", (json_int_t)getpid(), "version", AIRLOCK_VERSION, "sealing",
+                      w->have_key, "previous_closed",
+                      ti->have_last ? json_boolean(ti->prev_closed) : json_null());
         if (!f)
                 return -ENOMEM;
         r = append_locked(w, f, NULL);

@@ -647,7 +647,8 @@ static void test_every_deletion(void **state)
                 if (r.seq != i + 1 ||
                     (r.problem != AUDIT_PROBLEM_MISSING && r.problem != AUDIT_PROBLEM_TRUNCATED))
                         fail_msg("deletion of line %zu: got %s seq %llu: %s", i + 1,
-                                 audit_problem_name(r.problem), (unsigned long long)r.seq, r.message);
+                                 audit_problem_name(r.problem), (unsigned long long)r.seq,
+                                 r.message);
                 /* Without the head, a deleted last line still shows (the tail is unsealed). */
                 r = verify_buf(b, n, L->vkey, NULL);
                 assert_int_not_equal(r.problem, AUDIT_OK);
@@ -698,9 +699,10 @@ static void test_insertions(void **state)
                 b = assemble(L, order, k, &n);
                 r = verify_buf(b, n, L->vkey, L->head);
                 if (r.line != i + 2 && !(i / 2 == i && r.line == i + 1))
-                        fail_msg("copy of line %zu inserted after line %zu: got %s at line %llu: %s",
-                                 i / 2 + 1, i + 1, audit_problem_name(r.problem),
-                                 (unsigned long long)r.line, r.message);
+                        fail_msg(
+                                "copy of line %zu inserted after line %zu: got %s at line %llu: %s",
+                                i / 2 + 1, i + 1, audit_problem_name(r.problem),
+                                (unsigned long long)r.line, r.message);
                 assert_true(r.problem == AUDIT_PROBLEM_INSERTED ||
                             r.problem == AUDIT_PROBLEM_REORDERED);
         }
@@ -714,9 +716,10 @@ static void test_insertions(void **state)
 
                 assert_int_equal(audit_parse_record(L->buf + a, len, &prev_rec), 0);
                 audit_hash_line(L->buf + a, len, NULL, hex);
-                f = json_pack("{s:s, s:s}", "event", AUDIT_EVENT_REQUEST_APPROVED, "request", "r-1");
-                assert_int_equal(audit_record_build(f, audit_rec_seq(prev_rec) + 1, 1, "h", hex, &rec),
-                                 0);
+                f = json_pack("{s:s, s:s}", "event", AUDIT_EVENT_REQUEST_APPROVED, "request",
+                              "r-1");
+                assert_int_equal(
+                        audit_record_build(f, audit_rec_seq(prev_rec) + 1, 1, "h", hex, &rec), 0);
                 text = audit_record_dump(rec, &tn);
                 b = malloc(L->n + tn + 1);
                 memcpy(b, L->buf, L->off[i + 1]);
@@ -777,14 +780,17 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_append_and_verify, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_reopen_continues_chain, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_reopen_continues_chain, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_fields_rejected, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_second_writer_refused, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_second_writer_refused, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_unsafe_state_dir_refused, env_setup,
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_appends, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_timer_seals, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_unsealed_tail_reported, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_unsealed_tail_reported, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_torn_tail_recorded, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_key_catches_up_after_crash, env_setup,
                                                 env_teardown),
