@@ -1210,6 +1210,24 @@ static int dispatch(Conn *c, json_t *msg)
         return k;
 }
 
+/*
+ * After refusing an oversized message: stop writing, then discard a bounded
+ * amount of what the client is still sending, so that closing does not reset
+ * the connection before the client has read the error.
+ */
+static void drain_and_close_write(int fd)
+{
+        struct timeval tv = { .tv_sec = 1 };
+        char buf[16384];
+        size_t total = 0;
+        ssize_t n;
+
+        (void)shutdown(fd, SHUT_WR);
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        while (total < PROTO_MAX_MESSAGE && (n = read(fd, buf, sizeof(buf))) > 0)
+                total += (size_t)n;
+}
+
 static void *conn_thread(void *userdata)
 {
         Conn *c = userdata;
@@ -1225,6 +1243,7 @@ static void *conn_thread(void *userdata)
                         (void)proto_write_error(c->fd, "too-large",
                                                 "message larger than 1 MiB — the connection is "
                                                 "closed; nothing was done");
+                        drain_and_close_write(c->fd);
                         break;
                 }
                 if (k == -EBADMSG) {
