@@ -4,8 +4,7 @@
 /* Placeholder until the policy subcommand lands in this build. */
 static int cmd_policy(int argc, char **argv)
 {
-        return cli_fail("policy", EXIT_INTERNAL,
-                        "not available in this build — this is a development snapshot");
+        return cli_fail("policy", EXIT_INTERNAL, "not available in this build — this is a development snapshot");
 }
 
 const CliCommand cli_command_policy = {

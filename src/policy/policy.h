@@ -33,31 +33,31 @@ typedef enum {
 
 /* A parse or validation error: where it is and what is wrong. */
 typedef struct {
-        char file[256];    /* the file name as given (or "<default>") */
-        unsigned line;     /* 1-based; 0 when not tied to a position */
-        unsigned column;   /* 1-based */
-        char message[512]; /* "unknown key 'foo' in rule; expected one of: ..." */
+        char file[256];     /* the file name as given (or "<default>") */
+        unsigned line;      /* 1-based; 0 when not tied to a position */
+        unsigned column;    /* 1-based */
+        char message[512];  /* "unknown key 'foo' in rule; expected one of: ..." */
 } PolicyError;
 
 typedef struct {
         char *name;
-        char *address;     /* IPv4/IPv6 literal or DNS name */
-        char *environment; /* e.g. "production"; NULL if unset */
-        char *cluster;     /* e.g. "pve"; NULL if not in a cluster */
-        char **connect;    /* argv prefix to run a command there; NULL = default ssh */
+        char *address;       /* IPv4/IPv6 literal or DNS name */
+        char *environment;   /* e.g. "production"; NULL if unset */
+        char *cluster;       /* e.g. "pve"; NULL if not in a cluster */
+        char **connect;      /* argv prefix to run a command there; NULL = default ssh */
 } PolicyHost;
 
 typedef struct {
         char *name;
-        char **ro; /* extra read-only paths (besides the host tree) */
-        char **rw; /* extra writable paths */
+        char **ro;             /* extra read-only paths (besides the host tree) */
+        char **rw;             /* extra writable paths */
         PolicyNetMode net;
-        uint16_t *ports; /* TCP ports allowed in net: host */
+        uint16_t *ports;       /* TCP ports allowed in net: host */
         size_t n_ports;
-        char **env;          /* extra environment variable names passed through */
-        uint64_t memory_max; /* bytes; 0 = airlock's default */
-        uint64_t pids_max;   /* 0 = airlock's default */
-        char **protect;      /* workspace-relative globs kept read-only (.git/hooks ...) */
+        char **env;            /* extra environment variable names passed through */
+        uint64_t memory_max;   /* bytes; 0 = airlock's default */
+        uint64_t pids_max;     /* 0 = airlock's default */
+        char **protect;        /* workspace-relative globs kept read-only (.git/hooks ...) */
 } PolicyProfile;
 
 /* One argv element pattern: a glob with brace sets, or "**" for "the rest". */
@@ -70,14 +70,14 @@ typedef struct {
         unsigned line, column;   /* where the rule starts, for explanations */
         PolicyArgPattern *match; /* NULL if the rule has no argv condition */
         size_t n_match;
-        char **hosts; /* conditions; NULL = any */
+        char **hosts;            /* conditions; NULL = any */
         char **environments;
-        char **agents;    /* globs on the agent name */
-        char *effect;     /* effect condition for plans (issue 6); NULL = none */
-        char *effect_arg; /* e.g. the glob of "writes: GLOB" */
+        char **agents;           /* globs on the agent name */
+        char *effect;            /* effect condition for plans (issue 6); NULL = none */
+        char *effect_arg;        /* e.g. the glob of "writes: GLOB" */
         PolicyAction action;
-        unsigned approvers; /* for POLICY_APPROVE: distinct approvals needed */
-        char *reason;       /* shown to agent and approver; may be NULL */
+        unsigned approvers;      /* for POLICY_APPROVE: distinct approvals needed */
+        char *reason;            /* shown to agent and approver; may be NULL */
 } PolicyRule;
 
 typedef struct {
@@ -86,18 +86,18 @@ typedef struct {
 } PolicyApprovalCount;
 
 typedef struct Policy {
-        char *source;    /* file name, or "<default>" for the embedded one */
-        char digest[65]; /* sha256 hex of the source text: the policy version */
-        char **secrets;  /* paths and globs; "~/" means every user's home */
+        char *source;           /* file name, or "<default>" for the embedded one */
+        char digest[65];        /* sha256 hex of the source text: the policy version */
+        char **secrets;         /* paths and globs; "~/" means every user's home */
         PolicyHost *hosts;
         size_t n_hosts;
         PolicyApprovalCount *approvals;
         size_t n_approvals;
-        char **approver_users; /* who may approve */
+        char **approver_users;  /* who may approve */
         char **approver_groups;
         PolicyProfile *profiles; /* always contains "default" */
         size_t n_profiles;
-        char **protect; /* workspace files kept read-only in every profile */
+        char **protect;          /* workspace files kept read-only in every profile */
         PolicyRule *rules;
         size_t n_rules;
         PolicyAction default_action;
@@ -142,9 +142,9 @@ void policy_error_format(const PolicyError *err, char *buf, size_t size);
 
 /* What is being asked: filled by the caller, borrowed by policy_evaluate(). */
 typedef struct {
-        char *const *argv; /* the command (NULL-terminated) */
-        const char *host;  /* target host name; NULL = the local host */
-        const char *agent; /* agent name; NULL = a human outside any sandbox */
+        char *const *argv;      /* the command (NULL-terminated) */
+        const char *host;       /* target host name; NULL = the local host */
+        const char *agent;      /* agent name; NULL = a human outside any sandbox */
 } PolicyRequest;
 
 typedef struct {
@@ -172,8 +172,7 @@ bool policy_glob_match(const char *pattern, const char *s, bool pathname);
 /* Checks a glob's syntax. Returns 0, or -EINVAL with a message in why. */
 int policy_glob_validate(const char *pattern, char *why, size_t why_size);
 
-/* Returns true if path (absolute, normalized) matches one of the policy's secrets, for the given
- * home directory list. */
+/* Returns true if path (absolute, normalized) matches one of the policy's secrets, for the given home directory list. */
 bool policy_path_is_secret(const Policy *p, const char *path);
 
 const char *policy_action_to_string(PolicyAction a);
