@@ -459,8 +459,8 @@ static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
                         json_t *j = req_to_json(r);
 
                         pthread_mutex_unlock(&B.lock);
-                        return send_json(c->fd, json_pack("{s:s, s:o}", "type", "done",
-                                                          "request", j));
+                        return send_json(c->fd,
+                                         json_pack("{s:s, s:o}", "type", "done", "request", j));
                 }
                 if (r->state == REQ_PENDING && now_realtime_usec() >= deadline_usec) {
                         json_t *j = req_to_json(r);
@@ -661,7 +661,9 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 pthread_mutex_unlock(&B.lock);
                 return k == -ENOENT ? reply_error(c, "unknown-host", "%s", err) : k;
         }
-        pr = (PolicyRequest){ .argv = r->argv, .host = r->host, .agent = r->agent };
+        pr = (PolicyRequest){
+                .argv = r->argv, .host = r->host, .agent = r->agent, .profile = r->session_profile
+        };
         (void)policy_evaluate(B.policy, &pr, &d);
         r->action = d.action;
         r->approvers_needed = d.action == POLICY_APPROVE ? (d.approvers ?: 1) : 0;
@@ -708,12 +710,12 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         if (k >= 0)
                 k = state_insert_request(B.state, r);
         if (k >= 0) {
-                _cleanup_(json_decrefp) json_t *ex = json_pack(
-                        "{s:o, s:s?, s:s, s:s, s:i, s:s, s:s, s:I, s:s?}", "argv",
-                        json_array(), "host", r->host, "cwd", r->cwd, "action",
-                        policy_action_to_string(r->action), "approvers", (int)r->approvers_needed,
-                        "reason", r->reason, "digest", r->digest, "uid",
-                        (json_int_t)r->requester_uid, "why", r->why);
+                _cleanup_(json_decrefp) json_t *ex =
+                        json_pack("{s:o, s:s?, s:s, s:s, s:i, s:s, s:s, s:I, s:s?}", "argv",
+                                  json_array(), "host", r->host, "cwd", r->cwd, "action",
+                                  policy_action_to_string(r->action), "approvers",
+                                  (int)r->approvers_needed, "reason", r->reason, "digest",
+                                  r->digest, "uid", (json_int_t)r->requester_uid, "why", r->why);
 
                 STRV_FOREACH (a, r->argv)
                         json_array_append_new(json_object_get(ex, "argv"), json_string(*a));
@@ -875,7 +877,8 @@ static int handle_verdict(Conn *c, const ProtoRequest *q)
         k = lookup(q->id, &r);
         if (k < 0 || !may_see(c, r)) {
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "not-found", "no request %llu — 'airlock requests' lists them",
+                return reply_error(c, "not-found",
+                                   "no request %llu — 'airlock requests' lists them",
                                    (unsigned long long)q->id);
         }
         approver = conn_is_approver(c);
@@ -1299,7 +1302,8 @@ static void accept_one(int listen_fd, uint64_t session_id)
                 return;
         }
         {
-                /* replies are written with blocking sends; a reader that stops reading is cut off */
+                /* replies are written with blocking sends; a reader that stops reading is cut off
+                 */
                 struct timeval tv = { .tv_sec = 30 };
 
                 (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -1439,8 +1443,7 @@ static int recover(void)
                 if (k < 0)
                         return k;
                 ran = r->state == REQ_EXECUTING;
-                k = transition(r,
-                               REQ_INTERRUPTED,
+                k = transition(r, REQ_INTERRUPTED,
                                ran ? "the broker stopped while it ran; it was not run again — "
                                      "check its effect and ask again if needed"
                                    : "the broker stopped before it ran; nothing ran — ask again",

@@ -65,8 +65,8 @@ int broker_open_session(const char *admin_socket, const char *agent, const char 
         r = broker_connect(admin_socket, &fd);
         if (r < 0)
                 return r;
-        req = json_pack("{s:s, s:s, s:s, s:s}", "type", "open-session", "agent", agent,
-                        "workspace", workspace, "profile", profile);
+        req = json_pack("{s:s, s:s, s:s, s:s}", "type", "open-session", "agent", agent, "workspace",
+                        workspace, "profile", profile);
         if (!req)
                 return -ENOMEM;
         r = broker_call(fd, req, &reply);

@@ -102,8 +102,7 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
         detail[0] = '\0';
         /* everything that may allocate or read files happens before fork() */
         if (getpwnam_r(spec->user, &pw, pwbuf, sizeof(pwbuf), &res) != 0 || !res) {
-                snprintf(detail, detail_size, "the user '%s' to run as does not exist",
-                         spec->user);
+                snprintf(detail, detail_size, "the user '%s' to run as does not exist", spec->user);
                 return -ESRCH;
         }
         if (getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {

@@ -18,7 +18,7 @@ typedef struct {
         char *const *command; /* argv; command[0] is looked up in the env's PATH */
         char *const *env;
         const char *cwd;
-        const char *user;     /* run as; resolved with getpwnam_r */
+        const char *user; /* run as; resolved with getpwnam_r */
         uint64_t timeout_usec;
         ExecOutputFn on_output; /* called from the calling thread for every read */
         void *userdata;

@@ -111,8 +111,8 @@ int peer_check_unconfined(const Peer *p, char *why, size_t why_size)
 
                 snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)p->pid, ns_names[i]);
                 if (stat(path, &st) < 0) {
-                        snprintf(why, why_size, "cannot inspect process %d (%s): %s",
-                                 (int)p->pid, path, strerror(errno));
+                        snprintf(why, why_size, "cannot inspect process %d (%s): %s", (int)p->pid,
+                                 path, strerror(errno));
                         return -EPERM;
                 }
                 if (st.st_dev != ns_ref[i].st_dev || st.st_ino != ns_ref[i].st_ino) {

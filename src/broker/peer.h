@@ -17,7 +17,7 @@ typedef struct {
         pid_t pid;
         uid_t uid;
         gid_t gid;
-        int pidfd; /* -EBADF when the kernel has no SO_PEERPIDFD */
+        int pidfd;  /* -EBADF when the kernel has no SO_PEERPIDFD */
         char *user; /* user name, or the uid as a string */
 } Peer;
 

@@ -26,8 +26,11 @@ typedef struct {
         size_t offset;
 } FieldSpec;
 
-#define FIELD(n, t, req, m, member)                                                                \
-        { .name = n, .type = t, .required = req, .max = m, .offset = offsetof(ProtoRequest, member) }
+#define FIELD(n, t, req, m, member)                              \
+        {                                                        \
+                .name = n, .type = t, .required = req, .max = m, \
+                .offset = offsetof(ProtoRequest, member)         \
+        }
 
 static const FieldSpec fields_open_session[] = {
         FIELD("agent", F_STRING, true, PROTO_MAX_NAME, agent),
@@ -129,10 +132,14 @@ const char *proto_channel_to_string(ProtoChannel c)
 const char *proto_request_type_to_string(ProtoRequestType t)
 {
         static const char *const names[_PROTO_REQ_MAX] = {
-                [PROTO_REQ_INVALID] = "invalid",     [PROTO_REQ_OPEN_SESSION] = "open-session",
-                [PROTO_REQ_LIST] = "list",           [PROTO_REQ_SHOW] = "show",
-                [PROTO_REQ_APPROVE] = "approve",     [PROTO_REQ_DENY] = "deny",
-                [PROTO_REQ_WAIT] = "wait",           [PROTO_REQ_EXEC] = "exec",
+                [PROTO_REQ_INVALID] = "invalid",
+                [PROTO_REQ_OPEN_SESSION] = "open-session",
+                [PROTO_REQ_LIST] = "list",
+                [PROTO_REQ_SHOW] = "show",
+                [PROTO_REQ_APPROVE] = "approve",
+                [PROTO_REQ_DENY] = "deny",
+                [PROTO_REQ_WAIT] = "wait",
+                [PROTO_REQ_EXEC] = "exec",
                 [PROTO_REQ_CLOSE_SESSION] = "close-session",
         };
         if ((unsigned)t >= _PROTO_REQ_MAX)
@@ -205,9 +212,8 @@ static int decode_field(const FieldSpec *f, json_t *v, ProtoRequest *req, char *
                 json_t *e;
 
                 if (!json_is_array(v) || n == 0 || n > PROTO_MAX_ARGV) {
-                        snprintf(err, err_size,
-                                 "field '%s' must be an array of 1 to %d strings", f->name,
-                                 PROTO_MAX_ARGV);
+                        snprintf(err, err_size, "field '%s' must be an array of 1 to %d strings",
+                                 f->name, PROTO_MAX_ARGV);
                         return -EBADMSG;
                 }
                 argv = calloc(n + 1, sizeof(char *));
@@ -215,7 +221,8 @@ static int decode_field(const FieldSpec *f, json_t *v, ProtoRequest *req, char *
                         snprintf(err, err_size, "out of memory");
                         return -ENOMEM;
                 }
-                json_array_foreach (v, i, e) {
+                json_array_foreach(v, i, e)
+                {
                         if (!json_is_string(e) || json_string_length(e) > f->max ||
                             !string_is_clean(json_string_value(e), json_string_length(e))) {
                                 snprintf(err, err_size,
@@ -280,7 +287,8 @@ int proto_decode_request(ProtoChannel channel, json_t *msg, ProtoRequest *ret, c
         req.type = spec->type;
 
         /* every field present must be known, and be well-formed */
-        json_object_foreach (msg, key, v) {
+        json_object_foreach(msg, key, v)
+        {
                 const FieldSpec *f = NULL;
 
                 if (streq(key, "type"))
@@ -306,8 +314,8 @@ int proto_decode_request(ProtoChannel channel, json_t *msg, ProtoRequest *ret, c
         }
         for (const FieldSpec *f = spec->fields; f->name; f++)
                 if (f->required && !json_object_get(msg, f->name)) {
-                        snprintf(err, err_size, "a '%s' request needs the field '%s'",
-                                 spec->name, f->name);
+                        snprintf(err, err_size, "a '%s' request needs the field '%s'", spec->name,
+                                 f->name);
                         proto_request_done(&req);
                         return -EBADMSG;
                 }

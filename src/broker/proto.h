@@ -32,21 +32,21 @@
 
 /* The channel a connection arrived on; decides which requests exist at all. */
 typedef enum {
-        PROTO_CHANNEL_ADMIN = 0,  /* admin socket: humans outside any sandbox */
-        PROTO_CHANNEL_SESSION,    /* a session socket: the agent of that session */
-        PROTO_CHANNEL_HOLDER,     /* an admin connection that opened a session and now only holds it */
+        PROTO_CHANNEL_ADMIN = 0, /* admin socket: humans outside any sandbox */
+        PROTO_CHANNEL_SESSION,   /* a session socket: the agent of that session */
+        PROTO_CHANNEL_HOLDER, /* an admin connection that opened a session and now only holds it */
         _PROTO_CHANNEL_MAX,
 } ProtoChannel;
 
 typedef enum {
         PROTO_REQ_INVALID = 0,
-        PROTO_REQ_OPEN_SESSION, /* admin: {agent, workspace, profile} */
-        PROTO_REQ_LIST,         /* admin: {all} */
-        PROTO_REQ_SHOW,         /* admin, session (own requests): {id} */
-        PROTO_REQ_APPROVE,      /* admin: {id, digest, why?} */
-        PROTO_REQ_DENY,         /* admin: {id, why} */
-        PROTO_REQ_WAIT,         /* admin, session (own requests): {id, wait_ms} */
-        PROTO_REQ_EXEC,         /* admin (as the calling human), session (as the agent) */
+        PROTO_REQ_OPEN_SESSION,  /* admin: {agent, workspace, profile} */
+        PROTO_REQ_LIST,          /* admin: {all} */
+        PROTO_REQ_SHOW,          /* admin, session (own requests): {id} */
+        PROTO_REQ_APPROVE,       /* admin: {id, digest, why?} */
+        PROTO_REQ_DENY,          /* admin: {id, why} */
+        PROTO_REQ_WAIT,          /* admin, session (own requests): {id, wait_ms} */
+        PROTO_REQ_EXEC,          /* admin (as the calling human), session (as the agent) */
         PROTO_REQ_CLOSE_SESSION, /* holder: {} — ends the session this connection opened */
         _PROTO_REQ_MAX,
 } ProtoRequestType;
@@ -115,4 +115,3 @@ int proto_write_error(int fd, const char *code, const char *message);
 char *proto_base64_encode(const void *buf, size_t len);
 /* Decodes base64; returns 0 and a new buffer (*ret, *ret_len) or -EBADMSG / -ENOMEM. */
 int proto_base64_decode(const char *s, uint8_t **ret, size_t *ret_len);
-

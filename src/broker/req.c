@@ -7,10 +7,10 @@
 #include "common/util.h"
 
 static const char *const state_names[_REQ_STATE_MAX] = {
-        [REQ_PENDING] = "pending",         [REQ_APPROVED] = "approved",
-        [REQ_EXECUTING] = "executing",     [REQ_SUCCEEDED] = "succeeded",
-        [REQ_FAILED] = "failed",           [REQ_DENIED] = "denied",
-        [REQ_EXPIRED] = "expired",         [REQ_INTERRUPTED] = "interrupted",
+        [REQ_PENDING] = "pending",     [REQ_APPROVED] = "approved",
+        [REQ_EXECUTING] = "executing", [REQ_SUCCEEDED] = "succeeded",
+        [REQ_FAILED] = "failed",       [REQ_DENIED] = "denied",
+        [REQ_EXPIRED] = "expired",     [REQ_INTERRUPTED] = "interrupted",
 };
 
 const char *req_state_to_string(ReqState s)
@@ -128,17 +128,17 @@ json_t *req_to_json(const Req *r)
                 return NULL;
         for (size_t i = 0; i < r->n_verdicts; i++)
                 json_array_append_new(v, json_pack("{s:s, s:I, s:s, s:s?, s:I}", "verdict",
-                                                   r->verdicts[i].deny ? "deny" : "approve",
-                                                   "uid", (json_int_t)r->verdicts[i].uid, "user",
+                                                   r->verdicts[i].deny ? "deny" : "approve", "uid",
+                                                   (json_int_t)r->verdicts[i].uid, "user",
                                                    r->verdicts[i].user, "why", r->verdicts[i].why,
                                                    "at_usec", (json_int_t)r->verdicts[i].at_usec));
         if (r->session_id)
                 who = json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:I, s:I}", "kind", "agent",
                                 "session", (json_int_t)r->session_id, "agent", r->agent,
-                                "started_by_uid", (json_int_t)r->session_starter_uid,
-                                "started_by", r->session_starter, "workspace",
-                                r->session_workspace, "profile", r->session_profile,
-                                "started_usec", (json_int_t)r->session_started_usec, "pid",
+                                "started_by_uid", (json_int_t)r->session_starter_uid, "started_by",
+                                r->session_starter, "workspace", r->session_workspace, "profile",
+                                r->session_profile, "started_usec",
+                                (json_int_t)r->session_started_usec, "pid",
                                 (json_int_t)r->requester_pid);
         else
                 who = json_pack("{s:s, s:I, s:s, s:I}", "kind", "human", "uid",
@@ -146,10 +146,10 @@ json_t *req_to_json(const Req *r)
                                 (json_int_t)r->requester_pid);
         j = json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:s, s:s?, s:s, s:s?, s:{s:s, s:i, s:s?}, "
                       "s:o, s:I, s:I, s:I, s:s, s:s, s:s?}",
-                      "id", (json_int_t)r->id, "state", req_state_to_string(r->state),
-                      "requester", who, "argv", strv_to_json(r->argv), "command",
-                      strv_to_json(r->command), "env", strv_to_json(r->env), "cwd", r->cwd,
-                      "host", r->host, "run_as", r->run_as, "why", r->why, "decision", "action",
+                      "id", (json_int_t)r->id, "state", req_state_to_string(r->state), "requester",
+                      who, "argv", strv_to_json(r->argv), "command", strv_to_json(r->command),
+                      "env", strv_to_json(r->env), "cwd", r->cwd, "host", r->host, "run_as",
+                      r->run_as, "why", r->why, "decision", "action",
                       policy_action_to_string(r->action), "approvers", (int)r->approvers_needed,
                       "reason", r->reason, "verdicts", v, "created_usec",
                       (json_int_t)r->created_usec, "expires_usec", (json_int_t)r->expires_usec,

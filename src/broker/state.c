@@ -80,7 +80,8 @@ int state_open(const char *state_dir, State **ret, char *err, size_t err_size)
         if (!s)
                 return -ENOMEM;
         rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
         if (rc != SQLITE_OK) {
                 snprintf(err, err_size, "cannot open %s: %s", path,
                          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -159,7 +160,8 @@ static char **text_to_strv(const char *t)
                 json_decref(a);
                 return NULL;
         }
-        json_array_foreach (a, i, e) {
+        json_array_foreach(a, i, e)
+        {
                 if (!json_is_string(e) || strv_extend(&l, json_string_value(e)) < 0) {
                         json_decref(a);
                         return NULL;
@@ -420,8 +422,8 @@ int state_load_request(State *s, uint64_t id, Req **ret)
         r->truncated = sqlite3_column_int(st, 28) != 0;
         sqlite3_finalize(st);
         if (!r->argv || !r->command || !r->env || !r->cwd || !r->run_as || !r->requester_name ||
-            (r->session_id && (!r->agent || !r->session_workspace || !r->session_profile ||
-                               !r->session_starter))) {
+            (r->session_id &&
+             (!r->agent || !r->session_workspace || !r->session_profile || !r->session_starter))) {
                 req_unref(r);
                 return -ENOMEM;
         }

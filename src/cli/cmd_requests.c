@@ -670,8 +670,10 @@ static int cmd_requests(int argc, char **argv)
 
 static int fetch(const ClientOpts *o, bool session_ok, uint64_t id, json_t **ret)
 {
-        return call(o, session_ok, json_pack("{s:s, s:I}", "type", "show", "id", (json_int_t)id),
-                    ret);
+        _cleanup_(json_decrefp) json_t *req =
+                json_pack("{s:s, s:I}", "type", "show", "id", (json_int_t)id);
+
+        return call(o, session_ok, req, ret);
 }
 
 static int cmd_show(int argc, char **argv)
