@@ -61,9 +61,16 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
                 sbx_fail(err, 71, -errno, "cannot enter the workspace %s: %m", p->binds[0].path);
                 die(errfd, err);
         }
-        if (sbx_landlock_apply(p, err) < 0 || sbx_seccomp_apply(p, err) < 0 ||
-            sbx_selfcheck(p, err) < 0)
+        sbx_timing("agent: forked");
+        if (sbx_landlock_apply(p, err) < 0)
                 die(errfd, err);
+        sbx_timing("agent: landlock");
+        if (sbx_seccomp_apply(p, err) < 0)
+                die(errfd, err);
+        sbx_timing("agent: seccomp");
+        if (sbx_selfcheck(p, err) < 0)
+                die(errfd, err);
+        sbx_timing("agent: ready to exec");
         execvpe(c->argv[0], c->argv, p->envp);
         sbx_fail(err, errno == ENOENT ? 127 : 126, -errno, "cannot execute %s: %m", c->argv[0]);
         die(errfd, err);
@@ -107,8 +114,10 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
                 sbx_fail(&err, 71, -errno, "cannot create the cgroup namespace: %m");
                 die(errfd, &err);
         }
+        sbx_timing("child: go");
         if (sbx_setup_mounts(p, &err) < 0)
                 die(errfd, &err);
+        sbx_timing("child: mounts");
         if (p->cfg->net == SBX_NET_NONE && sbx_loopback_up(&err) < 0)
                 die(errfd, &err);
         for (size_t i = 0; i < p->n_binds; i++)
@@ -128,6 +137,7 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
                 if (s != SIGKILL && s != SIGSTOP)
                         signal(s, noop_handler);
 
+        sbx_timing("child: privileges dropped");
         agent = fork();
         if (agent < 0) {
                 sbx_fail(&err, 71, -errno, "cannot start the agent: %m");

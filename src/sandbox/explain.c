@@ -33,8 +33,9 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
         }
         fprintf(f, "airlock run: how '%s' would be confined (agent %s)\n\n", c->argv[0], c->agent);
         if (p.privileged)
-                fprintf(f, "identity    runs as system user %s (uid %u), never as root; host uids "
-                           "other than its own appear as nobody\n",
+                fprintf(f,
+                        "identity    runs as system user %s (uid %u), never as root; host uids "
+                        "other than its own appear as nobody\n",
                         c->agent_user ? c->agent_user : AIRLOCK_AGENT_USER, (unsigned)p.uid);
         else
                 fprintf(f, "identity    keeps your uid %u, in its own user namespace\n",
@@ -54,9 +55,11 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
         for (size_t i = 0; i < p.n_masks && i < 8; i++)
                 fprintf(f, " %s", p.masks[i].path);
         fprintf(f, "%s\n", p.n_masks > 8 ? " ..." : "");
-        fprintf(f, "protected   %zu workspace file(s) read-only (e.g. .git/hooks, shell rc files); "
-                   "missing ones get an empty read-only placeholder for the session\n",
-                strv_length(p.protect));
+        fprintf(f,
+                "protected   %zu existing workspace file(s) read-only (.git/hooks, shell rc "
+                "files, ...); %zu protected name(s) absent: if the agent creates one, airlock "
+                "warns at the end\n",
+                strv_length(p.protect), strv_length(p.protect_missing));
         if (c->net == SBX_NET_HOST) {
                 fprintf(f, "network     host network; TCP connect only to port(s)");
                 for (size_t i = 0; i < c->n_ports; i++)
@@ -66,8 +69,9 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
         } else
                 fprintf(f, "network     none: own network namespace with loopback only\n");
         if (p.landlock.abi > 0)
-                fprintf(f, "landlock    ABI %d: read+execute everywhere, write only the "
-                           "workspace, --rw paths and /tmp%s%s\n",
+                fprintf(f,
+                        "landlock    ABI %d: read+execute everywhere, write only the "
+                        "workspace, --rw paths and /tmp%s%s\n",
                         p.landlock.abi, p.landlock.net_handled ? "; TCP ports" : "",
                         p.landlock.scoped ? "; no abstract unix sockets or signals outside" : "");
         else
@@ -80,21 +84,25 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
                    "no_new_privs, core dumps off\n");
         human_size(p.cgroup.memory_max, mem, sizeof mem);
         if (p.cgroup.v1_pids)
-                fprintf(f, "limits      cgroup v1 pids.max %ju, memory %s (the v2 tree here has "
-                           "no controllers); also RLIMIT_NPROC\n",
+                fprintf(f,
+                        "limits      cgroup v1 pids.max %ju, memory %s (the v2 tree here has "
+                        "no controllers); also RLIMIT_NPROC\n",
                         (uintmax_t)p.cgroup.pids_max, mem);
         else
-                fprintf(f, "limits      RLIMIT_NPROC %ju in the user namespace, RLIMIT_AS %s per "
-                           "process (no cgroup)\n",
+                fprintf(f,
+                        "limits      RLIMIT_NPROC %ju in the user namespace, RLIMIT_AS %s per "
+                        "process (no cgroup)\n",
                         (uintmax_t)p.cgroup.pids_max, mem);
-        fprintf(f, "terminal    its own pty when you are on a terminal, never yours; fds above 2 "
-                   "closed; environment reduced to PATH HOME TERM LANG LC_* TZ%s\n",
+        fprintf(f,
+                "terminal    its own pty when you are on a terminal, never yours; fds above 2 "
+                "closed; environment reduced to PATH HOME TERM LANG LC_* TZ%s\n",
                 c->env_allow && c->env_allow[0] ? " + profile's" : "");
         fprintf(f, "lifetime    everything it starts ends with the session\n");
         STRV_FOREACH (w, p.weaker)
                 fprintf(f, "WEAKER      %s\n", *w);
-        fprintf(f, "not covered reading what is not a listed secret (it is a diagnosis tool); "
-                   "CPU and disk I/O are not limited; %s\n",
+        fprintf(f,
+                "not covered reading what is not a listed secret (it is a diagnosis tool); "
+                "CPU and disk I/O are not limited; %s\n",
                 c->net == SBX_NET_HOST
                         ? "in host mode, TCP services on allowed ports of this host and others "
                           "are reachable"

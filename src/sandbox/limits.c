@@ -94,8 +94,8 @@ int sbx_cgroup_prepare(SbxPlan *p, SbxError *err)
         snprintf(v, sizeof v, "%ju", (uintmax_t)cg->memory_max);
         r = write_string(cg->memory_dir, "memory.limit_in_bytes", v);
         if (r < 0)
-                return sbx_fail(err, 71, r, "cannot set the memory limit in %s: %s",
-                                cg->memory_dir, strerror(-r));
+                return sbx_fail(err, 71, r, "cannot set the memory limit in %s: %s", cg->memory_dir,
+                                strerror(-r));
         /* Swap counts too where swap accounting exists (no escape into swap). */
         (void)write_string(cg->memory_dir, "memory.memsw.limit_in_bytes", v);
         cg->v1_memory = true;
@@ -187,11 +187,9 @@ int sbx_drop_privileges(const SbxPlan *p, SbxError *err)
         struct rlimit nproc = { p->cgroup.pids_max, p->cgroup.pids_max };
         int last = last_cap();
 
-        if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
-                                             SECBIT_NO_SETUID_FIXUP |
+        if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                                              SECBIT_NO_SETUID_FIXUP_LOCKED |
-                                             SECBIT_KEEP_CAPS_LOCKED |
-                                             SECBIT_NO_CAP_AMBIENT_RAISE |
+                                             SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
                                              SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) < 0)
                 return sbx_fail(err, 71, -errno, "cannot lock the securebits: %m");
         for (int c = 0; c <= last; c++)

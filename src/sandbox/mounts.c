@@ -137,8 +137,8 @@ static int canonical_path(const char *path, const char *what, char **ret, SbxErr
 static int check_writable_path(const char *path, const char *what, SbxError *err)
 {
         static const char *const refused[] = {
-                "/",    "/etc", "/usr", "/bin", "/sbin", "/lib",     "/lib32",  "/lib64",
-                "/boot", "/var", "/var/lib", "/opt", "/srv", "/home", "/root", "/mnt", "/media",
+                "/",    "/etc",     "/usr", "/bin", "/sbin", "/lib",  "/lib32", "/lib64", "/boot",
+                "/var", "/var/lib", "/opt", "/srv", "/home", "/root", "/mnt",   "/media",
         };
         struct passwd *pw;
 
@@ -297,7 +297,7 @@ static int prepare_idmapped(SbxPlan *p, SbxBind *b, SbxError *err)
                 return sbx_fail(err, 71, -errno,
                                 "cannot make %s writable for the agent (idmapped mount): %m — "
                                 "the filesystem must support idmapped mounts (ext4, xfs, btrfs, "
-                                "tmpfs do), or chown the workspace to " AIRLOCK_AGENT_USER_HINT,
+                                "tmpfs do), or chown it to the agent user",
                                 b->path);
         b->mount_fd = TAKE_FD(mnt);
         return 0;
@@ -406,8 +406,8 @@ static int walk_cb(const char *fpath, const struct stat *sb, int type, struct FT
 {
         if (++walk.nodes > MAX_WALK_NODES) {
                 walk.r = sbx_fail(walk.err, 71, -E2BIG,
-                                  "secret glob %s covers more than %d files — narrow it",
-                                  walk.glob, MAX_WALK_NODES);
+                                  "secret glob %s covers more than %d files — narrow it", walk.glob,
+                                  MAX_WALK_NODES);
                 return 1;
         }
         /*
@@ -444,7 +444,7 @@ static int expand_one(SbxPlan *p, const char *g, SbxError *err)
                 while (n > 1 && prefix[n - 1] == '/')
                         prefix[--n] = '\0';
                 if (streq(star2, "**") && g[(size_t)(star2 - g) - 1] == '/') {
-                        /* "DIR/**": masking DIR hides everything beneath it. */
+                        /* "DIR/ **" (no space): masking DIR hides everything beneath it. */
                         gr = glob(prefix, GLOB_BRACE | GLOB_NOSORT | GLOB_ONLYDIR, NULL, &gl);
                         if (gr == 0)
                                 for (size_t i = 0; i < gl.gl_pathc && r >= 0; i++)
@@ -452,7 +452,7 @@ static int expand_one(SbxPlan *p, const char *g, SbxError *err)
                         globfree(&gl);
                         return r;
                 }
-                /* "DIR/**‍/NAME": walk DIR (physically: no symlink is followed). */
+                /* "DIR/ ** /NAME" (no spaces): walk DIR physically (no symlink followed). */
                 if (strpbrk(prefix, "*?[{"))
                         return sbx_fail(err, 65, -EINVAL,
                                         "secret glob '%s': wildcards before '**' are not "
@@ -520,35 +520,20 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 
 /* ---- protected workspace files --------------------------------------------------------- */
 
-static int mkdir_parents_as(const char *path, uid_t uid, gid_t gid, mode_t mode)
-{
-        _cleanup_free_ char *copy = strdup(path);
-
-        if (!copy)
-                return -ENOMEM;
-        for (char *s = copy + 1; (s = strchr(s, '/')); s++) {
-                *s = '\0';
-                if (mkdir(copy, mode) == 0) {
-                        if (lchown(copy, uid, gid) < 0)
-                                return -errno;
-                } else if (errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        return 0;
-}
-
 /*
  * Inside the workspace, files the human later executes or that tools load
- * automatically stay read-only. Existing matches are bound read-only over
- * themselves. A literal entry that does not exist would let the agent create
- * it (git init + .git/hooks/..., a new .envrc), and nothing can be mounted
- * on a name that does not exist; so, when create is set, airlock creates an
- * empty placeholder (owned by the workspace's owner), mounts it read-only,
- * and removes it again after the session if it is still empty. Wildcard
- * entries protect what exists at launch only (documented in airlock(1)).
+ * automatically (.git/hooks, .envrc, shell rc files, agent configs) stay
+ * read-only: each existing match is bound read-only over itself.
+ *
+ * A name that does not exist cannot be mounted over, and creating
+ * placeholders in the human's workspace on every launch would litter it
+ * (an empty .mcp.json or .git/config breaks tools) and cost milliseconds of
+ * journaled writes. So a missing literal entry is remembered, and if the
+ * agent created it during the session, airlock says so loudly at the end
+ * (sbx_report_protect_created). Wildcard entries protect what exists at
+ * launch. Both limits are documented in airlock(1).
  */
-int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
+int sbx_prepare_protect(SbxPlan *p, SbxError *err)
 {
         const char *ws = p->binds[0].path;
         struct stat wst;
@@ -570,54 +555,28 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                 if (asprintf(&full, "%s/%s", streq(ws, "/") ? "" : ws, *g) < 0)
                         return -ENOMEM;
                 len = strlen(full);
-                /* "DIR/**" protects DIR itself. */
-                bool dir_hint = false;
+                /* A trailing slash-star-star protects the directory itself. */
                 if (len > 3 && streq(full + len - 3, "/**")) {
                         full[len - 3] = '\0';
-                        dir_hint = true;
                         literal = !strpbrk(full + strlen(ws), "*?[{");
-                } else if (len > 1 && full[len - 1] == '/') {
+                } else if (len > 1 && full[len - 1] == '/')
                         full[len - 1] = '\0';
-                        dir_hint = true;
+                if (literal) {
+                        /* No wildcard: one lstat; a missing name is remembered. */
+                        struct stat st;
+
+                        if (lstat(full, &st) < 0) {
+                                if (errno == ENOENT && strv_extend(&p->protect_missing, full) < 0)
+                                        return -ENOMEM;
+                                continue;
+                        }
+                        _cleanup_free_ char *real = realpath(full, NULL);
+                        if (real && path_startswith(real, ws) && !streq(real, ws) &&
+                            !strv_contains(p->protect, real) && strv_extend(&p->protect, real) < 0)
+                                return -ENOMEM;
+                        continue;
                 }
                 gr = glob(full, GLOB_BRACE | GLOB_NOSORT | GLOB_PERIOD, NULL, &gl);
-                if (gr == GLOB_NOMATCH && literal && create) {
-                        struct stat st;
-                        int r = mkdir_parents_as(full, wst.st_uid, wst.st_gid, 0755);
-
-                        if (r < 0) {
-                                globfree(&gl);
-                                return sbx_fail(err, 71, r,
-                                                "cannot create a placeholder for protected %s: "
-                                                "%s",
-                                                full, strerror(-r));
-                        }
-                        if (lstat(full, &st) < 0) {
-                                if (dir_hint)
-                                        r = mkdir(full, 0755) < 0 ? -errno : 0;
-                                else {
-                                        int fd = open(full,
-                                                      O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC |
-                                                              O_NOFOLLOW,
-                                                      0644);
-                                        r = fd < 0 ? -errno : 0;
-                                        safe_close(fd);
-                                }
-                                if (r == 0 && lchown(full, wst.st_uid, wst.st_gid) < 0)
-                                        r = -errno;
-                                if (r < 0) {
-                                        globfree(&gl);
-                                        return sbx_fail(err, 71, r,
-                                                        "cannot create a placeholder for "
-                                                        "protected %s: %s",
-                                                        full, strerror(-r));
-                                }
-                                if (strv_extend(&p->protect_new, full) < 0)
-                                        return -ENOMEM;
-                        }
-                        globfree(&gl);
-                        gr = glob(full, GLOB_NOSORT, NULL, &gl);
-                }
                 if (gr == 0)
                         for (size_t i = 0; i < gl.gl_pathc; i++) {
                                 _cleanup_free_ char *real = realpath(gl.gl_pathv[i], NULL);
@@ -782,8 +741,8 @@ static int setup_dev(int rootfd, SbxError *err)
         static const struct {
                 const char *name, *target;
         } links[] = {
-                { "ptmx", "pts/ptmx" },       { "fd", "/proc/self/fd" },
-                { "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" },
+                { "ptmx", "pts/ptmx" },          { "fd", "/proc/self/fd" },
+                { "stdin", "/proc/self/fd/0" },  { "stdout", "/proc/self/fd/1" },
                 { "stderr", "/proc/self/fd/2" },
         };
         _cleanup_close_ int devfd = -EBADF;
@@ -813,11 +772,12 @@ static int setup_dev(int rootfd, SbxError *err)
         r = mount_tmpfs(rootfd, "/dev/shm", "1777", err);
         if (r < 0)
                 return r;
-        /* Nothing may be added to /dev: the tmpfs becomes read-only (the binds keep their flags). */
+        /* Nothing may be added to /dev: the tmpfs becomes read-only (the binds keep their flags).
+         */
         snprintf(path, sizeof path, "/proc/self/fd/%d", devfd);
         {
-                _cleanup_close_ int d2 = openat2_nofollow(rootfd, "dev", O_PATH | O_DIRECTORY,
-                                                          RESOLVE_BENEATH);
+                _cleanup_close_ int d2 =
+                        openat2_nofollow(rootfd, "dev", O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
                 struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
                                                     MOUNT_ATTR_NOEXEC };
                 if (d2 < 0 || mount_setattr(d2, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
@@ -883,8 +843,7 @@ static int apply_mask(int rootfd, int source, const SbxMask *m, SbxError *err)
                                 m->path);
         if (move_mount(clone, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) <
             0)
-                return MNT_FAIL(err, "secret %s cannot be masked: %m — refusing to start",
-                                m->path);
+                return MNT_FAIL(err, "secret %s cannot be masked: %m — refusing to start", m->path);
         return 0;
 }
 
@@ -923,16 +882,15 @@ static int bind_path(int rootfd, const SbxBind *b, SbxError *err)
 static int protect_path(int rootfd, const char *path, SbxError *err)
 {
         _cleanup_close_ int target = -EBADF, mnt = -EBADF;
-        struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                            MOUNT_ATTR_NODEV,
+        struct mount_attr a = { .attr_set =
+                                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                                 .propagation = MS_PRIVATE };
 
         target = openat2_nofollow(rootfd, path + 1, O_PATH, RESOLVE_BENEATH);
         if (target == -ENOENT)
                 return 0;
         if (target < 0)
-                return sbx_fail(err, 71, target, "cannot protect %s: %s", path,
-                                strerror(-target));
+                return sbx_fail(err, 71, target, "cannot protect %s: %s", path, strerror(-target));
         mnt = open_tree(target, "",
                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
         if (mnt < 0 || mount_setattr(mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
@@ -1036,8 +994,8 @@ static int bind_session_socket(int rootfd, const char *host_path, SbxError *err)
 int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
 {
         _cleanup_close_ int tree = -EBADF, rootfd = -EBADF, masks = -EBADF;
-        struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                             MOUNT_ATTR_NODEV,
+        struct mount_attr ro = { .attr_set =
+                                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                                  .propagation = MS_PRIVATE };
         char path[64];
         int r;
@@ -1059,8 +1017,8 @@ int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
 
         /* Fresh /proc of our pid namespace: no other process of the host is visible. */
         {
-                _cleanup_close_ int t = openat2_nofollow(rootfd, "proc", O_PATH | O_DIRECTORY,
-                                                         RESOLVE_BENEATH);
+                _cleanup_close_ int t =
+                        openat2_nofollow(rootfd, "proc", O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
                 if (t < 0)
                         return sbx_fail(err, 71, t, "cannot open /proc inside");
                 snprintf(path, sizeof path, "/proc/self/fd/%d", t);

@@ -119,7 +119,7 @@ static bool pump(int in, int out)
  */
 int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status)
 {
-        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+        static const int forwarded[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1,
                                          SIGUSR2, SIGALRM, SIGCONT, SIGPIPE };
         _cleanup_close_ int sfd = -EBADF;
         int master = p->pty_master, out = tty_out_fd();

@@ -11,7 +11,7 @@
 
 /* A path bound into the sandbox at the same place (workspace, --rw, --ro). */
 typedef struct {
-        char *path;    /* canonical absolute host path (no symlink on the way) */
+        char *path; /* canonical absolute host path (no symlink on the way) */
         bool writable;
         bool is_dir;
         bool idmapped; /* root mode: files of the owner appear as the agent's */
@@ -50,10 +50,11 @@ typedef struct {
         size_t n_binds;
         SbxMask *masks;
         size_t n_masks;
-        char **protect;      /* canonical paths inside the workspace kept read-only */
-        char **protect_new;  /* placeholders airlock created (reported to the human) */
-        char *resolv_conf;   /* SBX_NET_HOST: the sandbox's resolv.conf text */
-        char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run) */
+        char **protect;         /* canonical paths inside the workspace kept read-only */
+        char **protect_missing; /* literal protected names absent at launch (checked at the end) */
+        char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
+        char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run)
+                              */
         char **envp;
         SbxLandlock landlock;
         SbxCgroup cgroup;
@@ -73,7 +74,7 @@ void sbx_plan_done(SbxPlan *p);
 /* mounts.c */
 int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
-int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err);
+int sbx_prepare_protect(SbxPlan *p, SbxError *err);
 int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);
 int sbx_setup_mounts(const SbxPlan *p, SbxError *err); /* in the child, with caps in the userns */
 int sbx_loopback_up(SbxError *err);
@@ -112,3 +113,6 @@ extern ino_t sbx_mask_file_ino, sbx_mask_dir_ino;
 
 /* Writes err->message to the error pipe (child side). */
 void sbx_report(int fd, const SbxError *err);
+
+/* AIRLOCK_DEBUG_TIMING=1: phase timestamps on stderr, for tuning the launch time. */
+void sbx_timing(const char *phase);

@@ -24,6 +24,24 @@
 #include "config.h"
 #include "sandbox/sandbox-internal.h"
 
+void sbx_timing(const char *phase)
+{
+        static int enabled = -1;
+        static uint64_t t0;
+        uint64_t now;
+
+        if (enabled < 0) {
+                const char *e = getenv("AIRLOCK_DEBUG_TIMING");
+                enabled = e && streq(e, "1");
+                t0 = now_monotonic_usec();
+        }
+        if (!enabled)
+                return;
+        now = now_monotonic_usec();
+        fprintf(stderr, "airlock: timing: %6.3f ms %s (pid %d)\n", (double)(now - t0) / 1000.0,
+                phase, (int)getpid());
+}
+
 int sbx_fail(SbxError *err, int exit_code, int r, const char *fmt, ...)
 {
         int saved = errno;
@@ -82,16 +100,22 @@ static int ensure_agent_user(SbxPlan *p, bool create, SbxError *err)
         struct passwd *pw = getpwnam(name);
 
         if (!pw && create) {
-                char *const argv[] = { (char *)"/usr/sbin/useradd", (char *)"--system",
-                                       (char *)"--no-create-home", (char *)"--home-dir",
-                                       (char *)"/nonexistent", (char *)"--shell",
-                                       (char *)"/usr/sbin/nologin", (char *)"--user-group",
-                                       (char *)name, NULL };
+                char *const argv[] = { (char *)"/usr/sbin/useradd",
+                                       (char *)"--system",
+                                       (char *)"--no-create-home",
+                                       (char *)"--home-dir",
+                                       (char *)"/nonexistent",
+                                       (char *)"--shell",
+                                       (char *)"/usr/sbin/nologin",
+                                       (char *)"--user-group",
+                                       (char *)name,
+                                       NULL };
                 char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
                 int st;
                 pid_t pid;
 
-                fprintf(stderr, "airlock: run: creating system user '%s' for the agent (first run)\n",
+                fprintf(stderr,
+                        "airlock: run: creating system user '%s' for the agent (first run)\n",
                         name);
                 pid = fork();
                 if (pid < 0)
@@ -198,6 +222,7 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                                 "this kernel has no user namespaces (CONFIG_USER_NS) — airlock run "
                                 "needs them");
         p->privileged = geteuid() == 0;
+        sbx_timing("start");
         if (p->privileged) {
                 r = ensure_agent_user(p, !for_explain, err);
                 if (r < 0)
@@ -218,8 +243,9 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         r = sbx_landlock_probe(p, err);
         if (r < 0)
                 return r;
-        if (for_explain && p->privileged && !getpwnam(c->agent_user ? c->agent_user
-                                                                    : AIRLOCK_AGENT_USER)) {
+        sbx_timing("user+landlock");
+        if (for_explain && p->privileged &&
+            !getpwnam(c->agent_user ? c->agent_user : AIRLOCK_AGENT_USER)) {
                 /* Nothing to idmap against yet; describe the binds without preparing them. */
                 p->privileged = false;
                 r = sbx_prepare_binds(p, err);
@@ -228,10 +254,12 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                 r = sbx_prepare_binds(p, err);
         if (r < 0)
                 return r;
+        sbx_timing("binds");
         r = sbx_expand_secrets(p, err);
         if (r < 0)
                 return r;
-        r = sbx_prepare_protect(p, !for_explain, err);
+        sbx_timing("secrets");
+        r = sbx_prepare_protect(p, err);
         if (r < 0)
                 return r;
         if (c->net == SBX_NET_HOST) {
@@ -239,6 +267,7 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                 if (r < 0)
                         return r;
         }
+        sbx_timing("protect");
         r = build_env(p);
         if (r < 0)
                 return r;
@@ -259,33 +288,34 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         r = sbx_seccomp_prepare(p, err);
         if (r < 0)
                 return r;
+        sbx_timing("seccomp");
         r = sbx_pty_open(p, err);
         if (r < 0)
                 return r;
         return sbx_cgroup_prepare(p, err);
 }
 
-/* Removes the placeholders airlock created for missing protected files, if still empty. */
-static void remove_placeholders(SbxPlan *p)
+/*
+ * A protected name that did not exist at launch could not be made
+ * read-only; if the agent created it, the human must know before running
+ * anything in the workspace.
+ */
+static void report_protect_created(const SbxPlan *p)
 {
-        size_t n = strv_length(p->protect_new);
-
-        for (size_t i = n; i > 0; i--) {
-                const char *path = p->protect_new[i - 1];
+        STRV_FOREACH (path, p->protect_missing) {
                 struct stat st;
-                if (lstat(path, &st) < 0)
-                        continue;
-                if (S_ISDIR(st.st_mode))
-                        (void)rmdir(path); /* only if empty */
-                else if (S_ISREG(st.st_mode) && st.st_size == 0)
-                        (void)unlink(path);
+                if (lstat(*path, &st) == 0)
+                        fprintf(stderr,
+                                "airlock: run: WARNING: the agent created %s, a protected name "
+                                "(it runs code or configures tools) — review it before using "
+                                "the workspace\n",
+                                *path);
         }
 }
 
 void sbx_plan_done(SbxPlan *p)
 {
         sbx_cgroup_cleanup(p);
-        remove_placeholders(p);
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
@@ -295,7 +325,7 @@ void sbx_plan_done(SbxPlan *p)
                 free(p->masks[i].path);
         free(p->masks);
         strv_free(p->protect);
-        strv_free(p->protect_new);
+        strv_free(p->protect_missing);
         strv_free(p->envp);
         strv_free(p->weaker);
         free(p->home);
@@ -349,8 +379,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         SbxPlan plan;
         sigset_t mask, old;
         int fds[2], r, status = 0;
-        unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-                              CLONE_NEWUTS | SIGCHLD;
+        unsigned long flags =
+                CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
         pid_t pid;
 
         r = sbx_plan_prepare(&plan, c, false, err);
@@ -380,6 +410,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                         sigaddset(&mask, s);
         sigprocmask(SIG_BLOCK, &mask, &old);
 
+        sbx_timing("cgroup+pipes");
         fflush(NULL);
         pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
         if (pid < 0) {
@@ -425,13 +456,16 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                         r = sbx_fail(err, 71, r, "cannot write the sandbox's uid/gid map: %s",
                                      strerror(-r));
         }
+        sbx_timing("maps");
         if (r >= 0)
                 r = sbx_cgroup_attach(&plan, pid, err);
+        sbx_timing("cgroup attach");
         if (r >= 0 && write(sync_w, "g", 1) != 1)
                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
         sync_w = safe_close(sync_w);
         if (r >= 0)
                 r = read_report(err_r, err);
+        sbx_timing("exec'd");
         if (r < 0) {
                 kill(pid, SIGKILL);
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -449,6 +483,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 goto finish;
         }
         *ret_exit_status = status;
+        report_protect_created(&plan);
+        sbx_timing("exited");
         r = 0;
         goto finish;
 

@@ -31,8 +31,8 @@ typedef enum {
         SBX_NET_HOST,     /* host network; TCP connect to ports only; no UDP/raw/packet */
 } SbxNetMode;
 
-#define SBX_DEFAULT_MEMORY_MAX (4ULL * 1024 * 1024 * 1024)
-#define SBX_DEFAULT_PIDS_MAX   1024
+#define SBX_DEFAULT_MEMORY_MAX  (4ULL * 1024 * 1024 * 1024)
+#define SBX_DEFAULT_PIDS_MAX    1024
 #define SBX_SESSION_SOCKET_PATH "/run/airlock/session.sock"
 
 /*
@@ -40,19 +40,19 @@ typedef enum {
  * and the policy. All pointers are borrowed for the duration of sbx_run().
  */
 typedef struct {
-        char *const *argv;          /* the command; argv[0] is looked up in PATH */
-        const char *agent;          /* agent name, exported as AIRLOCK_AGENT */
-        const char *session_id;     /* exported as AIRLOCK_SESSION_ID */
-        const char *workspace;      /* absolute; writable inside, the working directory */
-        char *const *ro;            /* extra read-only paths (the host is read-only anyway) */
-        char *const *rw;            /* extra writable paths */
+        char *const *argv;      /* the command; argv[0] is looked up in PATH */
+        const char *agent;      /* agent name, exported as AIRLOCK_AGENT */
+        const char *session_id; /* exported as AIRLOCK_SESSION_ID */
+        const char *workspace;  /* absolute; writable inside, the working directory */
+        char *const *ro;        /* extra read-only paths (the host is read-only anyway) */
+        char *const *rw;        /* extra writable paths */
         SbxNetMode net;
-        const uint16_t *ports;      /* TCP connect ports in SBX_NET_HOST */
+        const uint16_t *ports; /* TCP connect ports in SBX_NET_HOST */
         size_t n_ports;
-        char *const *env_allow;     /* extra variable names passed through (besides the base list) */
-        uint64_t memory_max;        /* bytes; 0 = SBX_DEFAULT_MEMORY_MAX */
-        uint64_t pids_max;          /* 0 = SBX_DEFAULT_PIDS_MAX */
-        char *const *secret_globs;  /* absolute globs, ~ already expanded */
+        char *const *env_allow;    /* extra variable names passed through (besides the base list) */
+        uint64_t memory_max;       /* bytes; 0 = SBX_DEFAULT_MEMORY_MAX */
+        uint64_t pids_max;         /* 0 = SBX_DEFAULT_PIDS_MAX */
+        char *const *secret_globs; /* absolute globs, ~ already expanded */
         char *const *protect_globs; /* workspace-relative globs kept read-only */
         bool allow_weaker;          /* run even if a Landlock layer or the cgroup is missing */
         const char *session_socket; /* host path of the session socket, or NULL */

@@ -46,15 +46,55 @@ static const int raw_denied[] = {
 };
 
 static const char *const denied[] = {
-        "mount", "umount", "umount2", "pivot_root", "chroot", "setns", "unshare",
-        "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp",
-        "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-        "kexec_load", "kexec_file_load", "reboot", "init_module", "finit_module",
-        "delete_module", "swapon", "swapoff", "clock_settime", "clock_adjtime",
-        "settimeofday", "adjtimex", "stime", "open_by_handle_at", "name_to_handle_at",
-        "syslog", "acct", "quotactl", "quotactl_fd", "lookup_dcookie", "vhangup",
-        "iopl", "ioperm", "uselib", "nfsservctl", "fanotify_init", "mknod", "mknodat",
-        "sethostname", "setdomainname", "pidfd_getfd",
+        "mount",
+        "umount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "setns",
+        "unshare",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "process_madvise",
+        "kcmp",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "kexec_load",
+        "kexec_file_load",
+        "reboot",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "swapon",
+        "swapoff",
+        "clock_settime",
+        "clock_adjtime",
+        "settimeofday",
+        "adjtimex",
+        "stime",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "syslog",
+        "acct",
+        "quotactl",
+        "quotactl_fd",
+        "lookup_dcookie",
+        "vhangup",
+        "iopl",
+        "ioperm",
+        "uselib",
+        "nfsservctl",
+        "fanotify_init",
+        "mknod",
+        "mknodat",
+        "sethostname",
+        "setdomainname",
+        "pidfd_getfd",
 };
 
 /* Mode bits that would let the agent plant a set-id file for the human (idmapped workspace). */
@@ -90,8 +130,8 @@ int sbx_seccomp_prepare(SbxPlan *p, SbxError *err)
          * clone with any namespace flag: libseccomp has no "any bit set"
          * comparison, so one rule per flag (flags & F == F).
          */
-        static const uint64_t ns_flags[] = { CLONE_NEWNS,  CLONE_NEWUSER,   CLONE_NEWPID,
-                                             CLONE_NEWNET, CLONE_NEWIPC,    CLONE_NEWUTS,
+        static const uint64_t ns_flags[] = { CLONE_NEWNS,     CLONE_NEWUSER, CLONE_NEWPID,
+                                             CLONE_NEWNET,    CLONE_NEWIPC,  CLONE_NEWUTS,
                                              CLONE_NEWCGROUP, CLONE_NEWTIME };
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(ns_flags); i++)
                 r = seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1,
@@ -105,20 +145,22 @@ int sbx_seccomp_prepare(SbxPlan *p, SbxError *err)
                 r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
                                      SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, TIOCLINUX));
 
-        /* personality: only the default (and the query 0xffffffff). */
+        /*
+         * personality: only the default. (libseccomp allows one comparison
+         * per argument, so the query value 0xffffffff is refused as well.)
+         */
         if (r >= 0)
-                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(personality), 2,
-                                     SCMP_A0_32(SCMP_CMP_NE, PER_LINUX),
-                                     SCMP_A0_32(SCMP_CMP_NE, 0xffffffffU));
+                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(personality), 1,
+                                     SCMP_A0_32(SCMP_CMP_NE, PER_LINUX));
 
         /* No set-id bits: chmod family and creating files or directories with them. */
         struct {
                 int nr;
                 unsigned arg;
         } mode_calls[] = {
-                { SCMP_SYS(chmod), 1 },  { SCMP_SYS(fchmod), 1 }, { SCMP_SYS(fchmodat), 2 },
-                { 452 /* fchmodat2 */, 2 }, { SCMP_SYS(creat), 1 }, { SCMP_SYS(open), 2 },
-                { SCMP_SYS(openat), 3 }, { SCMP_SYS(mkdir), 1 },  { SCMP_SYS(mkdirat), 2 },
+                { SCMP_SYS(chmod), 1 },     { SCMP_SYS(fchmod), 1 }, { SCMP_SYS(fchmodat), 2 },
+                { 452 /* fchmodat2 */, 2 }, { SCMP_SYS(creat), 1 },  { SCMP_SYS(open), 2 },
+                { SCMP_SYS(openat), 3 },    { SCMP_SYS(mkdir), 1 },  { SCMP_SYS(mkdirat), 2 },
         };
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(mode_calls); i++) {
                 static const uint32_t bits[] = { S_ISUID, S_ISGID };
@@ -160,19 +202,17 @@ int sbx_seccomp_prepare(SbxPlan *p, SbxError *err)
                  * argument carries SOCK_CLOEXEC/NONBLOCK: compare its low bits.
                  */
                 static const int families[] = { AF_INET, AF_INET6 };
-                static const uint32_t types[] = { SOCK_DGRAM, SOCK_RAW, SOCK_RDM, SOCK_SEQPACKET,
-                                                  SOCK_DCCP, SOCK_PACKET };
+                static const uint32_t types[] = { SOCK_DGRAM,     SOCK_RAW,  SOCK_RDM,
+                                                  SOCK_SEQPACKET, SOCK_DCCP, SOCK_PACKET };
                 for (size_t i = 0; r >= 0 && i < ELEMENTSOF(families); i++) {
                         for (size_t t = 0; r >= 0 && t < ELEMENTSOF(types); t++)
-                                r = seccomp_rule_add(
-                                        ctx, eperm, SCMP_SYS(socket), 2,
-                                        SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]),
-                                        SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, types[t]));
+                                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 2,
+                                                     SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]),
+                                                     SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, types[t]));
                         if (r >= 0) /* protocols beyond IPPROTO_TCP (6): SCTP, MPTCP, ... */
-                                r = seccomp_rule_add(
-                                        ctx, eperm, SCMP_SYS(socket), 2,
-                                        SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]),
-                                        SCMP_A2_32(SCMP_CMP_GT, IPPROTO_TCP));
+                                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 2,
+                                                     SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]),
+                                                     SCMP_A2_32(SCMP_CMP_GT, IPPROTO_TCP));
                 }
                 /* AF_NETLINK stays: ip and ss need it, and it cannot reach another host. */
                 if (r >= 0)

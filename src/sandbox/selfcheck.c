@@ -62,10 +62,10 @@ int sbx_selfcheck(const SbxPlan *p, SbxError *err)
         uid_t host;
         int r, fd;
 
-#define CHECK(cond, ...)                                                                           \
-        do {                                                                                       \
-                if (!(cond))                                                                       \
-                        return sbx_fail(err, 71, -EPERM, "self-check failed: " __VA_ARGS__);       \
+#define CHECK(cond, ...)                                                                     \
+        do {                                                                                 \
+                if (!(cond))                                                                 \
+                        return sbx_fail(err, 71, -EPERM, "self-check failed: " __VA_ARGS__); \
         } while (0)
 
         r = read_full_file("/proc/self/status", 64 * 1024, &status, NULL);
@@ -116,8 +116,8 @@ int sbx_selfcheck(const SbxPlan *p, SbxError *err)
                         continue; /* gone or unreachable: nothing to read either way */
                 }
                 CHECK(st.st_dev == sbx_mask_dev &&
-                              st.st_ino == (S_ISDIR(st.st_mode) ? sbx_mask_dir_ino
-                                                                : sbx_mask_file_ino),
+                              st.st_ino ==
+                                      (S_ISDIR(st.st_mode) ? sbx_mask_dir_ino : sbx_mask_file_ino),
                       "secret %s is not masked", p->masks[i].path);
         }
 #undef CHECK
