@@ -105,8 +105,9 @@ size_t doctor_findings_count_problems(json_t *findings);
 
 /*
  * The ordered repair plan for findings: an array of steps {"step": N,
- * "host", "argv": [...], "why", "kind": "change"|"verify"}. Never runs
- * anything. Returns 0 and *ret, or -ENOMEM.
+ * "host", "argv": [...], "why", "kind": "change"|"verify"}; verify steps run
+ * airlock_command (the airlock binary on the hosts) with --local
+ * --wait-quorate. Never runs anything. Returns 0 and *ret, or -ENOMEM.
  */
 int doctor_fix_plan(const PolicyHost *hosts, size_t n_hosts, json_t *reports, json_t *findings,
-                    json_t **ret);
+                    const char *airlock_command, json_t **ret);

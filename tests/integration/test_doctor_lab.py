@@ -149,12 +149,12 @@ def test_fix_dry_run_plan(lab, doctor):
         for i in range(0, 6, 2):
             assert rest[i][2] == ["service", "corosync", "restart"]
             assert rest[i + 1][1] == "verify"
-            assert rest[i + 1][2][:4] == ["airlock", "doctor", "--local", "--wait-quorate"]
+            assert rest[i + 1][2][:4] == [str(AIRLOCK), "doctor", "--local", "--wait-quorate"]
         text = doctor("--fix", "--dry-run")
         assert "Repair plan (9 steps" in text.stdout
-        # Without --dry-run nothing is submitted yet, and it says so (fails closed).
-        nodry = doctor("--fix")
-        assert nodry.returncode == 69 and "NOT submitted" in nodry.stderr
+        # Without --dry-run and without a broker nothing runs, and it says so (fails closed).
+        nodry = doctor("--fix", "--socket", str(lab.dir / "no-broker.sock"))
+        assert nodry.returncode == 69 and "no broker at" in nodry.stderr and "nothing was submitted" in nodry.stderr
         # The doctor changed nothing: xenon still has its key and corosync.
         assert (lab.node_root("xenon") / "etc/corosync/authkey").exists()
     finally:
@@ -167,8 +167,7 @@ def test_plan_steps_repair_the_lab(lab, doctor):
     try:
         plan = json.loads(doctor("--fix", "--dry-run", "--json").stdout)["plan"]
         for s in plan:
-            argv = [str(AIRLOCK) if a == "airlock" else a for a in s["argv"]]
-            r = lab.enter(s["host"], *argv, timeout=90)
+            r = lab.enter(s["host"], *s["argv"], timeout=90)
             OUTPUTS.append(r.stdout + r.stderr)
             assert r.returncode == 0, (s, r.stdout, r.stderr)
         p = doctor("--json")

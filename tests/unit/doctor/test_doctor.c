@@ -260,7 +260,9 @@ static void test_findings_incident(void **state)
         /* The members themselves look healthy: no other finding. */
         assert_int_equal(json_array_size(f), 1);
 
-        assert_int_equal(doctor_fix_plan(inventory, ELEMENTSOF(inventory), r, f, &plan), 0);
+        assert_int_equal(
+                doctor_fix_plan(inventory, ELEMENTSOF(inventory), r, f, "/usr/bin/airlock", &plan),
+                0);
         /* stop, rm, disable on xenon; then restart + verify on each member, in order. */
         assert_int_equal(json_array_size(plan), 3 + 2 * 3);
         s = json_array_get(plan, 0);
