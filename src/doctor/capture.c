@@ -16,7 +16,7 @@
 #include "common/util.h"
 #include "doctor/doctor.h"
 
-#define SNAPLEN 96
+#define SNAPLEN     96
 #define MAX_SOURCES 256
 
 typedef struct {
@@ -89,12 +89,13 @@ int doctor_capture_corosync(unsigned seconds, json_t **ret)
                 *ret = j;
                 return 0;
         }
-        if (pcap_set_snaplen(p, SNAPLEN) != 0 || pcap_set_promisc(p, 0) != 0 || pcap_set_timeout(p, 100) != 0 ||
-            pcap_set_immediate_mode(p, 1) != 0 || pcap_activate(p) < 0 ||
-            pcap_setdirection(p, PCAP_D_IN) != 0 ||
+        if (pcap_set_snaplen(p, SNAPLEN) != 0 || pcap_set_promisc(p, 0) != 0 ||
+            pcap_set_timeout(p, 100) != 0 || pcap_set_immediate_mode(p, 1) != 0 ||
+            pcap_activate(p) < 0 || pcap_setdirection(p, PCAP_D_IN) != 0 ||
             pcap_compile(p, &prog, "udp dst port 5405", 1, PCAP_NETMASK_UNKNOWN) != 0) {
                 char msg[PCAP_ERRBUF_SIZE + 128];
-                snprintf(msg, sizeof(msg), "cannot capture (needs CAP_NET_RAW): %s", pcap_geterr(p));
+                snprintf(msg, sizeof(msg), "cannot capture (needs CAP_NET_RAW): %s",
+                         pcap_geterr(p));
                 json_object_set_new(j, "error", json_string(msg));
                 pcap_close(p);
                 *ret = j;
@@ -119,7 +120,7 @@ int doctor_capture_corosync(unsigned seconds, json_t **ret)
         deadline = now_monotonic_usec() + (uint64_t)seconds * 1000000;
         for (;;) {
                 uint64_t now = now_monotonic_usec();
-                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
                 if (now >= deadline)
                         break;
