@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/client.h"
+#include "broker/proto.h"
 #include "cli/cli.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -191,6 +193,9 @@ static void print_plan_text(json_t *plan)
         }
 }
 
+/* --capture SECONDS, passed on to every host's --local. */
+static unsigned arg_capture;
+
 static int build_targets(const Policy *p, char **only, const char *remote_airlock, uint64_t since,
                          DoctorTarget **ret_targets, size_t *ret_n, PolicyHost **ret_hosts)
 {
@@ -235,6 +240,12 @@ static int build_targets(const Policy *p, char **only, const char *remote_airloc
                 r = r < 0 ? r : strv_extend(&argv, "--json");
                 r = r < 0 ? r : strv_extend(&argv, "--since");
                 r = r < 0 ? r : strv_extend(&argv, since_s);
+                if (arg_capture > 0) {
+                        char cap[16];
+                        snprintf(cap, sizeof(cap), "%u", arg_capture);
+                        r = r < 0 ? r : strv_extend(&argv, "--capture");
+                        r = r < 0 ? r : strv_extend(&argv, cap);
+                }
                 if (r < 0) {
                         strv_free(argv);
                         for (size_t k = 0; k < n; k++)
@@ -250,6 +261,176 @@ static int build_targets(const Policy *p, char **only, const char *remote_airloc
         *ret_hosts = TAKE_PTR(hosts);
         *ret_n = n;
         return 0;
+}
+
+/* Asks the hosts and analyses their answers. Returns 0, or an exit code after cli_fail(). */
+static int survey(const Policy *p, char **only, const char *remote_airlock, uint64_t since,
+                  uint64_t timeout, uint64_t parallel, PolicyHost **ret_hosts, size_t *ret_n,
+                  json_t **ret_reports, json_t **ret_findings, double *ret_secs)
+{
+        _cleanup_free_ DoctorTarget *targets = NULL;
+        _cleanup_free_ PolicyHost *hosts = NULL;
+        json_t *reports = NULL, *findings = NULL;
+        uint64_t t0 = now_monotonic_usec();
+        size_t n = 0;
+        int r;
+
+        r = build_targets(p, only, remote_airlock, since, &targets, &n, &hosts);
+        if (r != 0)
+                return r < 0 ? cli_fail(SUB, EXIT_INTERNAL, "out of memory") : r;
+        r = doctor_gather(targets, n, (unsigned)parallel, (timeout + arg_capture) * 1000000,
+                          isatty(2) ? progress_line : NULL, NULL, &reports);
+        for (size_t i = 0; i < n; i++)
+                strv_free(targets[i].argv);
+        if (r < 0)
+                return cli_fail(SUB, EXIT_INTERNAL,
+                                "cannot run the transports: %s — check fork/pipe limits",
+                                strerror(-r));
+        *ret_secs = (double)(now_monotonic_usec() - t0) / 1e6;
+        r = doctor_findings(hosts, n, reports, &findings);
+        if (r < 0) {
+                json_decref(reports);
+                return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+        }
+        *ret_hosts = TAKE_PTR(hosts);
+        *ret_n = n;
+        *ret_reports = reports;
+        *ret_findings = findings;
+        return 0;
+}
+
+static const char *broker_socket(const char *opt)
+{
+        if (opt)
+                return opt;
+        if (!getenv("AIRLOCK_SOCKET") && access(BROKER_SESSION_SOCKET_IN_SANDBOX, F_OK) == 0)
+                return BROKER_SESSION_SOCKET_IN_SANDBOX;
+        return broker_admin_socket_path();
+}
+
+/*
+ * Submits the plan to the broker one step at a time, in order: each step is
+ * a request the policy judges and (normally) a human approves; the next step
+ * is submitted only after the previous one succeeded. The doctor itself
+ * changes nothing. Returns EXIT_OK when every step succeeded, else the exit
+ * code that says why it stopped (and says so on stderr).
+ */
+static int submit_plan(json_t *plan, const char *socket_path, uint64_t wait_sec, bool json)
+{
+        size_t i;
+        json_t *s;
+
+        json_array_foreach(plan, i, s)
+        {
+                _cleanup_close_ int fd = -EBADF;
+                json_t *req;
+                const char *host = json_string_value(json_object_get(s, "host"));
+                long long step = (long long)json_integer_value(json_object_get(s, "step"));
+                int64_t id = -1;
+                int r;
+
+                r = broker_connect(socket_path, &fd);
+                if (r < 0)
+                        return cli_fail(SUB, EXIT_UNAVAILABLE,
+                                        "no broker at %s: %s — start it ('airlockd' or 'systemctl "
+                                        "start airlockd') "
+                                        "or point --socket / AIRLOCK_SOCKET at its admin socket; "
+                                        "nothing was submitted "
+                                        "from step %lld on",
+                                        socket_path, strerror(-r), step);
+                req = json_pack("{s:s,s:O,s:s,s:s,s:s,s:I}", "type", "exec", "argv",
+                                json_object_get(s, "argv"), "host", host, "why",
+                                json_string_value(json_object_get(s, "why")), "cwd", "/", "wait_ms",
+                                (json_int_t)(wait_sec * 1000));
+                if (!req)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                r = proto_write(fd, req);
+                json_decref(req);
+                if (r < 0)
+                        return cli_fail(SUB, EXIT_UNAVAILABLE,
+                                        "cannot send step %lld to the broker: %s — is it running?",
+                                        step, strerror(-r));
+                for (;;) {
+                        json_t *m = NULL, *rq;
+                        const char *type, *state;
+
+                        r = proto_read(fd, &m);
+                        if (r <= 0)
+                                return cli_fail(SUB, EXIT_UNAVAILABLE,
+                                                "the broker closed the connection during step %lld "
+                                                "(%s) — check "
+                                                "'airlock requests'",
+                                                step, r == 0 ? "end of stream" : strerror(-r));
+                        type = json_string_value(json_object_get(m, "type"));
+                        rq = json_object_get(m, "request");
+                        if (json_is_integer(json_object_get(rq, "id")))
+                                id = json_integer_value(json_object_get(rq, "id"));
+                        state = json_string_value(json_object_get(rq, "state"));
+                        if (!type || streq(type, "output")) {
+                                json_decref(m);
+                                continue;
+                        }
+                        if (streq(type, "error")) {
+                                _cleanup_free_ char *e = escape_for_terminal(
+                                        json_string_value(json_object_get(m, "message")));
+                                json_decref(m);
+                                return cli_fail(SUB, EXIT_DENIED,
+                                                "step %lld on %s was refused by the broker: %s",
+                                                step, host, e ? e : "?");
+                        }
+                        if (streq(type, "request")) {
+                                if (state && streq(state, "pending") && !json)
+                                        fprintf(stderr,
+                                                "airlock: doctor: step %lld on %s is request %lld "
+                                                "— waiting for an "
+                                                "approver ('airlock show %lld', 'airlock approve "
+                                                "%lld')\n",
+                                                step, host, (long long)id, (long long)id,
+                                                (long long)id);
+                                json_decref(m);
+                                continue;
+                        }
+                        if (streq(type, "still-pending")) {
+                                json_decref(m);
+                                return cli_fail(SUB, EXIT_TIMEOUT,
+                                                "step %lld (request %lld) is still waiting for "
+                                                "approval after %llu s — "
+                                                "approve it, then rerun 'airlock doctor --fix' for "
+                                                "the rest",
+                                                step, (long long)id, (unsigned long long)wait_sec);
+                        }
+                        if (streq(type, "done")) {
+                                bool ok =
+                                        state && streq(state, "succeeded") &&
+                                        json_integer_value(json_object_get(rq, "exit_status")) == 0;
+                                _cleanup_free_ char *st = escape_for_terminal(state ? state : "?");
+                                long long es = (long long)json_integer_value(
+                                        json_object_get(rq, "exit_status"));
+
+                                json_decref(m);
+                                if (!ok)
+                                        return cli_fail(SUB,
+                                                        state && (streq(state, "denied") ||
+                                                                  streq(state, "expired"))
+                                                                ? EXIT_DENIED
+                                                                : EXIT_CHECK_FAILED,
+                                                        "step %lld (request %lld) on %s %s (exit "
+                                                        "status %lld) — the rest "
+                                                        "of the plan was not submitted; see "
+                                                        "'airlock show %lld'",
+                                                        step, (long long)id, host, st, es,
+                                                        (long long)id);
+                                if (!json)
+                                        fprintf(stderr,
+                                                "airlock: doctor: step %lld on %s done (request "
+                                                "%lld)\n",
+                                                step, host, (long long)id);
+                                break;
+                        }
+                        json_decref(m); /* a newer broker's message: skip */
+                }
+        }
+        return EXIT_OK;
 }
 
 static int cmd_doctor(int argc, char **argv)
@@ -268,11 +449,16 @@ static int cmd_doctor(int argc, char **argv)
                 { "wait-quorate", required_argument, NULL, 'w' },
                 { "fix", no_argument, NULL, 'f' },
                 { "dry-run", no_argument, NULL, 'n' },
+                { "socket", required_argument, NULL, 'S' },
+                { "capture", required_argument, NULL, 'C' },
+                { "wait", required_argument, NULL, 'W' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         bool local = false, json = false, fix = false, dry_run = false, management = true;
         _cleanup_strv_free_ char **only = NULL;
+        const char *socket_path = NULL;
+        uint64_t wait_approval = 3600, capture = 0;
         const char *policy_path = NULL, *remote_airlock = getenv("AIRLOCK_DOCTOR_REMOTE_AIRLOCK");
         uint64_t timeout = 20, parallel = 32, since = UINT64_MAX, recent = 86400, wait_quorate = 0;
         _cleanup_(policy_freep) Policy *p = NULL;
@@ -336,6 +522,21 @@ static int cmd_doctor(int argc, char **argv)
                 case 'n':
                         dry_run = true;
                         break;
+                case 'S':
+                        socket_path = optarg;
+                        break;
+                case 'C':
+                        if (parse_u64(optarg, 300, &capture) < 0 || capture == 0)
+                                return cli_fail(SUB, EXIT_USAGE,
+                                                "invalid --capture '%s' — give seconds, 1 to 300",
+                                                optarg);
+                        break;
+                case 'W':
+                        if (parse_u64(optarg, 86400, &wait_approval) < 0 || wait_approval == 0)
+                                return cli_fail(SUB, EXIT_USAGE,
+                                                "invalid --wait '%s' — give seconds, 1 to 86400",
+                                                optarg);
+                        break;
                 case 'h':
                         cli_print_usage(&cli_command_doctor, false);
                         return EXIT_OK;
@@ -348,6 +549,7 @@ static int cmd_doctor(int argc, char **argv)
                 return cli_fail(SUB, EXIT_USAGE,
                                 "unexpected argument '%s' — see airlock doctor --help",
                                 argv[optind]);
+        arg_capture = (unsigned)capture;
         if (since == UINT64_MAX) {
                 uint64_t now = now_realtime_usec() / 1000000;
                 since = now > recent ? now - recent : 0;
@@ -370,7 +572,8 @@ static int cmd_doctor(int argc, char **argv)
         if (local) {
                 _cleanup_strv_free_ char **globs = NULL;
                 DoctorLocalOptions o = { .secrets_since_sec = since,
-                                         .probe_management = management };
+                                         .probe_management = management,
+                                         .capture_seconds = (unsigned)capture };
 
                 r = policy_secret_globs(p, &globs);
                 if (r < 0)
@@ -386,32 +589,18 @@ static int cmd_doctor(int argc, char **argv)
                                 "airlock-policy(5))",
                                 p->source);
         {
-                _cleanup_free_ DoctorTarget *targets = NULL;
+                json_t *reports = NULL, *findings = NULL, *plan = NULL, *out = NULL;
                 _cleanup_free_ PolicyHost *hosts = NULL;
-                json_t *reports = NULL, *findings = NULL, *plan = NULL, *out;
                 size_t n = 0;
-                uint64_t t0 = now_monotonic_usec();
                 double secs;
                 int ret;
 
-                r = build_targets(p, only, remote_airlock, since, &targets, &n, &hosts);
+                r = survey(p, only, remote_airlock, since, timeout, parallel, &hosts, &n, &reports,
+                           &findings, &secs);
                 if (r != 0)
-                        return r < 0 ? cli_fail(SUB, EXIT_INTERNAL, "out of memory") : r;
-                r = doctor_gather(targets, n, (unsigned)parallel, timeout * 1000000,
-                                  isatty(2) ? progress_line : NULL, NULL, &reports);
-                for (size_t i = 0; i < n; i++)
-                        strv_free(targets[i].argv);
-                if (r < 0)
-                        return cli_fail(SUB, EXIT_INTERNAL,
-                                        "cannot run the transports: %s — check fork/pipe limits",
-                                        strerror(-r));
-                secs = (double)(now_monotonic_usec() - t0) / 1e6;
-                r = doctor_findings(hosts, n, reports, &findings);
-                if (r < 0) {
-                        json_decref(reports);
-                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
-                }
-                if (fix && doctor_fix_plan(hosts, n, reports, findings, &plan) < 0) {
+                        return r;
+                if (fix &&
+                    doctor_fix_plan(hosts, n, reports, findings, remote_airlock, &plan) < 0) {
                         json_decref(reports);
                         json_decref(findings);
                         return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
@@ -424,10 +613,7 @@ static int cmd_doctor(int argc, char **argv)
                         json_object_set_new(out, "elapsed_seconds", json_real(secs));
                         json_object_set_new(out, "secrets_since", json_integer((json_int_t)since));
                         if (plan)
-                                json_object_set_new(out, "plan", plan);
-                        if (print_json(out) < 0)
-                                ret = EXIT_INTERNAL;
-                        json_decref(out);
+                                json_object_set_new(out, "plan", json_incref(plan));
                 } else {
                         print_findings_text(findings, reports, secs);
                         if (plan) {
@@ -436,16 +622,53 @@ static int cmd_doctor(int argc, char **argv)
                         }
                         json_decref(reports);
                         json_decref(findings);
-                        json_decref(plan);
                 }
                 fflush(stdout);
-                if (fix && !dry_run)
-                        return cli_fail(SUB, EXIT_UNAVAILABLE,
-                                        "the plan above was NOT submitted: this build has no "
-                                        "broker client yet — review "
-                                        "it with --fix --dry-run and run the steps through "
-                                        "`airlock exec --host H` once "
-                                        "the broker is available");
+
+                if (fix && !dry_run && json_array_size(plan) > 0) {
+                        json_t *reports2 = NULL, *findings2 = NULL;
+                        _cleanup_free_ PolicyHost *hosts2 = NULL;
+                        size_t n2 = 0;
+                        double secs2;
+
+                        ret = submit_plan(plan, broker_socket(socket_path), wait_approval, json);
+                        json_object_set_new(out ? out : json_null(), "submitted",
+                                            json_boolean(ret == EXIT_OK));
+                        if (ret == EXIT_OK) {
+                                /* Every step ran: look again, and say whether the cluster is
+                                 * healthy. */
+                                r = survey(p, only, remote_airlock, now_realtime_usec() / 1000000,
+                                           timeout, parallel, &hosts2, &n2, &reports2, &findings2,
+                                           &secs2);
+                                if (r != 0) {
+                                        json_decref(out);
+                                        json_decref(plan);
+                                        return r;
+                                }
+                                ret = doctor_findings_count_problems(findings2) > 0
+                                              ? EXIT_CHECK_FAILED
+                                              : EXIT_OK;
+                                if (json) {
+                                        json_object_set_new(out, "after",
+                                                            json_pack("{s:o,s:o}", "hosts",
+                                                                      reports2, "findings",
+                                                                      findings2));
+                                } else {
+                                        printf("\nAfter the repair:\n");
+                                        print_findings_text(findings2, reports2, secs2);
+                                        if (ret == EXIT_OK)
+                                                printf("The cluster is healthy again.\n");
+                                        json_decref(reports2);
+                                        json_decref(findings2);
+                                }
+                        }
+                }
+                if (out) {
+                        if (print_json(out) < 0)
+                                ret = EXIT_INTERNAL;
+                        json_decref(out);
+                }
+                json_decref(plan);
                 return ret;
         }
 }
@@ -455,9 +678,11 @@ const CliCommand cli_command_doctor = {
         .summary = "find corosync cluster problems across the inventory (read-only)",
         .usage =
                 "Usage: airlock doctor [--host H]... [--json] [--timeout SEC] [--parallel N]\n"
-                "                      [--since EPOCH | --recent SEC] [--fix [--dry-run]]\n"
-                "       airlock doctor --local [--json] [--since EPOCH | --recent SEC] "
-                "[--wait-quorate SEC]\n"
+                "                      [--since EPOCH | --recent SEC] [--capture SEC]\n"
+                "                      [--fix [--dry-run] [--socket PATH] [--wait SEC]]\n"
+                "       airlock doctor --local [--json] [--since EPOCH | --recent SEC] [--capture "
+                "SEC]\n"
+                "                      [--wait-quorate SEC]\n"
                 "\n"
                 "Asks every host of the policy's inventory (through its connect: transport, "
                 "default\n"
@@ -483,6 +708,17 @@ const CliCommand cli_command_doctor = {
                 "  --wait-quorate SEC   with --local: wait until quorate with every node, exit 1 "
                 "if not\n"
                 "  --fix                turn findings into an ordered repair plan for the broker\n"
-                "  --dry-run            with --fix: print the plan, submit nothing\n",
+                "  --dry-run            with --fix: print the plan, submit nothing\n"
+                "  --socket PATH        with --fix: the broker's socket (default $AIRLOCK_SOCKET "
+                "or the\n"
+                "                       admin socket; inside a sandbox, its session socket)\n"
+                "  --wait SEC           with --fix: how long to wait for each step's approval "
+                "(default 3600)\n"
+                "\n"
+                "--fix submits the steps to the broker one at a time, in order, each as a request "
+                "a\n"
+                "human approves; the next step is submitted when the previous one succeeded. "
+                "After\n"
+                "the last step it asks every host again and says whether the cluster is healthy.\n",
         .run = cmd_doctor,
 };

@@ -38,6 +38,7 @@ typedef struct {
         const char *root;           /* prefix for every path read; NULL = "/" (unit tests) */
         bool probe_management;      /* connect to 127.0.0.1:8006 and time a GET */
         uint16_t management_port;   /* default 8006 */
+        unsigned capture_seconds;   /* >0: capture incoming UDP 5405 this long (libpcap) */
 } DoctorLocalOptions;
 
 /*
@@ -72,6 +73,13 @@ int doctor_parse_corosync_conf(const char *text, size_t len, json_t **ret, char 
  * reached (with why filled). */
 int doctor_corosync_runtime(json_t **ret, char *why, size_t why_size);
 
+/*
+ * Captures incoming UDP 5405 for seconds (headers only) and returns
+ * {"seconds", "packets", "sources": {address: packets}} or, when capturing
+ * is not possible here, {"error": why}. Returns 0, or -ENOMEM.
+ */
+int doctor_capture_corosync(unsigned seconds, json_t **ret);
+
 /* One host to ask. */
 typedef struct {
         const char *name;
@@ -105,8 +113,9 @@ size_t doctor_findings_count_problems(json_t *findings);
 
 /*
  * The ordered repair plan for findings: an array of steps {"step": N,
- * "host", "argv": [...], "why", "kind": "change"|"verify"}. Never runs
- * anything. Returns 0 and *ret, or -ENOMEM.
+ * "host", "argv": [...], "why", "kind": "change"|"verify"}; verify steps run
+ * airlock_command (the airlock binary on the hosts) with --local
+ * --wait-quorate. Never runs anything. Returns 0 and *ret, or -ENOMEM.
  */
 int doctor_fix_plan(const PolicyHost *hosts, size_t n_hosts, json_t *reports, json_t *findings,
-                    json_t **ret);
+                    const char *airlock_command, json_t **ret);

@@ -119,7 +119,7 @@ static int intruder_steps(json_t *plan, json_t *reports, json_t *f)
 }
 
 int doctor_fix_plan(const PolicyHost *hosts, size_t n_hosts, json_t *reports, json_t *findings,
-                    json_t **ret)
+                    const char *airlock_command, json_t **ret)
 {
         json_t *plan = json_array(), *f, *restart = json_object();
         size_t i;
@@ -161,8 +161,8 @@ int doctor_fix_plan(const PolicyHost *hosts, size_t n_hosts, json_t *reports, js
                 if (r < 0)
                         goto fail;
                 r = add_step(plan, name, "verify",
-                             json_pack("[sssss]", "airlock", "doctor", "--local", "--wait-quorate",
-                                       "60"),
+                             json_pack("[sssss]", airlock_command ? airlock_command : "airlock",
+                                       "doctor", "--local", "--wait-quorate", "60"),
                              "wait until %s is quorate with every node of its nodelist before "
                              "touching the next member",
                              name);

@@ -171,6 +171,8 @@ int policy_secret_globs(const Policy *p, char ***ret)
         return 0;
 }
 
+#define SECRET_ARG_PREFIX "it allows, but "
+
 /*
  * An allow rule never lets an argument that names a secret through: such a
  * request falls to the next rule (usually the default: a human decides).
@@ -272,7 +274,7 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
 
                 if (a) {
                         snprintf(why, why_size,
-                                 "it allows, but the argument '%.200s' names a secret", a);
+                                 SECRET_ARG_PREFIX "the argument '%.200s' names a secret", a);
                         return 0;
                 }
         }
@@ -289,35 +291,36 @@ static void decide(const Policy *p, const PolicyRequest *req, PolicyAction actio
 
         ret->action = action;
         if (action != POLICY_APPROVE) {
-                snprintf(ret->reason, sizeof(ret->reason), "%s", who);
+                snprintf(ret->reason, sizeof(ret->reason), "%.400s", who);
                 return;
         }
         if (explicit_approvers > 0) {
                 ret->approvers = explicit_approvers;
-                snprintf(ret->reason, sizeof(ret->reason), "%s; %u approval%s needed", who,
+                snprintf(ret->reason, sizeof(ret->reason), "%.400s; %u approval%s needed", who,
                          explicit_approvers, explicit_approvers == 1 ? "" : "s");
                 return;
         }
         n = policy_environment_approvals(p, env);
         if (n < 0) {
                 ret->approvers = 1;
-                snprintf(ret->reason, sizeof(ret->reason), "%s; 1 approval needed", who);
+                snprintf(ret->reason, sizeof(ret->reason), "%.400s; 1 approval needed", who);
         } else if (n == 0) {
                 ret->action = POLICY_ALLOW;
                 ret->approvers = 0;
                 snprintf(ret->reason, sizeof(ret->reason),
-                         "%s; allowed because environment %s needs 0 approvals", who, env);
+                         "%.400s; allowed because environment %.60s needs 0 approvals", who, env);
         } else {
                 ret->approvers = (unsigned)n;
                 snprintf(ret->reason, sizeof(ret->reason),
-                         "%s; %d approval%s needed (environment %s)", who, n, n == 1 ? "" : "s",
-                         env);
+                         "%.400s; %d approval%s needed (environment %.60s)", who, n,
+                         n == 1 ? "" : "s", env);
         }
 }
 
 int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
 {
-        char who[400];
+        const PolicyRule *blocked = NULL; /* the first allow rule a secret argument passed by */
+        char who[800], why[300], note[300] = "";
 
         *ret = (PolicyDecision){ .action = POLICY_DENY };
         if (!p || !req || !req->argv || !req->argv[0]) {
@@ -333,7 +336,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 
         for (size_t i = 0; i < p->n_rules; i++) {
                 const PolicyRule *rule = &p->rules[i];
-                int r = policy_rule_matches(p, rule, req, NULL, 0);
+                int r = policy_rule_matches(p, rule, req, why, sizeof(why));
 
                 if (r < 0) {
                         ret->rule = rule;
@@ -343,16 +346,23 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
                                  rule->index, p->source, rule->line, rule->column);
                         return 0;
                 }
-                if (r == 0)
+                if (r == 0) {
+                        if (!blocked && rule->action == POLICY_ALLOW &&
+                            strneq(why, SECRET_ARG_PREFIX, strlen(SECRET_ARG_PREFIX))) {
+                                blocked = rule;
+                                snprintf(note, sizeof(note), " (rule %zu would allow, but %.150s)",
+                                         rule->index, why + strlen(SECRET_ARG_PREFIX));
+                        }
                         continue;
+                }
                 ret->rule = rule;
-                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.250s", rule->index,
+                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.200s%s", rule->index,
                          p->source, rule->line, rule->column, policy_action_to_string(rule->action),
-                         rule->reason ? " — " : "", rule->reason ?: "");
+                         rule->reason ? " — " : "", rule->reason ?: "", note);
                 decide(p, req, rule->action, rule->approvers, ret, who);
                 return 0;
         }
-        snprintf(who, sizeof(who), "no rule matched; the default is %s",
+        snprintf(who, sizeof(who), "no rule matched%s; the default is %s", note,
                  policy_action_to_string(p->default_action));
         decide(p, req, p->default_action, p->default_approvers, ret, who);
         return 0;

@@ -134,6 +134,25 @@ def test_wrong_key_control(lab, doctor):
         lab.incident("reset")
 
 
+def test_capture_sees_intruder_traffic(lab, doctor):
+    """--capture: members receive UDP 5405 from xenon only while it runs corosync for the cluster."""
+    p = doctor("--json", "--capture", "2")
+    assert p.returncode == 0, p.stdout
+    for m in MEMBERS:
+        cap = json.loads(p.stdout)["hosts"][m]["facts"]["capture"]
+        assert "error" not in cap and cap["seconds"] == 2
+        assert "198.51.100.82" not in cap["sources"]
+    lab.incident("fourth-node")
+    try:
+        p = doctor("--json", "--capture", "3")
+        traffic = [f for f in findings_of(p) if f["kind"] == "foreign-corosync-traffic"]
+        assert sorted(f["host"] for f in traffic) == sorted(MEMBERS), findings_of(p)
+        for f in traffic:
+            assert "198.51.100.82 (xenon)" in f["title"] and "packets to UDP 5405" in f["evidence"][0]
+    finally:
+        lab.incident("reset")
+
+
 def test_fix_dry_run_plan(lab, doctor):
     lab.incident("fourth-node")
     try:
@@ -149,12 +168,12 @@ def test_fix_dry_run_plan(lab, doctor):
         for i in range(0, 6, 2):
             assert rest[i][2] == ["service", "corosync", "restart"]
             assert rest[i + 1][1] == "verify"
-            assert rest[i + 1][2][:4] == ["airlock", "doctor", "--local", "--wait-quorate"]
+            assert rest[i + 1][2][:4] == [str(AIRLOCK), "doctor", "--local", "--wait-quorate"]
         text = doctor("--fix", "--dry-run")
         assert "Repair plan (9 steps" in text.stdout
-        # Without --dry-run nothing is submitted yet, and it says so (fails closed).
-        nodry = doctor("--fix")
-        assert nodry.returncode == 69 and "NOT submitted" in nodry.stderr
+        # Without --dry-run and without a broker nothing runs, and it says so (fails closed).
+        nodry = doctor("--fix", "--socket", str(lab.dir / "no-broker.sock"))
+        assert nodry.returncode == 69 and "no broker at" in nodry.stderr and "nothing was submitted" in nodry.stderr
         # The doctor changed nothing: xenon still has its key and corosync.
         assert (lab.node_root("xenon") / "etc/corosync/authkey").exists()
     finally:
@@ -167,8 +186,7 @@ def test_plan_steps_repair_the_lab(lab, doctor):
     try:
         plan = json.loads(doctor("--fix", "--dry-run", "--json").stdout)["plan"]
         for s in plan:
-            argv = [str(AIRLOCK) if a == "airlock" else a for a in s["argv"]]
-            r = lab.enter(s["host"], *argv, timeout=90)
+            r = lab.enter(s["host"], *s["argv"], timeout=90)
             OUTPUTS.append(r.stdout + r.stderr)
             assert r.returncode == 0, (s, r.stdout, r.stderr)
         p = doctor("--json")
