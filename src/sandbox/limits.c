@@ -11,6 +11,7 @@
  * sandbox's own processes (per-namespace ucounts), so it is set as well:
  * it is the pids limit when no cgroup can be made.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -44,6 +45,29 @@ static int write_string(const char *dir, const char *file, const char *value)
         return 0;
 }
 
+/*
+ * Sessions whose airlock was SIGKILLed leave an empty cgroup (the kernel
+ * killed their processes with pid 1): remove those. rmdir fails with EBUSY
+ * on a cgroup still in use, so a live session is never touched.
+ */
+static void remove_stale(const char *parent)
+{
+        _cleanup_close_ int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *de;
+
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d)
+                return;
+        fd = -EBADF;
+        while ((de = readdir(d)))
+                if (de->d_type == DT_DIR && strlen(de->d_name) == 32)
+                        (void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+        closedir(d);
+}
+
 static int make_cgroup(const char *root, const char *session, char **ret)
 {
         _cleanup_free_ char *parent = NULL, *dir = NULL;
@@ -51,8 +75,11 @@ static int make_cgroup(const char *root, const char *session, char **ret)
         if (asprintf(&parent, "%s/airlock", root) < 0 ||
             asprintf(&dir, "%s/airlock/%s", root, session) < 0)
                 return -ENOMEM;
-        if (mkdir(parent, 0755) < 0 && errno != EEXIST)
-                return -errno;
+        if (mkdir(parent, 0755) < 0) {
+                if (errno != EEXIST)
+                        return -errno;
+                remove_stale(parent);
+        }
         if (mkdir(dir, 0755) < 0)
                 return -errno;
         *ret = TAKE_PTR(dir);
