@@ -114,6 +114,8 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
         if (sbx_selfcheck(p, err) < 0)
                 die(errfd, err);
         sbx_timing("agent: ready to exec");
+        if (sbx_limit_address_space(p, err) < 0)
+                die(errfd, err);
         exec_in_path(c->argv, p->envp, err);
         die(errfd, err);
 }

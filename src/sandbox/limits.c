@@ -233,11 +233,21 @@ int sbx_drop_privileges(const SbxPlan *p, SbxError *err)
                 return sbx_fail(err, 71, -errno, "cannot set RLIMIT_CORE: %m");
         if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
                 return sbx_fail(err, 71, -errno, "cannot set RLIMIT_NPROC: %m");
-        if (!p->cgroup.v1_memory) {
-                struct rlimit as = { p->cgroup.memory_max, p->cgroup.memory_max };
-                if (setrlimit(RLIMIT_AS, &as) < 0)
-                        return sbx_fail(err, 71, -errno, "cannot set RLIMIT_AS: %m");
-        }
+        return 0;
+}
+
+/*
+ * Without a memory cgroup, the per-process address-space limit: set last,
+ * right before exec, since it also binds airlock's own (sanitizer) mappings.
+ */
+int sbx_limit_address_space(const SbxPlan *p, SbxError *err)
+{
+        struct rlimit as = { p->cgroup.memory_max, p->cgroup.memory_max };
+
+        if (p->cgroup.v1_memory)
+                return 0;
+        if (setrlimit(RLIMIT_AS, &as) < 0)
+                return sbx_fail(err, 71, -errno, "cannot set RLIMIT_AS: %m");
         return 0;
 }
 
