@@ -118,6 +118,11 @@ int audit_parse_time(const char *s, uint64_t *ret)
         return 0;
 }
 
+int audit_parse_time_text(const char *s, uint64_t *ret_usec)
+{
+        return audit_parse_time(s, ret_usec);
+}
+
 /* No reals anywhere: they have no single canonical text. Depth-limited. */
 static bool json_no_reals(json_t *v, unsigned depth)
 {
