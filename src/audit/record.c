@@ -437,7 +437,7 @@ static int scan_string(Cursor *c, const char **ret_s, size_t *ret_n)
                 ch = (unsigned char)*c->p;
                 if (ch == '"')
                         break;
-                if (ch < 0x20 || ch >= 0x7f)
+                if (ch < 0x20 || ch >= 0x80) /* jansson writes DEL as is */
                         return -EBADMSG;
                 if (ch == '\\') {
                         if (++c->p >= c->end)

@@ -45,10 +45,12 @@ static void say(const char *fmt, ...)
 
 static int append_one(unsigned t, uint64_t i)
 {
-        static const char *const steps[] = { AUDIT_EVENT_SESSION_START,  AUDIT_EVENT_REQUEST_SUBMITTED,
-                                             AUDIT_EVENT_REQUEST_DECIDED, AUDIT_EVENT_REQUEST_APPROVED,
-                                             AUDIT_EVENT_EXEC_START,      AUDIT_EVENT_EXEC_END,
-                                             AUDIT_EVENT_SESSION_END };
+        static const char *const steps[] = {
+                AUDIT_EVENT_SESSION_START,   AUDIT_EVENT_REQUEST_SUBMITTED,
+                AUDIT_EVENT_REQUEST_DECIDED, AUDIT_EVENT_REQUEST_APPROVED,
+                AUDIT_EVENT_EXEC_START,      AUDIT_EVENT_EXEC_END,
+                AUDIT_EVENT_SESSION_END
+        };
         char req[48], sess[32];
         const char *event = story ? steps[i % ELEMENTSOF(steps)] : AUDIT_EVENT_REQUEST_SUBMITTED;
         uint64_t seq = 0;
