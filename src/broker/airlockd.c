@@ -188,6 +188,18 @@ static json_t *record_for(const Req *r)
         return j;
 }
 
+/* Like audit_transition(), but durable only with the next synced record. */
+static int audit_transition_deferred(const char *event, const Req *r, json_t *extra)
+{
+        _cleanup_(json_decrefp) json_t *j = record_for(r);
+
+        if (!j)
+                return -ENOMEM;
+        if (extra)
+                json_object_update(j, extra);
+        return audit_sink_write_deferred(event, j);
+}
+
 /*
  * Writes one transition to the audit log. Returns 0 or -errno: the caller
  * must not make the transition when this fails.
@@ -333,7 +345,9 @@ static void *executor_thread(void *userdata)
         ExecSpec spec;
 
         pthread_mutex_lock(&B.lock);
-        if (r->state != REQ_APPROVED || transition(r, REQ_EXECUTING, NULL, NULL) < 0) {
+        /* allowed requests were recorded as executing when they were submitted */
+        if (r->state != REQ_EXECUTING &&
+            (r->state != REQ_APPROVED || transition(r, REQ_EXECUTING, NULL, NULL) < 0)) {
                 if (r->state == REQ_APPROVED)
                         log_error("request %llu stays approved and did not run: the transition "
                                   "to executing could not be recorded",
@@ -672,7 +686,7 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         r->created_usec = now;
         r->expires_usec =
                 now + (B.policy->request_ttl_usec ? B.policy->request_ttl_usec : DEFAULT_TTL_USEC);
-        r->state = d.action == POLICY_ALLOW     ? REQ_APPROVED
+        r->state = d.action == POLICY_ALLOW     ? REQ_EXECUTING
                    : d.action == POLICY_APPROVE ? REQ_PENDING
                                                 : REQ_DENIED;
         if (r->state == REQ_DENIED)
@@ -719,7 +733,16 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
 
                 STRV_FOREACH (a, r->argv)
                         json_array_append_new(json_object_get(ex, "argv"), json_string(*a));
-                k = audit_transition("submitted", r, ex);
+                if (r->state == REQ_EXECUTING) {
+                        /* allowed: submitted and executing, two records, one sync */
+                        _cleanup_(json_decrefp) json_t *ex2 =
+                                json_pack("{s:s}", "from", "submitted");
+
+                        k = audit_transition_deferred("submitted", r, ex);
+                        if (k >= 0)
+                                k = audit_transition("executing", r, ex2);
+                } else
+                        k = audit_transition("submitted", r, ex);
         }
         if (k >= 0)
                 k = state_commit(B.state);
@@ -742,7 +765,7 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                         pthread_mutex_unlock(&B.lock);
                         return -ENOMEM;
                 }
-                if (r->state == REQ_APPROVED)
+                if (r->state == REQ_EXECUTING)
                         (void)start_executor(r);
         }
         /* first reply: the request as recorded (the client learns its id) */
@@ -1583,7 +1606,8 @@ int main(int argc, char **argv)
                 return 64;
         }
         B.exec_timeout_usec = timeout * 1000000;
-        umask(0077);
+        /* commands inherit it; the broker's own files get explicit modes */
+        umask(0022);
         if (geteuid() != 0)
                 log_warning("not running as root: commands run as root will fail");
 

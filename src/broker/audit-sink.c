@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,7 +45,7 @@ void audit_sink_close(void)
         pthread_mutex_unlock(&sink_lock);
 }
 
-int audit_sink_write(const char *event, json_t *fields)
+static int sink_write(const char *event, json_t *fields, bool sync)
 {
         _cleanup_free_ char *line = NULL;
         json_t *rec;
@@ -68,9 +69,19 @@ int audit_sink_write(const char *event, json_t *fields)
                 r = -EBADF;
         else {
                 r = write_all(sink_fd, line, len + 1);
-                if (r >= 0 && fdatasync(sink_fd) < 0)
+                if (r >= 0 && sync && fdatasync(sink_fd) < 0)
                         r = -errno;
         }
         pthread_mutex_unlock(&sink_lock);
         return r;
+}
+
+int audit_sink_write(const char *event, json_t *fields)
+{
+        return sink_write(event, fields, true);
+}
+
+int audit_sink_write_deferred(const char *event, json_t *fields)
+{
+        return sink_write(event, fields, false);
 }

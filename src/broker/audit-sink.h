@@ -23,3 +23,11 @@ void audit_sink_close(void);
  * -errno (the caller must then not perform the transition).
  */
 int audit_sink_write(const char *event, json_t *fields);
+
+/*
+ * Appends a record without waiting for it to be durable: it becomes durable
+ * with the next audit_sink_write(), which the caller must make before acting
+ * on either. For two records of one step (submitted and executing). Returns
+ * 0 or -errno.
+ */
+int audit_sink_write_deferred(const char *event, json_t *fields);

@@ -306,3 +306,29 @@ def test_install_script_never_overwrites(tmp_path):
     assert "keeping the existing" in r.stdout
     assert dest.read_text() == "# the admin's own policy\n"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["policy.yaml"]
+
+
+def man_block(section):
+    """The first literal block after a section heading of airlock-policy(5)."""
+    text = (ROOT / "man" / "airlock-policy.5.scd").read_text()
+    start = text.index("```\n", text.index(f"# {section}\n")) + 4
+    return text[start:text.index("```", start)]
+
+
+@pytest.mark.parametrize("section", ["A FIRST POLICY", "THE INCIDENT, AS A POLICY"])
+def test_man_page_examples_are_valid(airlock, policy_file, section):
+    path = policy_file(man_block(section))
+    r = airlock("policy", "check", path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_man_page_incident_explain_output(airlock, policy_file):
+    """The explain output shown in airlock-policy(5) is what airlock prints."""
+    path = policy_file(man_block("THE INCIDENT, AS A POLICY"))
+    text = (ROOT / "man" / "airlock-policy.5.scd").read_text()
+    i = text.index("$ airlock policy explain --host xenon")
+    block = text[i:text.index("```", i)].splitlines()
+    r = airlock("policy", "explain", "--policy", path, "--host", "xenon", "--",
+                "systemctl", "start", "corosync")
+    for line in block[1:]:
+        assert line.replace("/etc/airlock/policy.yaml", str(path)) in r.stdout

@@ -229,6 +229,27 @@ static void test_errors(void **state)
         load_bad("approvers: {users: [\"a b\"]}\n", 1, 21, "bad approver user");
 }
 
+static void test_duplicates(void **state)
+{
+        static const char text[] = "hosts:\n"
+                                   "  b: {address: x}\n"
+                                   "  a: {address: x}\n"
+                                   "  b: {address: y}\n"
+                                   "  c: {address: x}\n"
+                                   "  b: {address: z}\n";
+        PolicyError *errs = NULL;
+        size_t n = 0;
+
+        assert_int_equal(policy_check_string(text, strlen(text), "t", NULL, &errs, &n), -EINVAL);
+        assert_int_equal(n, 2);
+        assert_int_equal(errs[0].line, 4);
+        assert_int_equal(errs[0].column, 3);
+        assert_non_null(strstr(errs[0].message, "duplicate key 'b' in hosts (first at line 2)"));
+        assert_int_equal(errs[1].line, 6);
+        assert_non_null(strstr(errs[1].message, "(first at line 2)"));
+        free(errs);
+}
+
 static void test_yaml_errors(void **state)
 {
         load_bad("a: [\n", 2, 1, "YAML syntax error");
@@ -551,12 +572,12 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_full),       cmocka_unit_test(test_parse_defaults),
                 cmocka_unit_test(test_digest),           cmocka_unit_test(test_errors),
-                cmocka_unit_test(test_yaml_errors),      cmocka_unit_test(test_size_cap),
-                cmocka_unit_test(test_all_errors),       cmocka_unit_test(test_embedded_default),
-                cmocka_unit_test(test_secrets),          cmocka_unit_test(test_secret_globs),
-                cmocka_unit_test(test_evaluate),         cmocka_unit_test(test_evaluate_edge),
-                cmocka_unit_test(test_rule_matches_why), cmocka_unit_test(test_error_format),
-                cmocka_unit_test(test_load_file),
+                cmocka_unit_test(test_yaml_errors),      cmocka_unit_test(test_duplicates),
+                cmocka_unit_test(test_size_cap),         cmocka_unit_test(test_all_errors),
+                cmocka_unit_test(test_embedded_default), cmocka_unit_test(test_secrets),
+                cmocka_unit_test(test_secret_globs),     cmocka_unit_test(test_evaluate),
+                cmocka_unit_test(test_evaluate_edge),    cmocka_unit_test(test_rule_matches_why),
+                cmocka_unit_test(test_error_format),     cmocka_unit_test(test_load_file),
         };
         int r;
 
