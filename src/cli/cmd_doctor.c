@@ -193,6 +193,9 @@ static void print_plan_text(json_t *plan)
         }
 }
 
+/* --capture SECONDS, passed on to every host's --local. */
+static unsigned arg_capture;
+
 static int build_targets(const Policy *p, char **only, const char *remote_airlock, uint64_t since,
                          DoctorTarget **ret_targets, size_t *ret_n, PolicyHost **ret_hosts)
 {
@@ -237,6 +240,12 @@ static int build_targets(const Policy *p, char **only, const char *remote_airloc
                 r = r < 0 ? r : strv_extend(&argv, "--json");
                 r = r < 0 ? r : strv_extend(&argv, "--since");
                 r = r < 0 ? r : strv_extend(&argv, since_s);
+                if (arg_capture > 0) {
+                        char cap[16];
+                        snprintf(cap, sizeof(cap), "%u", arg_capture);
+                        r = r < 0 ? r : strv_extend(&argv, "--capture");
+                        r = r < 0 ? r : strv_extend(&argv, cap);
+                }
                 if (r < 0) {
                         strv_free(argv);
                         for (size_t k = 0; k < n; k++)
@@ -269,7 +278,7 @@ static int survey(const Policy *p, char **only, const char *remote_airlock, uint
         r = build_targets(p, only, remote_airlock, since, &targets, &n, &hosts);
         if (r != 0)
                 return r < 0 ? cli_fail(SUB, EXIT_INTERNAL, "out of memory") : r;
-        r = doctor_gather(targets, n, (unsigned)parallel, timeout * 1000000,
+        r = doctor_gather(targets, n, (unsigned)parallel, (timeout + arg_capture) * 1000000,
                           isatty(2) ? progress_line : NULL, NULL, &reports);
         for (size_t i = 0; i < n; i++)
                 strv_free(targets[i].argv);
@@ -441,6 +450,7 @@ static int cmd_doctor(int argc, char **argv)
                 { "fix", no_argument, NULL, 'f' },
                 { "dry-run", no_argument, NULL, 'n' },
                 { "socket", required_argument, NULL, 'S' },
+                { "capture", required_argument, NULL, 'C' },
                 { "wait", required_argument, NULL, 'W' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -448,7 +458,7 @@ static int cmd_doctor(int argc, char **argv)
         bool local = false, json = false, fix = false, dry_run = false, management = true;
         _cleanup_strv_free_ char **only = NULL;
         const char *socket_path = NULL;
-        uint64_t wait_approval = 3600;
+        uint64_t wait_approval = 3600, capture = 0;
         const char *policy_path = NULL, *remote_airlock = getenv("AIRLOCK_DOCTOR_REMOTE_AIRLOCK");
         uint64_t timeout = 20, parallel = 32, since = UINT64_MAX, recent = 86400, wait_quorate = 0;
         _cleanup_(policy_freep) Policy *p = NULL;
@@ -515,6 +525,12 @@ static int cmd_doctor(int argc, char **argv)
                 case 'S':
                         socket_path = optarg;
                         break;
+                case 'C':
+                        if (parse_u64(optarg, 300, &capture) < 0 || capture == 0)
+                                return cli_fail(SUB, EXIT_USAGE,
+                                                "invalid --capture '%s' — give seconds, 1 to 300",
+                                                optarg);
+                        break;
                 case 'W':
                         if (parse_u64(optarg, 86400, &wait_approval) < 0 || wait_approval == 0)
                                 return cli_fail(SUB, EXIT_USAGE,
@@ -533,6 +549,7 @@ static int cmd_doctor(int argc, char **argv)
                 return cli_fail(SUB, EXIT_USAGE,
                                 "unexpected argument '%s' — see airlock doctor --help",
                                 argv[optind]);
+        arg_capture = (unsigned)capture;
         if (since == UINT64_MAX) {
                 uint64_t now = now_realtime_usec() / 1000000;
                 since = now > recent ? now - recent : 0;
@@ -555,7 +572,8 @@ static int cmd_doctor(int argc, char **argv)
         if (local) {
                 _cleanup_strv_free_ char **globs = NULL;
                 DoctorLocalOptions o = { .secrets_since_sec = since,
-                                         .probe_management = management };
+                                         .probe_management = management,
+                                         .capture_seconds = (unsigned)capture };
 
                 r = policy_secret_globs(p, &globs);
                 if (r < 0)
@@ -660,10 +678,11 @@ const CliCommand cli_command_doctor = {
         .summary = "find corosync cluster problems across the inventory (read-only)",
         .usage =
                 "Usage: airlock doctor [--host H]... [--json] [--timeout SEC] [--parallel N]\n"
-                "                      [--since EPOCH | --recent SEC] [--fix [--dry-run] [--socket "
-                "PATH] [--wait SEC]]\n"
-                "       airlock doctor --local [--json] [--since EPOCH | --recent SEC] "
-                "[--wait-quorate SEC]\n"
+                "                      [--since EPOCH | --recent SEC] [--capture SEC]\n"
+                "                      [--fix [--dry-run] [--socket PATH] [--wait SEC]]\n"
+                "       airlock doctor --local [--json] [--since EPOCH | --recent SEC] [--capture "
+                "SEC]\n"
+                "                      [--wait-quorate SEC]\n"
                 "\n"
                 "Asks every host of the policy's inventory (through its connect: transport, "
                 "default\n"

@@ -38,6 +38,7 @@ typedef struct {
         const char *root;           /* prefix for every path read; NULL = "/" (unit tests) */
         bool probe_management;      /* connect to 127.0.0.1:8006 and time a GET */
         uint16_t management_port;   /* default 8006 */
+        unsigned capture_seconds;   /* >0: capture incoming UDP 5405 this long (libpcap) */
 } DoctorLocalOptions;
 
 /*
@@ -71,6 +72,13 @@ int doctor_parse_corosync_conf(const char *text, size_t len, json_t **ret, char 
  * and libcfg. Returns 0 and *ret, or a negative errno when corosync cannot be
  * reached (with why filled). */
 int doctor_corosync_runtime(json_t **ret, char *why, size_t why_size);
+
+/*
+ * Captures incoming UDP 5405 for seconds (headers only) and returns
+ * {"seconds", "packets", "sources": {address: packets}} or, when capturing
+ * is not possible here, {"error": why}. Returns 0, or -ENOMEM.
+ */
+int doctor_capture_corosync(unsigned seconds, json_t **ret);
 
 /* One host to ask. */
 typedef struct {

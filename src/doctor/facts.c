@@ -510,6 +510,11 @@ int doctor_local_facts(const DoctorLocalOptions *o, json_t **ret)
         }
         json_object_set_new(f, "corosync", c);
         json_object_set_new(f, "secrets", secret_facts(o));
+        if (o->capture_seconds > 0 && !o->root) {
+                json_t *cap = NULL;
+                if (doctor_capture_corosync(o->capture_seconds, &cap) == 0)
+                        json_object_set_new(f, "capture", cap);
+        }
         if (o->probe_management)
                 json_object_set_new(f, "management", management_facts(o));
         *ret = f;

@@ -330,6 +330,43 @@ static void cluster_findings(const PolicyHost *hosts, size_t n_hosts, json_t *re
                                 }
                         }
                 }
+                /* Who sends corosync traffic to this member from outside its nodelist. */
+                {
+                        json_t *cap = json_object_get(facts, "capture"), *cnt;
+                        const char *src;
+
+                        json_object_foreach(json_object_get(cap, "sources"), src, cnt)
+                        {
+                                const char *who = "a host not in the inventory";
+                                json_t *f;
+
+                                if (nodelist_has_address(json_object_get(rt, "nodelist"), src))
+                                        continue;
+                                for (size_t o = 0; o < n_hosts; o++)
+                                        if (hosts[o].address && streq(hosts[o].address, src))
+                                                who = hosts[o].name;
+                                f = new_finding(all, "warning", "foreign-corosync-traffic", name,
+                                                cluster,
+                                                "Something outside the nodelist sends corosync "
+                                                "(knet) packets to this "
+                                                "member: a corosync configured with this cluster's "
+                                                "nodes. With the "
+                                                "cluster's key it is the incident; with another "
+                                                "key the member spends "
+                                                "CPU rejecting it.",
+                                                "%s receives corosync traffic from %s (%s), "
+                                                "outside the nodelist of %s",
+                                                name, src, who, cluster);
+                                if (f)
+                                        add_evidence(f,
+                                                     "%lld packets to UDP 5405 from %s in %lld s "
+                                                     "(libpcap on %s)",
+                                                     (long long)json_integer_value(cnt), src,
+                                                     (long long)json_integer_value(
+                                                             json_object_get(cap, "seconds")),
+                                                     name);
+                        }
+                }
                 json_array_foreach(json_object_get(rt, "links"), i, k)
                 {
                         json_t *l0 = json_object_get(k, "link0");

@@ -134,6 +134,25 @@ def test_wrong_key_control(lab, doctor):
         lab.incident("reset")
 
 
+def test_capture_sees_intruder_traffic(lab, doctor):
+    """--capture: members receive UDP 5405 from xenon only while it runs corosync for the cluster."""
+    p = doctor("--json", "--capture", "2")
+    assert p.returncode == 0, p.stdout
+    for m in MEMBERS:
+        cap = json.loads(p.stdout)["hosts"][m]["facts"]["capture"]
+        assert "error" not in cap and cap["seconds"] == 2
+        assert "198.51.100.82" not in cap["sources"]
+    lab.incident("fourth-node")
+    try:
+        p = doctor("--json", "--capture", "3")
+        traffic = [f for f in findings_of(p) if f["kind"] == "foreign-corosync-traffic"]
+        assert sorted(f["host"] for f in traffic) == sorted(MEMBERS), findings_of(p)
+        for f in traffic:
+            assert "198.51.100.82 (xenon)" in f["title"] and "packets to UDP 5405" in f["evidence"][0]
+    finally:
+        lab.incident("reset")
+
+
 def test_fix_dry_run_plan(lab, doctor):
     lab.incident("fourth-node")
     try:
