@@ -371,7 +371,7 @@ def test_man_page_effect_example(airlock):
     i = text.index("$ airlock policy explain --effect")
     block = text[i:text.index("```", i)]
     cmd, shown = block.split("\ndecision:", 1)
-    args = cmd.replace("\\\n", " ").split()[1:]
+    args = cmd.replace("\\\n", " ").split()[2:]
     r = airlock(*args)
     assert r.returncode == 0, r.stderr
     got = " ".join(r.stdout[r.stdout.index("decision:"):].split())
