@@ -28,6 +28,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "audit/audit.h"
 #include "broker/audit-sink.h"
 #include "broker/broker.h"
 #include "broker/exec.h"
@@ -176,49 +177,83 @@ static void pending_release(Req *r)
         }
 }
 
+static json_t *strv_to_json(char *const *l)
+{
+        json_t *a = json_array();
+
+        STRV_FOREACH (x, l)
+                if (a)
+                        json_array_append_new(a, json_string(*x));
+        return a;
+}
+
+/* The audit record's common part for a request: id, who (the agent), argv, target. */
 static json_t *record_for(const Req *r)
 {
-        json_t *j = json_pack("{s:I, s:s}", "request", (json_int_t)r->id, "state",
-                              req_state_to_string(r->state));
+        json_t *j, *argv = json_array();
+        char id[32];
 
+        if (!argv)
+                return NULL;
+        STRV_FOREACH (a, r->argv)
+                json_array_append_new(argv, json_string(*a));
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)r->id);
+        j = json_pack("{s:s, s:o}", "request", id, "argv", argv);
+        if (j && r->host)
+                json_object_set_new(j, "target", json_string(r->host));
         if (j && r->session_id) {
-                json_object_set_new(j, "session", json_integer((json_int_t)r->session_id));
-                json_object_set_new(j, "agent", json_string(r->agent));
+                char sid[32];
+
+                snprintf(sid, sizeof(sid), "%llu", (unsigned long long)r->session_id);
+                json_object_set_new(j, "agent",
+                                    json_pack("{s:s, s:s, s:I, s:s}", "name", r->agent, "session",
+                                              sid, "uid", (json_int_t)r->session_starter_uid,
+                                              "started_by", r->session_starter));
         }
         return j;
 }
 
-/* Like audit_transition(), but durable only with the next synced record. */
-static int audit_transition_deferred(const char *event, const Req *r, json_t *extra)
-{
-        _cleanup_(json_decrefp) json_t *j = record_for(r);
-
-        if (!j)
-                return -ENOMEM;
-        if (extra)
-                json_object_update(j, extra);
-        return audit_sink_write_deferred(event, j);
-}
-
 /*
- * Writes one transition to the audit log. Returns 0 or -errno: the caller
- * must not make the transition when this fails.
+ * Writes one record about r to the audit log, with details (borrowed, may
+ * be NULL). Returns 0 or -errno: the caller must not make the transition
+ * when this fails.
  */
-static int audit_transition(const char *event, const Req *r, json_t *extra)
+static int audit_transition(const char *event, const Req *r, json_t *details)
 {
         _cleanup_(json_decrefp) json_t *j = record_for(r);
         int k;
 
         if (!j)
                 return -ENOMEM;
-        if (extra)
-                json_object_update(j, extra);
+        json_object_set_new(j, "details", details ? json_deep_copy(details) : json_object());
         k = audit_sink_write(event, j);
         if (k < 0)
                 log_error("cannot write the audit log (%s): refusing the transition '%s' of "
                           "request %llu",
                           strerror(-k), event, (unsigned long long)r->id);
         return k;
+}
+
+static const char *audit_event_for(ReqState to)
+{
+        switch (to) {
+        case REQ_APPROVED:
+                return AUDIT_EVENT_REQUEST_DECIDED; /* the approvals reached the quorum */
+        case REQ_EXECUTING:
+                return AUDIT_EVENT_EXEC_START;
+        case REQ_SUCCEEDED:
+        case REQ_FAILED:
+        case REQ_INTERRUPTED:
+                return AUDIT_EVENT_EXEC_END;
+        case REQ_DENIED:
+                return AUDIT_EVENT_REQUEST_DENIED;
+        case REQ_EXPIRED:
+                return AUDIT_EVENT_REQUEST_EXPIRED;
+        case REQ_PENDING:
+        case _REQ_STATE_MAX:
+                break;
+        }
+        return NULL;
 }
 
 /*
@@ -238,17 +273,36 @@ static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
                 if (!nd)
                         return -ENOMEM;
         }
+        if (!audit_event_for(to) || !ex) {
+                free(nd);
+                return -EINVAL;
+        }
         json_object_set_new(ex, "from", json_string(req_state_to_string(from)));
+        json_object_set_new(ex, "state", json_string(req_state_to_string(to)));
         if (detail)
                 json_object_set_new(ex, "detail", json_string(detail));
+        if (to == REQ_APPROVED) {
+                json_object_set_new(ex, "decision", json_string("approved"));
+                json_object_set_new(ex, "approvals",
+                                    json_integer((json_int_t)req_count_approvals(r)));
+        }
+        if (to == REQ_EXPIRED)
+                json_object_set_new(
+                        ex, "ttl_sec",
+                        json_integer((json_int_t)((r->expires_usec - r->created_usec) / 1000000)));
+        if (to == REQ_INTERRUPTED)
+                json_object_set_new(ex, "interrupted", json_true());
         r->state = to;
         if (req_state_is_final(to))
                 r->finished_usec = now_realtime_usec();
         if (nd)
                 r->detail = nd;
-        if (to >= REQ_SUCCEEDED && r->exit_status >= 0)
+        if ((to == REQ_SUCCEEDED || to == REQ_FAILED) && r->exit_status >= 0) {
                 json_object_set_new(ex, "exit_status", json_integer(r->exit_status));
-        k = audit_transition(req_state_to_string(to), r, ex);
+                json_object_set_new(ex, "output_bytes",
+                                    json_integer((json_int_t)(r->out_bytes[0] + r->out_bytes[1])));
+        }
+        k = audit_transition(audit_event_for(to), r, ex);
         if (k >= 0)
                 k = state_update_request(B.state, r);
         if (k < 0) {
@@ -724,25 +778,31 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         if (k >= 0)
                 k = state_insert_request(B.state, r);
         if (k >= 0) {
-                _cleanup_(json_decrefp) json_t *ex =
-                        json_pack("{s:o, s:s?, s:s, s:s, s:i, s:s, s:s, s:I, s:s?}", "argv",
-                                  json_array(), "host", r->host, "cwd", r->cwd, "action",
-                                  policy_action_to_string(r->action), "approvers",
-                                  (int)r->approvers_needed, "reason", r->reason, "digest",
-                                  r->digest, "uid", (json_int_t)r->requester_uid, "why", r->why);
+                /* submitted (what, by whom, the requester's words), decided, and for an
+                 * allowed request: executing */
+                _cleanup_(json_decrefp) json_t *sub =
+                        json_pack("{s:s?, s:s, s:s, s:o, s:s, s:I, s:s, s:I}", "why", r->why, "cwd",
+                                  r->cwd, "run_as", r->run_as, "command", strv_to_json(r->command),
+                                  "digest", r->digest, "uid", (json_int_t)r->requester_uid, "user",
+                                  r->requester_name, "pid", (json_int_t)r->requester_pid);
+                _cleanup_(json_decrefp) json_t *dec = json_pack(
+                        "{s:s, s:s, s:i, s:s}", "decision", policy_action_to_string(r->action),
+                        "rules", r->reason, "approvers_needed", (int)r->approvers_needed,
+                        "policy_sha256", r->policy_digest);
+                _cleanup_(json_decrefp) json_t *start = json_pack("{s:s}", "from", "submitted");
 
-                STRV_FOREACH (a, r->argv)
-                        json_array_append_new(json_object_get(ex, "argv"), json_string(*a));
-                if (r->state == REQ_EXECUTING) {
-                        /* allowed: submitted and executing, two records, one sync */
-                        _cleanup_(json_decrefp) json_t *ex2 =
-                                json_pack("{s:s}", "from", "submitted");
-
-                        k = audit_transition_deferred("submitted", r, ex);
-                        if (k >= 0)
-                                k = audit_transition("executing", r, ex2);
-                } else
-                        k = audit_transition("submitted", r, ex);
+                k = sub && dec && start ? 0 : -ENOMEM;
+                if (k >= 0)
+                        k = audit_transition(AUDIT_EVENT_REQUEST_SUBMITTED, r, sub);
+                if (k >= 0)
+                        k = audit_transition(AUDIT_EVENT_REQUEST_DECIDED, r, dec);
+                if (k >= 0 && r->state == REQ_DENIED) {
+                        json_object_set_new(start, "by", json_string("policy"));
+                        json_object_set_new(start, "why", json_string(r->reason));
+                        k = audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, start);
+                }
+                if (k >= 0 && r->state == REQ_EXECUTING)
+                        k = audit_transition(AUDIT_EVENT_EXEC_START, r, start);
         }
         if (k >= 0)
                 k = state_commit(B.state);
@@ -846,12 +906,10 @@ static int check_verdict_peer(Conn *c, const ProtoRequest *q, bool approve)
 
         k = peer_check_unconfined(&c->peer, why, sizeof(why));
         if (k < 0) {
-                _cleanup_(json_decrefp) json_t *j =
-                        json_pack("{s:I, s:I, s:I, s:s, s:s}", "request", (json_int_t)q->id, "uid",
-                                  (json_int_t)c->peer.uid, "pid", (json_int_t)c->peer.pid,
-                                  "verdict", approve ? "approve" : "deny", "reason", why);
-
-                (void)audit_sink_write("verdict-refused", j);
+                /* the audit vocabulary has no event for a refused attempt: the broker's log */
+                log_warning("refused %s of request %llu by %s (uid %u, pid %d): %s",
+                            approve ? "an approval" : "a denial", (unsigned long long)q->id,
+                            c->peer.user, (unsigned)c->peer.uid, (int)c->peer.pid, why);
                 reply_error(c, "confined",
                             "%s — approvals come only from a terminal outside every sandbox", why);
                 return -EPERM;
@@ -953,10 +1011,12 @@ static int handle_verdict(Conn *c, const ProtoRequest *q)
                                    (unsigned long long)r->id);
         }
         if (approve && !streq(r->policy_digest, B.policy->digest)) {
+                _cleanup_(json_decrefp) json_t *by = json_pack("{s:s}", "by", "policy-reload");
+
                 k = transition(r, REQ_DENIED,
                                "the policy changed after it was requested; it must be asked "
                                "again",
-                               NULL);
+                               by);
                 pthread_mutex_unlock(&B.lock);
                 return reply_error(c, "policy-changed",
                                    "the policy was reloaded after request %llu was made, so it "
@@ -964,15 +1024,19 @@ static int handle_verdict(Conn *c, const ProtoRequest *q)
                                    (unsigned long long)q->id);
         }
 
-        ex = json_pack("{s:I, s:s, s:I, s:s?}", "uid", (json_int_t)c->peer.uid, "user",
-                       c->peer.user, "pid", (json_int_t)c->peer.pid, "why", q->why);
+        ex = approve ? json_pack("{s:I, s:s, s:I, s:s?, s:s}", "approver_uid",
+                                 (json_int_t)c->peer.uid, "approver_name", c->peer.user, "pid",
+                                 (json_int_t)c->peer.pid, "why", q->why, "shown_sha256", q->digest)
+                     : json_pack("{s:s, s:I, s:s, s:I, s:s?}", "by", "approver", "approver_uid",
+                                 (json_int_t)c->peer.uid, "approver_name", c->peer.user, "pid",
+                                 (json_int_t)c->peer.pid, "why", q->why);
         if (!ex || add_verdict(r, c, q->why, !approve) < 0) {
                 pthread_mutex_unlock(&B.lock);
                 return -ENOMEM;
         }
         k = state_begin(B.state);
-        if (k >= 0)
-                k = audit_transition(approve ? "approval" : "denial", r, ex);
+        if (k >= 0 && approve)
+                k = audit_transition(AUDIT_EVENT_REQUEST_APPROVED, r, ex);
         if (k >= 0)
                 k = state_insert_verdict(B.state, r->id, &r->verdicts[r->n_verdicts - 1]);
         if (k >= 0 && !approve)
@@ -1012,16 +1076,26 @@ static bool name_is_clean(const char *s)
         return true;
 }
 
+static json_t *session_record(const Session *s)
+{
+        char sid[32];
+
+        snprintf(sid, sizeof(sid), "%llu", (unsigned long long)s->id);
+        return json_pack("{s:{s:s, s:s, s:I, s:s}}", "agent", "name", s->agent, "session", sid,
+                         "uid", (json_int_t)s->starter_uid, "started_by", s->starter_name);
+}
+
 static void session_close(Session *s, const char *why)
 {
         _cleanup_(json_decrefp) json_t *j = NULL;
 
         if (s->ended)
                 return;
-        j = json_pack("{s:I, s:s, s:s}", "session", (json_int_t)s->id, "agent", s->agent, "why",
-                      why);
+        j = session_record(s);
+        if (j)
+                json_object_set_new(j, "details", json_pack("{s:s}", "why", why));
         /* ending a session takes nothing away from the record: log failure, end it anyway */
-        if (audit_sink_write("session-ended", j) < 0)
+        if (!j || audit_sink_write(AUDIT_EVENT_SESSION_END, j) < 0)
                 log_error("cannot record the end of session %llu in the audit log",
                           (unsigned long long)s->id);
         (void)state_end_session(B.state, s->id, now_realtime_usec());
@@ -1137,11 +1211,14 @@ static int handle_open_session(Conn *c, const ProtoRequest *q)
                                (unsigned long long)s->id) < 0)
                 k = -ENOMEM;
         if (k >= 0) {
-                j = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:I}", "session", (json_int_t)s->id,
-                              "agent", s->agent, "workspace", s->workspace, "profile", s->profile,
-                              "uid", (json_int_t)s->starter_uid, "user", s->starter_name, "pid",
-                              (json_int_t)s->starter_pid);
-                k = j ? audit_sink_write("session-opened", j) : -ENOMEM;
+                j = session_record(s);
+                if (j)
+                        json_object_set_new(j, "details",
+                                            json_pack("{s:s, s:s, s:I, s:s}", "profile", s->profile,
+                                                      "workspace", s->workspace, "pid",
+                                                      (json_int_t)s->starter_pid, "socket",
+                                                      s->socket_path));
+                k = j ? audit_sink_write(AUDIT_EVENT_SESSION_START, j) : -ENOMEM;
         }
         /*
          * The session socket lives in a root-only (0700) directory, so no
@@ -1414,14 +1491,12 @@ static void reload_policy(void)
 
         if (load_policy(&p) < 0) {
                 log_error("kept the previous policy (version %.12s)", B.policy->digest);
-                j = json_pack("{s:s, s:s}", "path", B.policy_path, "kept", B.policy->digest);
-                (void)audit_sink_write("policy-reload-failed", j);
                 return;
         }
         pthread_mutex_lock(&B.lock);
-        j = json_pack("{s:s, s:s, s:s}", "path", B.policy_path, "from", B.policy->digest, "to",
-                      p->digest);
-        if (audit_sink_write("policy-reloaded", j) < 0) {
+        j = json_pack("{s:{s:s, s:s, s:s}}", "details", "path", B.policy_path, "sha256", p->digest,
+                      "previous_sha256", B.policy->digest);
+        if (audit_sink_write(AUDIT_EVENT_POLICY_LOADED, j) < 0) {
                 pthread_mutex_unlock(&B.lock);
                 log_error("cannot record the policy reload in the audit log; kept the previous "
                           "policy");
@@ -1495,12 +1570,6 @@ static int recover(void)
                         return k;
                 if (!r->session_id)
                         uid_count(r->requester_uid)->pending++;
-        }
-        /* sessions do not survive the broker: their sockets died with it */
-        {
-                _cleanup_(json_decrefp) json_t *j = json_pack("{s:s}", "why", "broker restarted");
-
-                (void)audit_sink_write("sessions-ended", j);
         }
         return 0;
 }
@@ -1631,6 +1700,13 @@ int main(int argc, char **argv)
                           state_dir, runtime_dir, strerror(-k));
                 return 73;
         }
+        /* before any thread starts (the audit writer has one): they all inherit it */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
         k = audit_sink_open(state_dir, err, sizeof(err));
         if (k < 0) {
                 log_error("%s — the broker does not run without its audit log", err);
@@ -1643,10 +1719,14 @@ int main(int argc, char **argv)
         }
         {
                 _cleanup_(json_decrefp) json_t *j =
-                        json_pack("{s:s, s:s, s:i}", "policy", B.policy->digest, "version",
-                                  AIRLOCK_VERSION, "pid", (int)getpid());
+                        json_pack("{s:{s:s, s:i}}", "details", "version", AIRLOCK_VERSION, "pid",
+                                  (int)getpid());
+                _cleanup_(json_decrefp) json_t *pl =
+                        json_pack("{s:{s:s, s:s}}", "details", "path", B.policy_path, "sha256",
+                                  B.policy->digest);
 
-                if (audit_sink_write("broker-started", j) < 0) {
+                if (audit_sink_write(AUDIT_EVENT_BROKER_START, j) < 0 ||
+                    audit_sink_write(AUDIT_EVENT_POLICY_LOADED, pl) < 0) {
                         log_error("cannot write the audit log in %s — the broker does not run "
                                   "without it",
                                   state_dir);
@@ -1660,12 +1740,6 @@ int main(int argc, char **argv)
         }
         clean_stale_sockets();
 
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGHUP);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread: they all inherit it */
-        signal(SIGPIPE, SIG_IGN);
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         B.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         if (sfd < 0 || B.epoll_fd < 0)
@@ -1717,6 +1791,15 @@ int main(int argc, char **argv)
                                                 log_info("stopping on signal %u", si.ssi_signo);
                                                 (void)sd_notify(0, "STOPPING=1");
                                                 (void)unlink(B.admin_path);
+                                                {
+                                                        _cleanup_(json_decrefp) json_t *j =
+                                                                json_pack("{s:{s:s}}", "details",
+                                                                          "reason", "signal");
+
+                                                        (void)audit_sink_write(
+                                                                AUDIT_EVENT_BROKER_STOP, j);
+                                                }
+                                                audit_sink_close();
                                                 /* the state is durable; requests in flight
                                                  * become interrupted on the next start */
                                                 _exit(0);

@@ -2,11 +2,12 @@
 #pragma once
 
 /*
- * The one place airlockd writes its audit records. Every state transition
- * (session opened/ended, request submitted, decided, approved/denied by
- * someone, expired, executing, finished, interrupted; policy reloaded) is
- * written here, durably, before it takes effect; when the write fails the
- * broker refuses to act and reports why.
+ * The one place airlockd writes audit records: every state transition
+ * (session started/ended, request submitted and decided, each approval,
+ * approved, denied, expired, executing, finished, interrupted; policy
+ * loaded) goes through here, durably, before it takes effect; when the write
+ * fails the broker refuses to act and says why. Backed by the audit module's
+ * hash-chained, sealed log (STATE_DIR/audit.log, see airlock-log(5)).
  */
 
 #include <stddef.h>
@@ -15,19 +16,15 @@
 
 /* Opens the audit log under state_dir. Returns 0 or -errno with a reason in err. */
 int audit_sink_open(const char *state_dir, char *err, size_t err_size);
+
+/* Writes the closing record and closes the log. */
 void audit_sink_close(void);
 
 /*
- * Appends one record {"event": event, ...fields} and makes it durable before
- * returning. fields is borrowed (may be NULL). Thread-safe. Returns 0 or
- * -errno (the caller must then not perform the transition).
+ * Appends one record and returns once it is durable. event is one of the
+ * audit vocabulary's AUDIT_EVENT_*; fields (borrowed, may be NULL) holds the
+ * other keys audit_append() takes: "request" (string), "agent" (object),
+ * "argv", "target", "details". Thread-safe. Returns 0 or -errno: the caller
+ * must then not perform the transition.
  */
 int audit_sink_write(const char *event, json_t *fields);
-
-/*
- * Appends a record without waiting for it to be durable: it becomes durable
- * with the next audit_sink_write(), which the caller must make before acting
- * on either. For two records of one step (submitted and executing). Returns
- * 0 or -errno.
- */
-int audit_sink_write_deferred(const char *event, json_t *fields);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,48 @@ _noreturn_ static void die(int fd, const SbxError *err)
 static void noop_handler(int sig)
 {
         (void)sig;
+}
+
+/*
+ * execvpe() reports EACCES when any PATH directory is unsearchable (the
+ * agent cannot enter /root/bin, say), hiding "not found": look up by hand,
+ * so a missing command is 127 and an unexecutable one 126, as in a shell.
+ */
+static void exec_in_path(char *const *argv, char *const *envp, SbxError *err)
+{
+        const char *path = NULL;
+        int saved = ENOENT;
+
+        if (strchr(argv[0], '/')) {
+                execve(argv[0], argv, envp);
+                sbx_fail(err, errno == ENOENT ? 127 : 126, -errno, "cannot execute %s: %m",
+                         argv[0]);
+                return;
+        }
+        for (char *const *e = envp; *e; e++)
+                if (strneq(*e, "PATH=", 5))
+                        path = *e + 5;
+        if (!path)
+                path = "/usr/local/bin:/usr/bin:/bin";
+        for (const char *d = path; d;) {
+                const char *end = strchr(d, ':');
+                size_t n = end ? (size_t)(end - d) : strlen(d);
+                char full[4096];
+
+                if (n > 0 && n + strlen(argv[0]) + 2 < sizeof full) {
+                        snprintf(full, sizeof full, "%.*s/%s", (int)n, d, argv[0]);
+                        execve(full, argv, envp);
+                        if (errno != ENOENT && errno != ENOTDIR &&
+                            !(errno == EACCES && access(full, F_OK) < 0))
+                                saved = errno;
+                }
+                d = end ? end + 1 : NULL;
+        }
+        errno = saved;
+        sbx_fail(err, saved == ENOENT ? 127 : 126, -saved,
+                 saved == ENOENT ? "%s: command not found in the sandbox's PATH"
+                                 : "cannot execute %s: %m",
+                 argv[0]);
 }
 
 _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
@@ -71,14 +114,16 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
         if (sbx_selfcheck(p, err) < 0)
                 die(errfd, err);
         sbx_timing("agent: ready to exec");
-        execvpe(c->argv[0], c->argv, p->envp);
-        sbx_fail(err, errno == ENOENT ? 127 : 126, -errno, "cannot execute %s: %m", c->argv[0]);
+        if (sbx_limit_address_space(p, err) < 0)
+                die(errfd, err);
+        exec_in_path(c->argv, p->envp, err);
         die(errfd, err);
 }
 
 _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
 {
         SbxError err = { 0 };
+        SbxMountsCtx m;
         int errfd = p->err_fd, wstatus = 0;
         pid_t agent;
         char go;
@@ -90,8 +135,10 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
         /* The parent writes our uid/gid maps and places us in the cgroup, then says go. */
         if (read(sync_fd, &go, 1) != 1)
                 _exit(127); /* parent gone or refused: start nothing */
-        close(sync_fd);
 
+        sbx_timing("child: go");
+        if (sbx_mounts_begin(p, &m, &err) < 0)
+                die(errfd, &err);
         if (p->privileged) {
                 /*
                  * Become the agent user (mapped to itself): keep the
@@ -108,16 +155,24 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
                 }
                 if (sbx_restore_effective_caps(&err) < 0)
                         die(errfd, &err);
+                /*
+                 * Changing credentials cleared the parent-death signal: set
+                 * it again, then make sure airlock did not die in between
+                 * (its end of the sync pipe would be closed).
+                 */
+                struct pollfd pf = { .fd = sync_fd, .events = POLLIN };
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&pf, 1, 0) != 0)
+                        _exit(127);
         }
-        /* A cgroup namespace rooted at the session's cgroup (we are in it now). */
+        if (sbx_mounts_finish(p, &m, &err) < 0)
+                die(errfd, &err);
+        sbx_mounts_ctx_done(&m);
+        sbx_timing("child: mounts");
+        /* Placed in the session's cgroup by now: a cgroup namespace rooted there. */
         if (unshare(CLONE_NEWCGROUP) < 0) {
                 sbx_fail(&err, 71, -errno, "cannot create the cgroup namespace: %m");
                 die(errfd, &err);
         }
-        sbx_timing("child: go");
-        if (sbx_setup_mounts(p, &err) < 0)
-                die(errfd, &err);
-        sbx_timing("child: mounts");
         if (p->cfg->net == SBX_NET_NONE && sbx_loopback_up(&err) < 0)
                 die(errfd, &err);
         for (size_t i = 0; i < p->n_binds; i++)
@@ -145,9 +200,11 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
         }
         if (agent == 0) {
                 close(status_fd);
+                close(sync_fd);
                 agent_main(p, &err);
         }
         close(errfd);
+        close(sync_fd);
         p->pty_slave = safe_close(p->pty_slave);
         for (;;) {
                 siginfo_t si;

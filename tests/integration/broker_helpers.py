@@ -162,8 +162,9 @@ class Broker:
         raise AssertionError(f"request {rid} is {st}, expected one of {states}")
 
     def audit_events(self):
-        p = self.state / "broker-audit.jsonl"
-        return [json.loads(line) for line in p.read_text().splitlines()]
+        """The audit log's records (airlock-log(5)), oldest first."""
+        p = self.state / "audit.log"
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
 class Raw:
