@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,6 +80,7 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
 _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
 {
         SbxError err = { 0 };
+        SbxMountsCtx m;
         int errfd = p->err_fd, wstatus = 0;
         pid_t agent;
         char go;
@@ -90,8 +92,10 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
         /* The parent writes our uid/gid maps and places us in the cgroup, then says go. */
         if (read(sync_fd, &go, 1) != 1)
                 _exit(127); /* parent gone or refused: start nothing */
-        close(sync_fd);
 
+        sbx_timing("child: go");
+        if (sbx_mounts_begin(p, &m, &err) < 0)
+                die(errfd, &err);
         if (p->privileged) {
                 /*
                  * Become the agent user (mapped to itself): keep the
@@ -108,16 +112,24 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
                 }
                 if (sbx_restore_effective_caps(&err) < 0)
                         die(errfd, &err);
+                /*
+                 * Changing credentials cleared the parent-death signal: set
+                 * it again, then make sure airlock did not die in between
+                 * (its end of the sync pipe would be closed).
+                 */
+                struct pollfd pf = { .fd = sync_fd, .events = POLLIN };
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&pf, 1, 0) != 0)
+                        _exit(127);
         }
-        /* A cgroup namespace rooted at the session's cgroup (we are in it now). */
+        if (sbx_mounts_finish(p, &m, &err) < 0)
+                die(errfd, &err);
+        sbx_mounts_ctx_done(&m);
+        sbx_timing("child: mounts");
+        /* Placed in the session's cgroup by now: a cgroup namespace rooted there. */
         if (unshare(CLONE_NEWCGROUP) < 0) {
                 sbx_fail(&err, 71, -errno, "cannot create the cgroup namespace: %m");
                 die(errfd, &err);
         }
-        sbx_timing("child: go");
-        if (sbx_setup_mounts(p, &err) < 0)
-                die(errfd, &err);
-        sbx_timing("child: mounts");
         if (p->cfg->net == SBX_NET_NONE && sbx_loopback_up(&err) < 0)
                 die(errfd, &err);
         for (size_t i = 0; i < p->n_binds; i++)
@@ -145,9 +157,11 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
         }
         if (agent == 0) {
                 close(status_fd);
+                close(sync_fd);
                 agent_main(p, &err);
         }
         close(errfd);
+        close(sync_fd);
         p->pty_slave = safe_close(p->pty_slave);
         for (;;) {
                 siginfo_t si;

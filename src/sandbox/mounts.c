@@ -499,10 +499,203 @@ static int expand_one(SbxPlan *p, const char *g, SbxError *err)
         return r;
 }
 
+typedef struct {
+        unsigned major, minor;
+        char *root, *mountpoint;
+} MountEntry;
+
+static void unescape_octal(char *s)
+{
+        char *o = s;
+
+        for (; *s; s++)
+                if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+                    s[3] >= '0' && s[3] <= '7') {
+                        *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+                        s += 3;
+                } else
+                        *o++ = *s;
+        *o = '\0';
+}
+
+static const char *strip_prefix(const char *path, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        if (streq(prefix, "/"))
+                return path;
+        if (!strneq(path, prefix, n) || (path[n] != '\0' && path[n] != '/'))
+                return NULL;
+        return path + n;
+}
+
+/*
+ * A secret masked at one path is still readable wherever the host shows
+ * its filesystem a second time (a bind mount of /etc elsewhere, a container
+ * host's mounts). For every secret, find each other mount of the same
+ * device whose root contains the secret and mask the secret there too (if
+ * the same inode is visible there).
+ */
+static int mask_aliases(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *text = NULL;
+        MountEntry *mounts = NULL;
+        size_t n = 0, n_masks = p->n_masks;
+        int r;
+
+        if (n_masks == 0)
+                return 0;
+        r = read_full_file("/proc/self/mountinfo", 4 * 1024 * 1024, &text, NULL);
+        if (r < 0)
+                return sbx_fail(err, 71, r,
+                                "cannot read /proc/self/mountinfo to find other mounts of the "
+                                "secrets: %s",
+                                strerror(-r));
+        for (char *line = text, *next; line && *line; line = next) {
+                unsigned maj, min;
+                char root[4096], mp[4096];
+                MountEntry *t;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                if (sscanf(line, "%*u %*u %u:%u %4095s %4095s", &maj, &min, root, mp) != 4)
+                        continue;
+                t = realloc(mounts, sizeof(MountEntry) * (n + 1));
+                if (!t) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                mounts = t;
+                unescape_octal(root);
+                unescape_octal(mp);
+                mounts[n] = (MountEntry){ maj, min, strdup(root), strdup(mp) };
+                if (!mounts[n].root || !mounts[n].mountpoint) {
+                        n++;
+                        r = -ENOMEM;
+                        goto out;
+                }
+                n++;
+        }
+        r = 0;
+        for (size_t i = 0; i < n_masks && r >= 0; i++) {
+                _cleanup_free_ char *secret = strdup(p->masks[i].path), *fsrel = NULL;
+                const MountEntry *home = NULL;
+                struct stat st;
+
+                if (!secret)
+                        return -ENOMEM;
+                if (stat(secret, &st) < 0)
+                        continue;
+                /* The mount the secret is seen through: the last (topmost) longest match. */
+                for (size_t k = 0; k < n; k++) {
+                        const char *rest = strip_prefix(secret, mounts[k].mountpoint);
+                        if (rest &&
+                            (!home || strlen(mounts[k].mountpoint) >= strlen(home->mountpoint)))
+                                home = &mounts[k];
+                }
+                if (!home)
+                        continue;
+                if (asprintf(&fsrel, "%s%s", streq(home->root, "/") ? "" : home->root,
+                             strip_prefix(secret, home->mountpoint)) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (fsrel[0] == '\0') {
+                        free(fsrel);
+                        fsrel = strdup("/");
+                        if (!fsrel) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                }
+                for (size_t k = 0; k < n && r >= 0; k++) {
+                        _cleanup_free_ char *alias = NULL;
+                        const char *rest;
+                        struct stat ast;
+
+                        if (&mounts[k] == home || mounts[k].major != home->major ||
+                            mounts[k].minor != home->minor)
+                                continue;
+                        rest = strip_prefix(fsrel, mounts[k].root);
+                        if (!rest)
+                                continue;
+                        if (asprintf(&alias, "%s%s",
+                                     streq(mounts[k].mountpoint, "/") ? "" : mounts[k].mountpoint,
+                                     rest) < 0) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        if (streq(alias, secret) || stat(alias, &ast) < 0 ||
+                            ast.st_dev != st.st_dev || ast.st_ino != st.st_ino)
+                                continue;
+                        r = add_mask(p, secret, alias, err);
+                }
+        }
+out:
+        for (size_t k = 0; k < n; k++) {
+                free(mounts[k].root);
+                free(mounts[k].mountpoint);
+        }
+        free(mounts);
+        return r;
+}
+
+/*
+ * Pathname unix sockets are not per network namespace and a read-only
+ * mount does not stop connect(2); Landlock (ABI 7) has no right for it
+ * either. So every listening pathname socket the agent's uid could connect
+ * to (by its mode bits) is masked like a secret: connect then finds an
+ * empty file and fails. Sockets under /run and /tmp are already hidden by
+ * their tmpfs. A daemon that starts listening after the launch is not
+ * covered (documented).
+ */
+static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
+
+        if (r < 0)
+                return 0; /* no unix socket support: nothing to mask */
+        for (char *line = strchr(text, '\n'), *next; line && *line; line = next) {
+                unsigned long flags;
+                char *path;
+                struct stat st;
+
+                line++;
+                next = strchr(line, '\n');
+                if (next)
+                        *next = '\0';
+                /* "Num RefCount Protocol Flags Type St Inode Path" */
+                if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1 || !(flags & 0x10000))
+                        continue; /* not listening */
+                path = strchr(line, '/');
+                if (!path || path[-1] != ' ')
+                        continue; /* abstract or unnamed */
+                if (hidden_by_tmpfs(p, path) || stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                        continue;
+                if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
+                      (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
+                        continue; /* the agent's uid could not connect anyway */
+                r = add_mask(p, "a listening unix socket", path, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 {
         STRV_FOREACH (g, p->cfg->secret_globs) {
                 int r = expand_one(p, *g, err);
+                if (r < 0)
+                        return r;
+        }
+        {
+                int r = mask_aliases(p, err);
+                if (r < 0)
+                        return r;
+                r = mask_unix_sockets(p, err);
                 if (r < 0)
                         return r;
         }
@@ -821,19 +1014,26 @@ static int make_mask_source(SbxError *err)
         return TAKE_FD(mnt);
 }
 
-static int apply_mask(int rootfd, int source, const SbxMask *m, SbxError *err)
+static int open_mask_target(int rootfd, const SbxMask *m, SbxError *err)
 {
-        _cleanup_close_ int target = -EBADF, clone = -EBADF;
-        struct stat st;
+        int target = openat2_nofollow(rootfd, m->path + 1, O_PATH, RESOLVE_BENEATH);
 
-        target = openat2_nofollow(rootfd, m->path + 1, O_PATH, RESOLVE_BENEATH);
         if (target == -ENOENT) /* removed since the launch was prepared: nothing to read */
-                return 0;
+                return -ENOENT;
         if (target < 0)
                 return sbx_fail(err, 71, target,
                                 "secret %s cannot be masked: %s (a symlink appeared on its path?) "
                                 "— refusing to start",
                                 m->path, strerror(-target));
+        return target;
+}
+
+/* target: an O_PATH fd of the secret inside the sandbox's tree (consumed). */
+static int apply_mask(int target_fd, int source, const SbxMask *m, SbxError *err)
+{
+        _cleanup_close_ int target = target_fd, clone = -EBADF;
+        struct stat st;
+
         if (fstat(target, &st) < 0)
                 return MNT_FAIL(err, "secret %s cannot be masked: %m", m->path);
         clone = open_tree(source, S_ISDIR(st.st_mode) ? "dir" : "file",
@@ -847,9 +1047,10 @@ static int apply_mask(int rootfd, int source, const SbxMask *m, SbxError *err)
         return 0;
 }
 
-static int bind_path(int rootfd, const SbxBind *b, SbxError *err)
+/* A detached clone of b's host path (from the original tree, symlink-free). */
+static int clone_bind_source(const SbxBind *b, SbxError *err)
 {
-        _cleanup_close_ int src = -EBADF, mnt = -EBADF, target = -EBADF;
+        _cleanup_close_ int src = -EBADF, mnt = -EBADF;
         struct mount_attr a = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                                 .propagation = MS_PRIVATE };
 
@@ -873,6 +1074,13 @@ static int bind_path(int rootfd, const SbxBind *b, SbxError *err)
         }
         if (mnt < 0)
                 return MNT_FAIL(err, "cannot duplicate the mount of %s: %m", b->path);
+        return TAKE_FD(mnt);
+}
+
+static int bind_path(int rootfd, int mnt_fd, const SbxBind *b, SbxError *err)
+{
+        _cleanup_close_ int mnt = mnt_fd, target = -EBADF;
+
         target = open_mountpoint(rootfd, b->path, b->is_dir, err);
         if (target < 0)
                 return target;
@@ -896,6 +1104,46 @@ static int protect_path(int rootfd, const char *path, SbxError *err)
         if (mnt < 0 || mount_setattr(mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
                 return MNT_FAIL(err, "cannot make %s read-only: %m", path);
         return attach(mnt, target, path, err);
+}
+
+/*
+ * A read-only bind on .git/hooks does not stop `mv .git .git-old` and a new
+ * .git/hooks: rename only refuses a mount point itself. So the first
+ * component below the workspace of every protected path is bound onto
+ * itself (keeping its flags): a mount point cannot be renamed or removed.
+ */
+static int protect_anchors(int rootfd, const SbxPlan *p, SbxError *err)
+{
+        const char *ws = p->binds[0].path;
+        size_t wl = streq(ws, "/") ? 0 : strlen(ws);
+        _cleanup_strv_free_ char **done = NULL;
+
+        STRV_FOREACH (s, p->protect) {
+                _cleanup_free_ char *top = NULL;
+                const char *rest = *s + wl + 1, *slash = strchr(rest, '/');
+                _cleanup_close_ int target = -EBADF, mnt = -EBADF;
+
+                if (!slash)
+                        continue; /* the protected path is itself at the top: its own bind */
+                top = strndup(*s, (size_t)(slash - *s));
+                if (!top)
+                        return -ENOMEM;
+                if (strv_contains(done, top))
+                        continue;
+                target = openat2_nofollow(rootfd, top + 1, O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                if (target < 0)
+                        continue; /* not a directory (or gone): nothing to rename under it */
+                mnt = open_tree(target, "",
+                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+                if (mnt < 0)
+                        return MNT_FAIL(err, "cannot anchor %s: %m", top);
+                int r = attach(mnt, target, top, err);
+                if (r < 0)
+                        return r;
+                if (strv_consume(&done, TAKE_PTR(top)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 static int write_file_at(int rootfd, const char *abs, const char *text, SbxError *err)
@@ -968,9 +1216,10 @@ static int setup_resolv_conf(int rootfd, const SbxPlan *p, SbxError *err)
         }
 }
 
-static int bind_session_socket(int rootfd, const char *host_path, SbxError *err)
+static int clone_session_socket(const char *host_path, SbxError *err)
 {
-        _cleanup_close_ int src = -EBADF, mnt = -EBADF, target = -EBADF;
+        _cleanup_close_ int src = -EBADF;
+        int mnt;
 
         src = openat2_nofollow(AT_FDCWD, host_path, O_PATH, 0);
         if (src < 0)
@@ -979,29 +1228,81 @@ static int bind_session_socket(int rootfd, const char *host_path, SbxError *err)
         mnt = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
         if (mnt < 0)
                 return MNT_FAIL(err, "cannot clone the session socket %s: %m", host_path);
+        return mnt;
+}
+
+static int bind_session_socket(int rootfd, int mnt_fd, SbxError *err)
+{
+        _cleanup_close_ int mnt = mnt_fd, target = -EBADF;
+
         target = open_mountpoint(rootfd, SBX_SESSION_SOCKET_PATH, false, err);
         if (target < 0)
                 return target;
         return attach(mnt, target, SBX_SESSION_SOCKET_PATH, err);
 }
 
-/*
- * Runs in pid 1 of the sandbox, which holds every capability of the new
- * user namespace (and none on the host). Every mount made here lives in the
- * sandbox's own mount namespace; propagation is private both ways, so
- * nothing leaks to the host and no later host mount can uncover a mask.
- */
-int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
+static bool under_a_bind(const SbxPlan *p, const char *path)
 {
-        _cleanup_close_ int tree = -EBADF, rootfd = -EBADF, masks = -EBADF;
+        for (size_t i = 0; i < p->n_binds; i++)
+                if (path_startswith(path, p->binds[i].path))
+                        return true;
+        return false;
+}
+
+void sbx_mounts_ctx_done(SbxMountsCtx *m)
+{
+        safe_close(m->rootfd);
+        safe_close(m->session_socket);
+        for (size_t i = 0; m->bind_fds && i < m->n_binds; i++)
+                safe_close(m->bind_fds[i]);
+        for (size_t i = 0; m->mask_fds && i < m->n_masks; i++)
+                safe_close(m->mask_fds[i]);
+        free(m->bind_fds);
+        free(m->mask_fds);
+        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
+}
+
+/*
+ * First phase, in pid 1 of the sandbox, which holds every capability of
+ * the new user namespace (and none on the host), and, when started by
+ * root, still the host root's uid: so it can still traverse directories
+ * like /root to find the secrets to mask. It creates no file (it could not:
+ * its uid is not mapped). Every mount lives in the sandbox's own mount
+ * namespace; propagation is private both ways, so nothing leaks to the host
+ * and no later host mount can uncover a mask.
+ */
+int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
+{
+        _cleanup_close_ int tree = -EBADF;
         struct mount_attr ro = { .attr_set =
                                          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                                  .propagation = MS_PRIVATE };
-        char path[64];
-        int r;
+
+        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
+        m->bind_fds = calloc(p->n_binds + 1, sizeof(int));
+        m->mask_fds = calloc(p->n_masks + 1, sizeof(int));
+        if (!m->bind_fds || !m->mask_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_binds; i++)
+                m->bind_fds[i] = -EBADF;
+        for (size_t i = 0; i < p->n_masks; i++)
+                m->mask_fds[i] = -EBADF;
+        m->n_binds = p->n_binds;
+        m->n_masks = p->n_masks;
 
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 return MNT_FAIL(err, "cannot make the mount namespace private: %m");
+        /* Sources from the original tree, before anything covers a part of it. */
+        for (size_t i = 0; i < p->n_binds; i++) {
+                m->bind_fds[i] = clone_bind_source(&p->binds[i], err);
+                if (m->bind_fds[i] < 0)
+                        return m->bind_fds[i];
+        }
+        if (p->cfg->session_socket) {
+                m->session_socket = clone_session_socket(p->cfg->session_socket, err);
+                if (m->session_socket < 0)
+                        return m->session_socket;
+        }
         /* The whole host tree, cloned and read-only in one recursive step. */
         tree = open_tree(AT_FDCWD, "/", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (tree < 0)
@@ -1011,9 +1312,27 @@ int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
         /* Attach it somewhere in our private copy so we can work in it, then pivot into it. */
         if (move_mount(tree, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
                 return MNT_FAIL(err, "cannot attach the sandbox's root: %m");
-        rootfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (rootfd < 0)
+        m->rootfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (m->rootfd < 0)
                 return MNT_FAIL(err, "cannot open the sandbox's root: %m");
+        /* Secrets outside the binds: opened now, while directories like /root are searchable. */
+        for (size_t i = 0; i < p->n_masks; i++) {
+                if (under_a_bind(p, p->masks[i].path))
+                        continue;
+                m->mask_fds[i] = open_mask_target(m->rootfd, &p->masks[i], err);
+                if (m->mask_fds[i] < 0 && m->mask_fds[i] != -ENOENT)
+                        return m->mask_fds[i];
+        }
+        return 0;
+}
+
+/* Second phase, as the agent's uid (still with the namespace's capabilities). */
+int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
+{
+        _cleanup_close_ int masks = -EBADF;
+        int rootfd = m->rootfd;
+        char path[64];
+        int r;
 
         /* Fresh /proc of our pid namespace: no other process of the host is visible. */
         {
@@ -1051,10 +1370,13 @@ int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
                         return u;
         }
         for (size_t i = 0; i < p->n_binds; i++) {
-                r = bind_path(rootfd, &p->binds[i], err);
+                r = bind_path(rootfd, TAKE_FD(m->bind_fds[i]), &p->binds[i], err);
                 if (r < 0)
                         return r;
         }
+        r = protect_anchors(rootfd, p, err);
+        if (r < 0)
+                return r;
         STRV_FOREACH (s, p->protect) {
                 r = protect_path(rootfd, *s, err);
                 if (r < 0)
@@ -1064,19 +1386,22 @@ int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
         if (masks < 0)
                 return masks;
         for (size_t i = 0; i < p->n_masks; i++) {
-                r = apply_mask(rootfd, masks, &p->masks[i], err);
+                int t = m->mask_fds[i];
+                m->mask_fds[i] = -EBADF;
+                if (t == -EBADF && under_a_bind(p, p->masks[i].path))
+                        t = open_mask_target(rootfd, &p->masks[i], err);
+                if (t == -ENOENT || t == -EBADF)
+                        continue;
+                if (t < 0)
+                        return t;
+                r = apply_mask(t, masks, &p->masks[i], err);
                 if (r < 0)
                         return r;
         }
-        if (p->cfg->session_socket) {
-                r = bind_session_socket(rootfd, p->cfg->session_socket, err);
+        if (m->session_socket >= 0) {
+                r = bind_session_socket(rootfd, TAKE_FD(m->session_socket), err);
                 if (r < 0)
                         return r;
-        }
-        if (p->home && path_startswith(p->home, "/tmp")) {
-                _cleanup_close_ int h = open_mountpoint(rootfd, p->home, true, err);
-                if (h < 0)
-                        return h;
         }
         r = setup_resolv_conf(rootfd, p, err);
         if (r < 0)
@@ -1091,6 +1416,9 @@ int sbx_setup_mounts(const SbxPlan *p, SbxError *err)
                 return MNT_FAIL(err, "cannot detach the host's root: %m");
         if (chdir("/") < 0)
                 return MNT_FAIL(err, "chdir / failed: %m");
+        if (p->home && path_startswith(p->home, "/tmp") && mkdir(p->home, 0700) < 0 &&
+            errno != EEXIST)
+                return MNT_FAIL(err, "cannot create the agent's home %s: %m", p->home);
         return 0;
 }
 

@@ -76,7 +76,18 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
 int sbx_prepare_protect(SbxPlan *p, SbxError *err);
 int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);
-int sbx_setup_mounts(const SbxPlan *p, SbxError *err); /* in the child, with caps in the userns */
+typedef struct {
+        int rootfd;    /* the sandbox's root, attached but not yet pivoted into */
+        int *bind_fds; /* detached clones of binds[] */
+        size_t n_binds;
+        int *mask_fds; /* O_PATH fds of secrets opened early, or -EBADF */
+        size_t n_masks;
+        int session_socket; /* detached clone of the session socket, or -EBADF */
+} SbxMountsCtx;
+/* In the child, with caps in the userns: begin before leaving host uid 0, finish after. */
+int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
+int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
+void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);
 
 /* landlock.c */

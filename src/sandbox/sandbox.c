@@ -462,7 +462,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         sbx_timing("cgroup attach");
         if (r >= 0 && write(sync_w, "g", 1) != 1)
                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
-        sync_w = safe_close(sync_w);
+        /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r >= 0)
                 r = read_report(err_r, err);
         sbx_timing("exec'd");

@@ -214,6 +214,22 @@ int sbx_seccomp_prepare(SbxPlan *p, SbxError *err)
                                                      SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)families[i]),
                                                      SCMP_A2_32(SCMP_CMP_GT, IPPROTO_TCP));
                 }
+                /*
+                 * TCP Fast Open connects from sendto/sendmsg without the
+                 * connect hook Landlock filters ports in: refuse the flag.
+                 */
+                if (r >= 0)
+                        r = seccomp_rule_add(
+                                ctx, eperm, SCMP_SYS(sendto), 1,
+                                SCMP_A3_32(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN));
+                if (r >= 0)
+                        r = seccomp_rule_add(
+                                ctx, eperm, SCMP_SYS(sendmsg), 1,
+                                SCMP_A2_32(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN));
+                if (r >= 0)
+                        r = seccomp_rule_add(
+                                ctx, eperm, SCMP_SYS(sendmmsg), 1,
+                                SCMP_A3_32(SCMP_CMP_MASKED_EQ, MSG_FASTOPEN, MSG_FASTOPEN));
                 /* AF_NETLINK stays: ip and ss need it, and it cannot reach another host. */
                 if (r >= 0)
                         r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1,

@@ -153,6 +153,27 @@ def test_capture_sees_intruder_traffic(lab, doctor):
         lab.incident("reset")
 
 
+def test_management_endpoint_timed(lab, doctor):
+    """Where something answers on 127.0.0.1:8006 (pveproxy on Proxmox), its response time is a fact."""
+    pid = lab.enter("xenon", "sh", "-c",
+                    "python3 -m http.server 8006 --bind 127.0.0.1 >/dev/null 2>&1 & echo $!").stdout.strip()
+    assert pid.isdigit()
+    try:
+        def answered():
+            p = doctor("--json", "--host", "xenon", "--host", "pve1")
+            return json.loads(p.stdout)["hosts"]
+        from doctor_helpers import wait_for
+        assert wait_for(lambda: answered()["xenon"]["facts"]["management"].get("listening") is True, 10)
+        hosts = answered()
+        m = hosts["xenon"]["facts"]["management"]
+        assert m["port"] == 8006 and m["connect_ms"] >= 0 and m["response_ms"] >= m["connect_ms"]
+        assert m["status_line"].startswith("HTTP/1.0 200")
+        # pve1 has nothing on 8006: that is a fact too, not an error.
+        assert hosts["pve1"]["facts"]["management"] == {"port": 8006, "listening": False}
+    finally:
+        lab.enter("xenon", "kill", pid)
+
+
 def test_fix_dry_run_plan(lab, doctor):
     lab.incident("fourth-node")
     try:

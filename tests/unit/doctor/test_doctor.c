@@ -4,8 +4,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/hash.h"
 #include "common/util.h"
@@ -371,6 +375,100 @@ static void test_findings_member_problems(void **state)
         json_decref(r);
 }
 
+/* ---- local facts on a fake root: files, links, /proc ---- */
+
+static void put(const char *root, const char *rel, const char *text, mode_t mode)
+{
+        char path[4096], *slash;
+
+        snprintf(path, sizeof(path), "%s%s", root, rel);
+        for (slash = strchr(path + strlen(root) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+                *slash = '\0';
+                mkdir(path, 0755);
+                *slash = '/';
+        }
+        if (text) {
+                int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+                assert_true(fd >= 0);
+                assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+                close(fd);
+        } else
+                mkdir(path, mode);
+}
+
+static void test_local_facts_fake_root(void **state)
+{
+        char root[] = "/tmp/airlock-doctor-unit-XXXXXX", link[4200], key[257];
+        char *globs[] = { (char *)"/etc/corosync/authkey*", NULL };
+        DoctorLocalOptions o = { .root = root, .secret_globs = globs, .secrets_since_sec = 0 };
+        json_t *f = NULL, *c, *k, *p;
+        char cmd[4300];
+
+        assert_non_null(mkdtemp(root));
+        for (int i = 0; i < 256; i++)
+                key[i] = (char)('A' + i % 26);
+        key[256] = '\0';
+        put(root, "/usr/sbin/corosync", "#!/bin/sh\n", 0755);
+        put(root, "/etc/corosync/authkey", key, 0400);
+        put(root, "/etc/corosync/authkey.backup", key, 0400);
+        put(root, "/etc/corosync/corosync.conf", lab_conf, 0644);
+        put(root, "/etc/systemd/system/multi-user.target.wants", NULL, 0755);
+        snprintf(link, sizeof(link),
+                 "%s/etc/systemd/system/multi-user.target.wants/corosync.service", root);
+        assert_int_equal(symlink("/lib/systemd/system/corosync.service", link), 0);
+        put(root, "/proc/stat", "cpu 1 2 3\nbtime 1795000000\nprocesses 5\n", 0644);
+        put(root, "/proc/4242/comm", "corosync\n", 0644);
+        /* pid (comm) state ... utime=14 stime=15 ... starttime=22 (in clock ticks) */
+        put(root, "/proc/4242/stat",
+            "4242 (corosync) S 1 4242 4242 0 -1 4194560 100 0 0 0 300 200 0 0 -2 0 9 0 100000 0 "
+            "0\n",
+            0644);
+        put(root, "/proc/77/comm", "sshd\n", 0644);
+
+        assert_int_equal(doctor_local_facts(&o, &f), 0);
+        c = json_object_get(f, "corosync");
+        assert_true(json_is_true(json_object_get(c, "installed")));
+        assert_true(json_is_true(json_object_get(c, "enabled")));
+        assert_string_equal(json_string_value(json_array_get(json_object_get(c, "enabled_by"), 0)),
+                            "/etc/systemd/system/multi-user.target.wants/corosync.service");
+        assert_true(json_is_true(json_object_get(c, "running")));
+        p = json_object_get(c, "process");
+        assert_int_equal(json_integer_value(json_object_get(p, "pid")), 4242);
+        /* started = btime + starttime/HZ */
+        assert_int_equal(json_integer_value(json_object_get(p, "started")),
+                         1795000000 + 100000 / sysconf(_SC_CLK_TCK));
+        assert_true(json_real_value(json_object_get(p, "cpu_seconds")) > 0.0);
+        assert_int_equal(json_array_size(json_object_get(c, "keys")), 2);
+        k = json_array_get(json_object_get(c, "keys"), 0);
+        assert_string_equal(json_string_value(json_object_get(k, "path")), "/etc/corosync/authkey");
+        assert_string_equal(json_string_value(json_object_get(k, "mode")), "0400");
+        assert_string_equal(json_string_value(json_object_get(k, "fingerprint")),
+                            json_string_value(json_object_get(
+                                    json_array_get(json_object_get(c, "keys"), 1), "fingerprint")));
+        assert_string_equal(
+                json_string_value(json_object_get(json_object_get(c, "config"), "cluster_name")),
+                "pve");
+        assert_int_equal(json_array_size(json_object_get(json_object_get(f, "secrets"), "changed")),
+                         2);
+        /* The key's bytes appear nowhere in the facts. */
+        {
+                char *dump = json_dumps(f, 0);
+                assert_null(strstr(dump, "ABCDEFGHIJKLMNOP"));
+                free(dump);
+        }
+        json_decref(f);
+
+        /* Nothing changed since the far future: no secrets reported. */
+        o.secrets_since_sec = UINT32_MAX;
+        assert_int_equal(doctor_local_facts(&o, &f), 0);
+        assert_int_equal(json_array_size(json_object_get(json_object_get(f, "secrets"), "changed")),
+                         0);
+        json_decref(f);
+
+        snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", root);
+        assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -379,6 +477,7 @@ int main(void)
                 cmocka_unit_test(test_parse_conf_escapes),
                 cmocka_unit_test(test_parse_conf_mutations),
                 cmocka_unit_test(test_fingerprint),
+                cmocka_unit_test(test_local_facts_fake_root),
                 cmocka_unit_test(test_findings_healthy),
                 cmocka_unit_test(test_findings_incident),
                 cmocka_unit_test(test_findings_wrong_key),
