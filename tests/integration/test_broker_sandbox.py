@@ -76,7 +76,10 @@ def wait_pending(broker, n=1, timeout=20):
     raise AssertionError("no pending request appeared")
 
 
-A = str(AIRLOCK)
+# The client as run inside the sandbox. LeakSanitizer (sanitizer builds)
+# cannot work there (it needs ptrace-like access the sandbox forbids), so it
+# is off inside; the same client is leak-checked outside.
+A = f"env ASAN_OPTIONS=detect_leaks=0 {AIRLOCK}"
 
 
 def test_agent_allowed_read_runs(broker):
@@ -219,6 +222,9 @@ def test_unprivileged_sandbox_of_an_approver_cannot_approve(broker, tmp_path):
     finally:
         shutil.rmtree(ws, ignore_errors=True)
     if "rc=" not in r.stdout:
+        if "Failed to mmap" in r.stderr:
+            pytest.skip("AddressSanitizer cannot reserve its shadow memory under the limits of "
+                        "an unprivileged sandbox; this test runs in the plain build")
         pytest.fail(f"alice's sandbox did not start: {r.stderr}")
     assert r.stdout.startswith(ALICE), r.stdout
     assert f"rc={EX_DENIED}" in r.stdout, (r.stdout, r.stderr)
