@@ -68,7 +68,8 @@ static int cmd_run(int argc, char **argv)
         SbxError serr = { 0 };
         int c, r, status = 0;
 
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+        opterr = 0; /* one error line, ours */
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_PROFILE:
                         profile_name = optarg;
