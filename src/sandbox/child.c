@@ -42,6 +42,48 @@ static void noop_handler(int sig)
         (void)sig;
 }
 
+/*
+ * execvpe() reports EACCES when any PATH directory is unsearchable (the
+ * agent cannot enter /root/bin, say), hiding "not found": look up by hand,
+ * so a missing command is 127 and an unexecutable one 126, as in a shell.
+ */
+static void exec_in_path(char *const *argv, char *const *envp, SbxError *err)
+{
+        const char *path = NULL;
+        int saved = ENOENT;
+
+        if (strchr(argv[0], '/')) {
+                execve(argv[0], argv, envp);
+                sbx_fail(err, errno == ENOENT ? 127 : 126, -errno, "cannot execute %s: %m",
+                         argv[0]);
+                return;
+        }
+        for (char *const *e = envp; *e; e++)
+                if (strneq(*e, "PATH=", 5))
+                        path = *e + 5;
+        if (!path)
+                path = "/usr/local/bin:/usr/bin:/bin";
+        for (const char *d = path; d;) {
+                const char *end = strchr(d, ':');
+                size_t n = end ? (size_t)(end - d) : strlen(d);
+                char full[4096];
+
+                if (n > 0 && n + strlen(argv[0]) + 2 < sizeof full) {
+                        snprintf(full, sizeof full, "%.*s/%s", (int)n, d, argv[0]);
+                        execve(full, argv, envp);
+                        if (errno != ENOENT && errno != ENOTDIR &&
+                            !(errno == EACCES && access(full, F_OK) < 0))
+                                saved = errno;
+                }
+                d = end ? end + 1 : NULL;
+        }
+        errno = saved;
+        sbx_fail(err, saved == ENOENT ? 127 : 126, -saved,
+                 saved == ENOENT ? "%s: command not found in the sandbox's PATH"
+                                 : "cannot execute %s: %m",
+                 argv[0]);
+}
+
 _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
 {
         const SbxConfig *c = p->cfg;
@@ -72,8 +114,9 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
         if (sbx_selfcheck(p, err) < 0)
                 die(errfd, err);
         sbx_timing("agent: ready to exec");
-        execvpe(c->argv[0], c->argv, p->envp);
-        sbx_fail(err, errno == ENOENT ? 127 : 126, -errno, "cannot execute %s: %m", c->argv[0]);
+        if (sbx_limit_address_space(p, err) < 0)
+                die(errfd, err);
+        exec_in_path(c->argv, p->envp, err);
         die(errfd, err);
 }
 

@@ -11,6 +11,7 @@
  * sandbox's own processes (per-namespace ucounts), so it is set as well:
  * it is the pids limit when no cgroup can be made.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -44,6 +45,29 @@ static int write_string(const char *dir, const char *file, const char *value)
         return 0;
 }
 
+/*
+ * Sessions whose airlock was SIGKILLed leave an empty cgroup (the kernel
+ * killed their processes with pid 1): remove those. rmdir fails with EBUSY
+ * on a cgroup still in use, so a live session is never touched.
+ */
+static void remove_stale(const char *parent)
+{
+        _cleanup_close_ int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *de;
+
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d)
+                return;
+        fd = -EBADF;
+        while ((de = readdir(d)))
+                if (de->d_type == DT_DIR && strlen(de->d_name) == 32)
+                        (void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+        closedir(d);
+}
+
 static int make_cgroup(const char *root, const char *session, char **ret)
 {
         _cleanup_free_ char *parent = NULL, *dir = NULL;
@@ -51,8 +75,11 @@ static int make_cgroup(const char *root, const char *session, char **ret)
         if (asprintf(&parent, "%s/airlock", root) < 0 ||
             asprintf(&dir, "%s/airlock/%s", root, session) < 0)
                 return -ENOMEM;
-        if (mkdir(parent, 0755) < 0 && errno != EEXIST)
-                return -errno;
+        if (mkdir(parent, 0755) < 0) {
+                if (errno != EEXIST)
+                        return -errno;
+                remove_stale(parent);
+        }
         if (mkdir(dir, 0755) < 0)
                 return -errno;
         *ret = TAKE_PTR(dir);
@@ -206,11 +233,21 @@ int sbx_drop_privileges(const SbxPlan *p, SbxError *err)
                 return sbx_fail(err, 71, -errno, "cannot set RLIMIT_CORE: %m");
         if (setrlimit(RLIMIT_NPROC, &nproc) < 0)
                 return sbx_fail(err, 71, -errno, "cannot set RLIMIT_NPROC: %m");
-        if (!p->cgroup.v1_memory) {
-                struct rlimit as = { p->cgroup.memory_max, p->cgroup.memory_max };
-                if (setrlimit(RLIMIT_AS, &as) < 0)
-                        return sbx_fail(err, 71, -errno, "cannot set RLIMIT_AS: %m");
-        }
+        return 0;
+}
+
+/*
+ * Without a memory cgroup, the per-process address-space limit: set last,
+ * right before exec, since it also binds airlock's own (sanitizer) mappings.
+ */
+int sbx_limit_address_space(const SbxPlan *p, SbxError *err)
+{
+        struct rlimit as = { p->cgroup.memory_max, p->cgroup.memory_max };
+
+        if (p->cgroup.v1_memory)
+                return 0;
+        if (setrlimit(RLIMIT_AS, &as) < 0)
+                return sbx_fail(err, 71, -errno, "cannot set RLIMIT_AS: %m");
         return 0;
 }
 

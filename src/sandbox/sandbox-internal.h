@@ -104,7 +104,9 @@ int sbx_cgroup_prepare(SbxPlan *p, SbxError *err);
 int sbx_cgroup_attach(const SbxPlan *p, pid_t pid, SbxError *err);
 void sbx_cgroup_cleanup(SbxPlan *p);
 int sbx_drop_privileges(const SbxPlan *p, SbxError *err); /* caps, securebits, NNP, rlimits */
-int sbx_restore_effective_caps(SbxError *err); /* effective = permitted, after setresuid */
+int sbx_restore_effective_caps(SbxError *err);
+int sbx_limit_address_space(const SbxPlan *p,
+                            SbxError *err); /* effective = permitted, after setresuid */
 
 /* pty.c */
 int sbx_pty_open(SbxPlan *p, SbxError *err);
