@@ -209,13 +209,9 @@ static int cmd_run(int argc, char **argv)
 
                 if (br >= 0)
                         cfg.session_socket = broker_socket;
-                else if (br == -ENOENT || br == -ECONNREFUSED)
-                        fprintf(stderr,
-                                "airlock: run: no broker at %s — the agent can look but its "
-                                "requests will fail; start airlockd ('systemctl start airlockd') "
-                                "and restart this sandbox to let it ask for changes\n",
-                                broker_admin_socket_path());
-                else
+                /* no broker (ENOENT, ECONNREFUSED): silent here; the agent's requests
+                 * say how to start it */
+                else if (br != -ENOENT && br != -ECONNREFUSED)
                         fprintf(stderr,
                                 "airlock: run: the broker gave this sandbox no session (%s) — "
                                 "the agent's requests will fail\n",
