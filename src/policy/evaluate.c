@@ -199,6 +199,111 @@ static const char *argv_names_secret(const Policy *p, char *const *argv)
         return NULL;
 }
 
+/* The first path of l matching glob (pathname mode): 1, 0, or -1 (too complex). */
+static int first_path_match(const char *glob, char *const *l, const char **ret)
+{
+        STRV_FOREACH (s, l) {
+                int r = policy_glob_match_full(glob, *s, true);
+                if (r != 0) {
+                        *ret = *s;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static bool connection_matches(const Policy *p, const PolicyRule *rule, const PolicyConnection *c)
+{
+        const PolicyHost *h = c->host ? policy_find_host(p, c->host) : NULL;
+
+        if (rule->network_outside_inventory)
+                return !h;
+        if (rule->network_host && (!h || !streq(h->name, rule->network_host)))
+                return false;
+        if (rule->network_environment &&
+            (!h || !h->environment || !streq(h->environment, rule->network_environment)))
+                return false;
+        if (rule->network_port && c->port != rule->network_port)
+                return false;
+        return true;
+}
+
+/*
+ * Whether the plan's effects hold the rule's effect condition. On a match,
+ * why describes the effect found ("reads secret /etc/corosync/authkey").
+ */
+static int effect_matches(const Policy *p, const PolicyRule *rule, const PolicyEffects *e,
+                          char *why, size_t why_size)
+{
+        const char *path = NULL;
+        int r = 0;
+
+        switch (rule->effect_kind) {
+        case POLICY_EFFECT_NONE:
+                return 1;
+        case POLICY_EFFECT_READS_SECRET:
+                if (e->secrets_read && e->secrets_read[0]) {
+                        snprintf(why, why_size, "reads secret %.200s", e->secrets_read[0]);
+                        return 1;
+                }
+                snprintf(why, why_size, "the plan reads no secret");
+                return 0;
+        case POLICY_EFFECT_WRITES_SECRET_CONTENT:
+                if (e->secret_content_written && e->secret_content_written[0]) {
+                        snprintf(why, why_size, "writes a secret's content to %.200s",
+                                 e->secret_content_written[0]);
+                        return 1;
+                }
+                snprintf(why, why_size, "the plan writes no secret's content");
+                return 0;
+        case POLICY_EFFECT_WRITES:
+        case POLICY_EFFECT_DELETES: {
+                bool writes = rule->effect_kind == POLICY_EFFECT_WRITES;
+
+                r = first_path_match(rule->effect_arg, writes ? e->writes : e->deletes, &path);
+                if (r > 0)
+                        snprintf(why, why_size, "%s %.200s", writes ? "writes" : "deletes", path);
+                else if (r == 0)
+                        snprintf(why, why_size, "the plan %s nothing matching %.200s",
+                                 writes ? "writes" : "deletes", rule->effect_arg);
+                else
+                        snprintf(why, why_size, "its path pattern is too complex to evaluate");
+                return r;
+        }
+        case POLICY_EFFECT_NETWORK:
+                for (size_t i = 0; i < e->n_connections; i++) {
+                        const PolicyConnection *c = &e->connections[i];
+
+                        if (!connection_matches(p, rule, c))
+                                continue;
+                        snprintf(why, why_size, "connects to %.100s%s%.100s:%u%s",
+                                 c->host ?: (c->address ?: "?"), c->host && c->address ? " " : "",
+                                 c->host && c->address ? c->address : "", c->port,
+                                 c->host ? "" : " (outside the inventory)");
+                        return 1;
+                }
+                snprintf(why, why_size, "the plan makes no such connection");
+                return 0;
+        case POLICY_EFFECT_CONTACTS:
+                STRV_FOREACH (d, e->contacts) {
+                        r = policy_glob_match_full(rule->effect_arg, *d, false);
+                        if (r > 0) {
+                                snprintf(why, why_size, "contacts %.200s", *d);
+                                return 1;
+                        }
+                        if (r < 0) {
+                                snprintf(why, why_size,
+                                         "its daemon pattern is too complex to evaluate");
+                                return -1;
+                        }
+                }
+                snprintf(why, why_size, "the plan contacts no daemon matching %.200s",
+                         rule->effect_arg);
+                return 0;
+        }
+        return 0;
+}
+
 int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
                         char *why, size_t why_size)
 {
@@ -211,7 +316,7 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
                 why_size = sizeof(dummy);
         }
         why[0] = '\0';
-        if (rule->effect_kind != POLICY_EFFECT_NONE) {
+        if (rule->effect_kind != POLICY_EFFECT_NONE && !req->effects) {
                 snprintf(why, why_size, "has an effect condition (%s), which needs a plan",
                          policy_effect_kind_to_string(rule->effect_kind));
                 return 0;
@@ -278,6 +383,8 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
                         return 0;
                 }
         }
+        if (rule->effect_kind != POLICY_EFFECT_NONE)
+                return effect_matches(p, rule, req->effects, why, why_size);
         return 1;
 }
 
@@ -320,7 +427,7 @@ static void decide(const Policy *p, const PolicyRequest *req, PolicyAction actio
 int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
 {
         const PolicyRule *blocked = NULL; /* the first allow rule a secret argument passed by */
-        char who[800], why[300], note[300] = "";
+        char who[1100], why[300], note[300] = "";
 
         *ret = (PolicyDecision){ .action = POLICY_DENY };
         if (!p || !req || !req->argv || !req->argv[0]) {
@@ -356,9 +463,11 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
                         continue;
                 }
                 ret->rule = rule;
-                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.200s%s", rule->index,
-                         p->source, rule->line, rule->column, policy_action_to_string(rule->action),
-                         rule->reason ? " — " : "", rule->reason ?: "", note);
+                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.200s%s%.200s%s%s",
+                         rule->index, p->source, rule->line, rule->column,
+                         policy_action_to_string(rule->action), rule->reason ? " — " : "",
+                         rule->reason ?: "", rule->effect_kind ? " (the plan " : "",
+                         rule->effect_kind ? why : "", rule->effect_kind ? ")" : "", note);
                 decide(p, req, rule->action, rule->approvers, ret, who);
                 return 0;
         }

@@ -1535,3 +1535,13 @@ const char *policy_effect_kind_to_string(PolicyEffectKind k)
         }
         return "none";
 }
+
+const PolicyHost *policy_find_host_by_address(const Policy *p, const char *address)
+{
+        if (!p || !address)
+                return NULL;
+        for (size_t i = 0; i < p->n_hosts; i++)
+                if (p->hosts[i].address && streq(p->hosts[i].address, address))
+                        return &p->hosts[i];
+        return NULL;
+}
