@@ -74,9 +74,9 @@ typedef struct {
         SbxWatch *watches;
         size_t n_watches;
         char *secret_appeared;
-                /* set when the session was ended because of it */ /* the (exiting) process whose
-                                                                      user namespace carries the
-                                                                      idmap */
+        /* set when the session was ended because of it */ /* the (exiting) process whose
+                                                              user namespace carries the
+                                                              idmap */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */
