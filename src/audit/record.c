@@ -118,6 +118,11 @@ int audit_parse_time(const char *s, uint64_t *ret)
         return 0;
 }
 
+int audit_parse_time_text(const char *s, uint64_t *ret_usec)
+{
+        return audit_parse_time(s, ret_usec);
+}
+
 /* No reals anywhere: they have no single canonical text. Depth-limited. */
 static bool json_no_reals(json_t *v, unsigned depth)
 {
@@ -432,7 +437,7 @@ static int scan_string(Cursor *c, const char **ret_s, size_t *ret_n)
                 ch = (unsigned char)*c->p;
                 if (ch == '"')
                         break;
-                if (ch < 0x20 || ch >= 0x7f)
+                if (ch < 0x20 || ch >= 0x80) /* jansson writes DEL as is */
                         return -EBADMSG;
                 if (ch == '\\') {
                         if (++c->p >= c->end)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "broker/client.h"
 #include "cli/cli.h"
 #include "common/util.h"
 #include "config.h"
@@ -62,6 +63,8 @@ static int cmd_run(int argc, char **argv)
         const PolicyProfile *profile;
         PolicyError perr = { 0 };
         SbxConfig cfg = { 0 };
+        _cleanup_close_ int broker_fd = -EBADF;
+        _cleanup_free_ char *broker_socket = NULL;
         SbxError serr = { 0 };
         int c, r, status = 0;
 
@@ -187,6 +190,32 @@ static int cmd_run(int argc, char **argv)
                         return cli_fail(SUB, serr.exit_code ? serr.exit_code : EXIT_SETUP, "%s",
                                         serr.message);
                 return EXIT_OK;
+        }
+        /*
+         * The broker (added by the broker engineer): when one is reachable, a
+         * session of its own for this sandbox; its socket, bind-mounted
+         * inside, is the agent's only way to ask for a change. The connection
+         * that opened it holds it (O_CLOEXEC, and it only accepts
+         * close-session); it closes, ending the session, when we exit.
+         * Without a broker the sandbox still runs, confined, and requests
+         * from inside say how to start the broker.
+         */
+        {
+                char berr[512];
+                uint64_t bsid = 0;
+                int br = broker_open_session(broker_admin_socket_path(), agent, workspace,
+                                             profile_name, &broker_fd, &broker_socket, &bsid, berr,
+                                             sizeof berr);
+
+                if (br >= 0)
+                        cfg.session_socket = broker_socket;
+                /* no broker (ENOENT, ECONNREFUSED): silent here; the agent's requests
+                 * say how to start it */
+                else if (br != -ENOENT && br != -ECONNREFUSED)
+                        fprintf(stderr,
+                                "airlock: run: the broker gave this sandbox no session (%s) — "
+                                "the agent's requests will fail\n",
+                                br == -EPERM ? berr : strerror(-br));
         }
         r = sbx_run(&cfg, &status, &serr);
         if (r < 0)
