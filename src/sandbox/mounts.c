@@ -654,16 +654,17 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
         int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
 
         if (r < 0)
-                return 0; /* no unix socket support: nothing to mask */
-        for (char *line = strchr(text, '\n'), *next; line && *line; line = next) {
+                return 0;                 /* no unix socket support: nothing to mask */
+        char *first = strchr(text, '\n'); /* skip the header line */
+
+        for (char *line = first ? first + 1 : NULL, *next; line && *line; line = next) {
                 unsigned long flags;
                 char *path;
                 struct stat st;
 
-                line++;
                 next = strchr(line, '\n');
                 if (next)
-                        *next = '\0';
+                        *next++ = '\0';
                 /* "Num RefCount Protocol Flags Type St Inode Path" */
                 if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1 || !(flags & 0x10000))
                         continue; /* not listening */
