@@ -334,6 +334,8 @@ int sbx_prepare_binds(SbxPlan *p, SbxError *err)
 
 /* ---- secrets --------------------------------------------------------------------------- */
 
+static bool under_a_bind(const SbxPlan *p, const char *path);
+
 static bool hidden_by_tmpfs(const SbxPlan *p, const char *path)
 {
         for (size_t i = 0; i < p->n_binds; i++)
@@ -671,7 +673,12 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
                 path = strchr(line, '/');
                 if (!path || path[-1] != ' ')
                         continue; /* abstract or unnamed */
-                if (hidden_by_tmpfs(p, path) || stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                /*
+                 * Under /run or /tmp: hidden anyway. Under the workspace or a
+                 * path given with --ro/--rw: the human asked for it.
+                 */
+                if (hidden_by_tmpfs(p, path) || under_a_bind(p, path) || stat(path, &st) < 0 ||
+                    !S_ISSOCK(st.st_mode))
                         continue;
                 if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
                       (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
