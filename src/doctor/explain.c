@@ -81,7 +81,8 @@ int doctor_explain_secret_changes(json_t *findings, json_t *records, const char 
                                 r->id = id;
                                 r->start = r->end = -1;
                         }
-                        r->approver = json_string_value(json_object_get(json_object_get(rec, "details"), "approver_name"));
+                        r->approver = json_string_value(
+                                json_object_get(json_object_get(rec, "details"), "approver_name"));
                 }
         }
 
@@ -98,7 +99,8 @@ int doctor_explain_secret_changes(json_t *findings, json_t *records, const char 
                         const Run *r = &runs[k];
                         if (r->start < 0 || !r->target || !streq(r->target, host))
                                 continue;
-                        if (changed >= r->start - SLACK_SEC && (r->end < 0 || changed <= r->end + SLACK_SEC))
+                        if (changed >= r->start - SLACK_SEC &&
+                            (r->end < 0 || changed <= r->end + SLACK_SEC))
                                 match = r;
                 }
                 if (match) {
@@ -107,18 +109,21 @@ int doctor_explain_secret_changes(json_t *findings, json_t *records, const char 
                         size_t a;
                         json_t *v;
 
-                        json_array_foreach(match->argv, a, v) strv_extend(&argv, json_string_value(v));
+                        json_array_foreach(match->argv, a, v)
+                                strv_extend(&argv, json_string_value(v));
                         disp = argv ? argv_to_display(argv) : NULL;
                         snprintf(buf, sizeof(buf),
-                                 "explained by airlock request %s on %s (%s), approved by %s, in the audit log %s",
-                                 match->id, host, disp ? disp : "?", match->approver ? match->approver : "policy",
-                                 log_name);
+                                 "explained by airlock request %s on %s (%s), approved by %s, in "
+                                 "the audit log %s",
+                                 match->id, host, disp ? disp : "?",
+                                 match->approver ? match->approver : "policy", log_name);
                         add_evidence(f, buf);
                         json_object_set_new(f, "severity", json_string("info"));
                         json_object_set_new(f, "explained_by", json_string(match->id));
                 } else {
                         snprintf(buf, sizeof(buf),
-                                 "no airlock request in the audit log %s ran on %s when it changed: this change "
+                                 "no airlock request in the audit log %s ran on %s when it "
+                                 "changed: this change "
                                  "did not go through airlock",
                                  log_name, host);
                         add_evidence(f, buf);
