@@ -68,6 +68,7 @@ static int cmd_run(int argc, char **argv)
         SbxError serr = { 0 };
         int c, r, status = 0;
 
+        sbx_timing("airlock run");
         opterr = 0; /* one error line, ours */
         while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
                 switch (c) {
@@ -124,7 +125,9 @@ static int cmd_run(int argc, char **argv)
                 const char *e = getenv("AIRLOCK_POLICY");
                 policy_path = !isempty(e) ? e : AIRLOCK_POLICY_PATH;
         }
+        sbx_timing("options");
         r = policy_load_standard(policy_path, &policy, &perr);
+        sbx_timing("policy loaded");
         if (r < 0) {
                 char msg[1024];
                 policy_error_format(&perr, msg, sizeof msg);
@@ -144,7 +147,7 @@ static int cmd_run(int argc, char **argv)
                                 profile_name, names ? names : "default");
         }
         if (append_all(&ro, profile->ro) < 0 || append_all(&rw, profile->rw) < 0 ||
-            policy_secret_globs(policy, &secrets) < 0 ||
+            append_all(&secrets, policy->secrets) < 0 ||
             append_all(&protect, policy->protect) < 0 ||
             append_all(&protect, profile->protect) < 0 || append_all(&env, profile->env) < 0)
                 return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
@@ -191,6 +194,7 @@ static int cmd_run(int argc, char **argv)
                                         serr.message);
                 return EXIT_OK;
         }
+        sbx_timing("secret globs");
         /*
          * The broker (added by the broker engineer): when one is reachable, a
          * session of its own for this sandbox; its socket, bind-mounted
@@ -218,6 +222,7 @@ static int cmd_run(int argc, char **argv)
                                 br == -EPERM ? berr : strerror(-br));
         }
         r = sbx_run(&cfg, &status, &serr);
+        sbx_timing("cleaned up");
         if (r < 0)
                 return cli_fail(SUB, serr.exit_code ? serr.exit_code : EXIT_SETUP, "%s",
                                 serr.message[0] ? serr.message : strerror(-r));

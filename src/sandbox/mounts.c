@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
+#include <sys/inotify.h>
 #include <glob.h>
 #include <limits.h>
 #include <linux/openat2.h>
@@ -134,14 +135,12 @@ static int canonical_path(const char *path, const char *what, char **ret, SbxErr
 }
 
 /* A writable path must not expose the host: not /, not a system directory, not a home. */
-static int check_writable_path(const char *path, const char *what, SbxError *err)
+static int check_writable_path(const SbxPlan *p, const char *path, const char *what, SbxError *err)
 {
         static const char *const refused[] = {
                 "/",    "/etc",     "/usr", "/bin", "/sbin", "/lib",  "/lib32", "/lib64", "/boot",
                 "/var", "/var/lib", "/opt", "/srv", "/home", "/root", "/mnt",   "/media",
         };
-        struct passwd *pw;
-
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 if (streq(path, refused[i]))
                         return sbx_fail(err, 64, -EPERM,
@@ -154,17 +153,13 @@ static int check_writable_path(const char *path, const char *what, SbxError *err
                                 "%s %s is a kernel interface and cannot be writable — give a "
                                 "project directory",
                                 what, path);
-        setpwent();
-        while ((pw = getpwent()))
-                if (pw->pw_dir && streq(pw->pw_dir, path)) {
-                        endpwent();
+        STRV_FOREACH (h, p->homes)
+                if (streq(*h, path))
                         return sbx_fail(err, 64, -EPERM,
-                                        "%s %s is the home directory of %s: the agent could plant "
+                                        "%s %s is a home directory: the agent could plant "
                                         ".ssh/authorized_keys or shell startup files — give a "
                                         "project directory below it",
-                                        what, path, pw->pw_name);
-                }
-        endpwent();
+                                        what, path);
         return 0;
 }
 
@@ -179,7 +174,7 @@ static int add_bind(SbxPlan *p, const char *path, bool writable, const char *wha
         if (r < 0)
                 return r;
         if (writable) {
-                r = check_writable_path(canon, what, err);
+                r = check_writable_path(p, canon, what, err);
                 if (r < 0)
                         return r;
         }
@@ -213,7 +208,7 @@ static int add_bind(SbxPlan *p, const char *path, bool writable, const char *wha
  * setuid/setgid mode bits (see seccomp.c), so the agent cannot plant a
  * setuid-owner binary for the human.
  */
-static int idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
+static int idmap_userns(SbxPlan *p, uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
 {
         char path[64], map[64];
         int pfd[2], fd, saved;
@@ -258,9 +253,8 @@ static int idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_g
                 if (fd < 0)
                         saved = -errno;
         }
-        close(pfd[1]);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
+        close(pfd[1]); /* the helper exits now; it is reaped at the end (no need to wait) */
+        p->idmap_helper = pid;
         return saved < 0 ? saved : fd;
 }
 
@@ -280,7 +274,11 @@ static int prepare_idmapped(SbxPlan *p, SbxBind *b, SbxError *err)
         if (!b->writable)
                 attr.attr_set |= MOUNT_ATTR_RDONLY;
         if (b->writable && (st.st_uid != p->uid || st.st_gid != p->gid)) {
-                userns = idmap_userns(st.st_uid, st.st_gid, p->uid, p->gid);
+                if (p->idmap_helper > 0) /* one helper per launch; a second owner waits */
+                        while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                p->idmap_helper = 0;
+                userns = idmap_userns(p, st.st_uid, st.st_gid, p->uid, p->gid);
                 if (userns < 0)
                         return sbx_fail(err, 71, userns,
                                         "cannot create the user namespace for the idmapped mount "
@@ -335,6 +333,8 @@ int sbx_prepare_binds(SbxPlan *p, SbxError *err)
 }
 
 /* ---- secrets --------------------------------------------------------------------------- */
+
+static bool under_a_bind(const SbxPlan *p, const char *path);
 
 static bool hidden_by_tmpfs(const SbxPlan *p, const char *path)
 {
@@ -656,23 +656,29 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
         int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
 
         if (r < 0)
-                return 0; /* no unix socket support: nothing to mask */
-        for (char *line = strchr(text, '\n'), *next; line && *line; line = next) {
+                return 0;                 /* no unix socket support: nothing to mask */
+        char *first = strchr(text, '\n'); /* skip the header line */
+
+        for (char *line = first ? first + 1 : NULL, *next; line && *line; line = next) {
                 unsigned long flags;
                 char *path;
                 struct stat st;
 
-                line++;
                 next = strchr(line, '\n');
                 if (next)
-                        *next = '\0';
+                        *next++ = '\0';
                 /* "Num RefCount Protocol Flags Type St Inode Path" */
                 if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1 || !(flags & 0x10000))
                         continue; /* not listening */
                 path = strchr(line, '/');
                 if (!path || path[-1] != ' ')
                         continue; /* abstract or unnamed */
-                if (hidden_by_tmpfs(p, path) || stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                /*
+                 * Under /run or /tmp: hidden anyway. Under the workspace or a
+                 * path given with --ro/--rw: the human asked for it.
+                 */
+                if (hidden_by_tmpfs(p, path) || under_a_bind(p, path) || stat(path, &st) < 0 ||
+                    !S_ISSOCK(st.st_mode))
                         continue;
                 if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
                       (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
@@ -687,7 +693,21 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 {
         STRV_FOREACH (g, p->cfg->secret_globs) {
-                int r = expand_one(p, *g, err);
+                int r;
+
+                if (strneq(*g, "~/", 2)) {
+                        /* In every existing home: a missing home has nothing to mask. */
+                        STRV_FOREACH (h, p->homes) {
+                                _cleanup_free_ char *abs = NULL;
+                                if (asprintf(&abs, "%s/%s", *h, *g + 2) < 0)
+                                        return -ENOMEM;
+                                r = expand_one(p, abs, err);
+                                if (r < 0)
+                                        return r;
+                        }
+                        continue;
+                }
+                r = expand_one(p, *g, err);
                 if (r < 0)
                         return r;
         }
@@ -714,19 +734,96 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 /* ---- protected workspace files --------------------------------------------------------- */
 
 /*
+ * Creates an empty placeholder for a missing protected name (rel, below the
+ * workspace), and the missing directories on the way, owned by the
+ * workspace's owner; each is recorded in p->protect_new so that it is
+ * removed after the session. Walks by fds without following symlinks: a
+ * symlink left in the workspace (".git" -> "/etc") must not make root
+ * create something elsewhere. Returns 1 when created, 0 when a symlink or a
+ * non-directory is in the way (then there is nothing inside the workspace
+ * to protect), or a negative errno. (Started by an ordinary user, files are
+ * that user's already: no chown.)
+ */
+static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, const char *rel,
+                            bool dir, SbxError *err)
+{
+        _cleanup_close_ int cur = -EBADF;
+        _cleanup_free_ char *copy = strdup(rel), *done = NULL;
+        char *save = NULL, *seg, *next;
+
+        if (!copy)
+                return -ENOMEM;
+        cur = openat2_nofollow(AT_FDCWD, ws, O_RDONLY | O_DIRECTORY, 0);
+        if (cur < 0)
+                return sbx_fail(err, 71, cur, "cannot open the workspace %s", ws);
+        done = strdup(ws);
+        if (!done)
+                return -ENOMEM;
+        for (seg = strtok_r(copy, "/", &save); seg; seg = next) {
+                bool last;
+                char *path;
+                int fd;
+
+                next = strtok_r(NULL, "/", &save);
+                last = !next;
+                if (asprintf(&path, "%s/%s", done, seg) < 0)
+                        return -ENOMEM;
+                free(done);
+                done = path;
+                if (last && !dir) {
+                        fd = openat(cur, seg, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                                    0644);
+                        if (fd < 0)
+                                return errno == EEXIST ? 0
+                                                       : sbx_fail(err, 71, -errno,
+                                                                  "cannot create the placeholder "
+                                                                  "%s: %m",
+                                                                  path);
+                        if (p->privileged && fchown(fd, wst->st_uid, wst->st_gid) < 0) {
+                                int r = sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
+                                close(fd);
+                                return r;
+                        }
+                        close(fd);
+                        return strv_extend(&p->protect_new, path) < 0 ? -ENOMEM : 1;
+                }
+                fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
+                if (fd == -ENOENT) {
+                        if (mkdirat(cur, seg, 0755) < 0)
+                                return sbx_fail(err, 71, -errno,
+                                                "cannot create the placeholder %s: %m", path);
+                        if (strv_extend(&p->protect_new, path) < 0)
+                                return -ENOMEM;
+                        if (p->privileged &&
+                            fchownat(cur, seg, wst->st_uid, wst->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                                return sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
+                        fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
+                }
+                if (fd == -ELOOP || fd == -ENOTDIR)
+                        return 0;
+                if (fd < 0)
+                        return sbx_fail(err, 71, fd, "cannot open %s: %s", path, strerror(-fd));
+                safe_close(cur);
+                cur = fd;
+        }
+        return 1;
+}
+
+/*
  * Inside the workspace, files the human later executes or that tools load
  * automatically (.git/hooks, .envrc, shell rc files, agent configs) stay
  * read-only: each existing match is bound read-only over itself.
  *
- * A name that does not exist cannot be mounted over, and creating
- * placeholders in the human's workspace on every launch would litter it
- * (an empty .mcp.json or .git/config breaks tools) and cost milliseconds of
- * journaled writes. So a missing literal entry is remembered, and if the
- * agent created it during the session, airlock says so loudly at the end
- * (sbx_report_protect_created). Wildcard entries protect what exists at
- * launch. Both limits are documented in airlock(1).
+ * Nothing can be mounted on a name that does not exist, so for a missing
+ * literal entry airlock creates an empty placeholder (and the missing
+ * directories on the way) owned by the workspace's owner, mounts it
+ * read-only like the others, and removes what it created after the
+ * session (sbx_plan_done), if still empty. A SIGKILLed airlock leaves them
+ * behind (empty). Wildcard entries protect what exists at launch
+ * (documented in airlock(1)). With create false (--explain), missing names
+ * are only counted.
  */
-int sbx_prepare_protect(SbxPlan *p, SbxError *err)
+int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
 {
         const char *ws = p->binds[0].path;
         struct stat wst;
@@ -749,19 +846,33 @@ int sbx_prepare_protect(SbxPlan *p, SbxError *err)
                         return -ENOMEM;
                 len = strlen(full);
                 /* A trailing slash-star-star protects the directory itself. */
+                bool dir_hint = false;
                 if (len > 3 && streq(full + len - 3, "/**")) {
                         full[len - 3] = '\0';
                         literal = !strpbrk(full + strlen(ws), "*?[{");
-                } else if (len > 1 && full[len - 1] == '/')
+                        dir_hint = true;
+                } else if (len > 1 && full[len - 1] == '/') {
                         full[len - 1] = '\0';
+                        dir_hint = true;
+                }
                 if (literal) {
                         /* No wildcard: one lstat; a missing name is remembered. */
                         struct stat st;
 
                         if (lstat(full, &st) < 0) {
-                                if (errno == ENOENT && strv_extend(&p->protect_missing, full) < 0)
-                                        return -ENOMEM;
-                                continue;
+                                if (errno != ENOENT)
+                                        continue;
+                                if (!create) {
+                                        if (strv_extend(&p->protect_missing, full) < 0)
+                                                return -ENOMEM;
+                                        continue;
+                                }
+                                int r = make_placeholder(p, ws, &wst, full + strlen(ws) + 1,
+                                                         dir_hint, err);
+                                if (r < 0)
+                                        return r;
+                                if (r == 0)
+                                        continue; /* a symlink on the way: nothing to protect */
                         }
                         _cleanup_free_ char *real = realpath(full, NULL);
                         if (real && path_startswith(real, ws) && !streq(real, ws) &&
@@ -1435,5 +1546,131 @@ int sbx_loopback_up(SbxError *err)
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
         if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
                 return MNT_FAIL(err, "cannot bring loopback up: %m");
+        return 0;
+}
+
+/* ---- secrets that appear during the session ---------------------------------------------- */
+
+/*
+ * Masks are mounts on the files that existed at launch. A secret created
+ * later (corosync-keygen writing authkey) or replaced by rename (key
+ * rotation, passwd rewriting /etc/shadow) would be visible inside. The
+ * parent watches the directory of every secret glob and ends the session
+ * the moment a matching name is created or renamed into place: fail closed
+ * (there is a window of milliseconds between the host's rename and the
+ * kill; documented in airlock(1)).
+ */
+static int add_watch(SbxPlan *p, const char *dir, const char *name_glob, bool final)
+{
+        SbxWatch *t;
+        int wd = inotify_add_watch(p->inotify_fd, dir,
+                                   IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW);
+
+        if (wd < 0)
+                return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
+        t = realloc(p->watches, sizeof(SbxWatch) * (p->n_watches + 1));
+        if (!t)
+                return -ENOMEM;
+        p->watches = t;
+        p->watches[p->n_watches] = (SbxWatch){
+                .wd = wd, .dir = strdup(dir), .name = strdup(name_glob), .final = final
+        };
+        if (!p->watches[p->n_watches].dir || !p->watches[p->n_watches].name)
+                return -ENOMEM;
+        p->n_watches++;
+        return 0;
+}
+
+static int watch_glob(SbxPlan *p, const char *g)
+{
+        _cleanup_free_ char *dir = strdup(g);
+        const char *name;
+        char *slash;
+        size_t n;
+
+        if (!dir)
+                return -ENOMEM;
+        n = strlen(dir);
+        if (n > 3 && streq(dir + n - 3, "/**"))
+                dir[n - 3] = '\0'; /* a directory secret: watch for the directory appearing */
+        if (strstr(dir, "**"))
+                return 0; /* a tree walk: not watched (documented) */
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        name = slash + 1;
+        if (strpbrk(dir, "*?[{"))
+                return 0; /* wildcard directories: not watched (documented) */
+        /* The directory, or the nearest existing ancestor, watching for the next component. */
+        for (bool final = true;; final = false) {
+                struct stat st;
+
+                if (stat(dir, &st) == 0)
+                        return add_watch(p, dir, name, final);
+                slash = strrchr(dir, '/');
+                if (!slash || slash == dir)
+                        return 0;
+                *slash = '\0';
+                name = slash + 1;
+        }
+}
+
+int sbx_watch_secrets(SbxPlan *p, SbxError *err)
+{
+        p->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (p->inotify_fd < 0)
+                return sbx_fail(err, 71, -errno,
+                                "cannot watch the secrets' directories (inotify): %m — raise "
+                                "fs.inotify.max_user_instances");
+        STRV_FOREACH (g, p->cfg->secret_globs) {
+                int r = 0;
+                if (strneq(*g, "~/", 2)) {
+                        STRV_FOREACH (h, p->homes) {
+                                _cleanup_free_ char *abs = NULL;
+                                if (asprintf(&abs, "%s/%s", *h, *g + 2) < 0)
+                                        return -ENOMEM;
+                                r = watch_glob(p, abs);
+                                if (r < 0)
+                                        break;
+                        }
+                } else
+                        r = watch_glob(p, *g);
+                if (r < 0)
+                        return sbx_fail(err, 71, r,
+                                        "cannot watch the directory of secret %s: %s — raise "
+                                        "fs.inotify.max_user_watches",
+                                        *g, strerror(-r));
+        }
+        return 0;
+}
+
+/* Reads pending events and calls fn for each that names a secret; stops at fn's first error. */
+int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata)
+{
+        char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+        ssize_t n;
+
+        while ((n = read(p->inotify_fd, buf, sizeof buf)) > 0)
+                for (char *q = buf; q < buf + n;) {
+                        const struct inotify_event *ev = (const struct inotify_event *)q;
+                        q += sizeof *ev + ev->len;
+                        if (ev->len == 0)
+                                continue;
+                        for (size_t i = 0; i < p->n_watches; i++) {
+                                _cleanup_free_ char *path = NULL;
+                                int r;
+
+                                if (p->watches[i].wd != ev->wd ||
+                                    fnmatch(p->watches[i].name, ev->name, 0) != 0)
+                                        continue;
+                                if (asprintf(&path, "%s/%s", p->watches[i].dir, ev->name) < 0)
+                                        return -ENOMEM;
+                                r = fn(path, p->watches[i].final, userdata);
+                                if (r < 0)
+                                        return r;
+                                break;
+                        }
+                }
         return 0;
 }

@@ -39,6 +39,16 @@ typedef struct {
         uint64_t scoped;
 } SbxLandlock;
 
+typedef struct {
+        int wd;
+        char *dir;  /* watched directory */
+        char *name; /* glob of the names that are (or lead to) a secret */
+        bool final; /* name is the secret's own (else a directory on the way to it) */
+} SbxWatch;
+
+/* Called for each secret that appeared: path, and whether it is the secret itself. */
+typedef int (*SbxWatchFn)(const char *path, bool final, void *userdata);
+
 /* Everything prepared by the parent before the clone; read by the children. */
 typedef struct {
         const SbxConfig *cfg;
@@ -46,22 +56,32 @@ typedef struct {
         uid_t uid;       /* the agent's uid and gid on the host (== inside: identity map) */
         gid_t gid;
         char *home;
+        char **homes;   /* every home directory in /etc/passwd that exists, and /root */
         SbxBind *binds; /* binds[0] is the workspace */
         size_t n_binds;
         SbxMask *masks;
         size_t n_masks;
         char **protect;         /* canonical paths inside the workspace kept read-only */
-        char **protect_missing; /* literal protected names absent at launch (checked at the end) */
+        char **protect_missing; /* --explain: literal protected names absent */
+        char **protect_new;     /* placeholders (and their directories) airlock created */
         char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
-        char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run)
-                              */
+        /* where the resolv.conf goes inside (the host file, or its symlink target in /run) */
+        char *resolv_target;
         char **envp;
         SbxLandlock landlock;
         SbxCgroup cgroup;
-        void *seccomp; /* scmp_filter_ctx */
+        void *seccomp; /* unused: the filter is compiled at build time */
         char **weaker; /* layers missing on this kernel or setup, in words */
         int pty_master, pty_slave;
         int err_fd; /* child -> parent: setup error text; EOF at exec */
+        /* the (exiting) process whose user namespace carries the idmap */
+        pid_t idmap_helper;
+        int inotify_fd; /* watches the secrets' directories during the session */
+        SbxWatch *watches;
+        size_t n_watches;
+        char *secret_appeared; /* set when the session was ended because of it */
+        pid_t watcher;         /* the process reading inotify_fd during the session */
+        int watch_report;      /* watcher -> parent: the secret that appeared */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */
@@ -74,7 +94,7 @@ void sbx_plan_done(SbxPlan *p);
 /* mounts.c */
 int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
-int sbx_prepare_protect(SbxPlan *p, SbxError *err);
+int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err);
 int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);
 typedef struct {
         int rootfd;    /* the sandbox's root, attached but not yet pivoted into */
@@ -89,6 +109,8 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);
+int sbx_watch_secrets(SbxPlan *p, SbxError *err);
+int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata);
 
 /* landlock.c */
 int sbx_landlock_probe(SbxPlan *p, SbxError *err);
@@ -112,13 +134,13 @@ int sbx_limit_address_space(const SbxPlan *p,
 int sbx_pty_open(SbxPlan *p, SbxError *err);
 int sbx_pty_make_controlling(int slave, SbxError *err); /* in the agent */
 /* Relays between the human's terminal and the pty until the child exits; see pty.c. */
-int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status);
+int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus);
 
 /* selfcheck.c: in the agent, right before exec. */
 int sbx_selfcheck(const SbxPlan *p, SbxError *err);
 
 /* child.c: pid 1 of the sandbox; never returns. */
-_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd);
+_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd);
 
 /* The empty file and directory the masks are made of (mounts.c), for the self-check. */
 extern dev_t sbx_mask_dev;
@@ -126,6 +148,3 @@ extern ino_t sbx_mask_file_ino, sbx_mask_dir_ino;
 
 /* Writes err->message to the error pipe (child side). */
 void sbx_report(int fd, const SbxError *err);
-
-/* AIRLOCK_DEBUG_TIMING=1: phase timestamps on stderr, for tuning the launch time. */
-void sbx_timing(const char *phase);

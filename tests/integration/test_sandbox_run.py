@@ -295,10 +295,24 @@ def test_protected_workspace_files_are_read_only(env):
     assert (env["ws"] / ".bashrc").read_text() == "# rc\n"
 
 
-def test_creating_a_missing_protected_name_is_reported(env):
-    r = run(env, "sh", "-c", "echo x > .bashrc")
-    assert r.returncode == 0
-    assert "WARNING" in r.stderr and ".bashrc" in r.stderr
+def test_missing_protected_names_cannot_be_created_and_leave_nothing(env):
+    assert sorted(os.listdir(env["ws"])) == []
+    r = run(env, "sh", "-c", "echo x > .bashrc; echo rc1=$?; mkdir -p .git/hooks; "
+                             "echo evil > .git/hooks/pre-commit; echo rc2=$?; ls -A")
+    assert "rc1=0" not in r.stdout and "rc2=0" not in r.stdout and "rc1=" in r.stdout
+    assert sorted(os.listdir(env["ws"])) == []  # placeholders removed afterwards
+    # Outside, the same names can be created (the other side).
+    (env["ws"] / ".bashrc").write_text("x")
+    assert (env["ws"] / ".bashrc").exists()
+
+
+def test_placeholders_never_follow_symlinks(env, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    os.symlink(target, env["ws"] / ".git")
+    r = run(env, "true")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(target) == []  # no hooks/ created through the symlink
 
 
 def test_workspace_through_a_symlink_is_refused(env, tmp_path):
@@ -543,3 +557,70 @@ def test_agent_gets_its_own_terminal_and_modes_are_restored(env):
     assert termios.tcgetattr(slave) == before  # raw mode undone
     os.close(master)
     os.close(slave)
+
+
+def test_secret_created_during_the_session_ends_it(env):
+    new_secret = env["secrets"] / "later" / "authkey"
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "secrets:\n", f"secrets:\n  - {new_secret}\n"))
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 5; cat {new_secret}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    new_secret.parent.mkdir()
+    new_secret.write_text("LATE SECRET\n")
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 71
+    assert "LATE SECRET" not in out
+    assert "appeared" in errs and str(new_secret.parent) in errs
+
+
+def test_secret_created_in_an_existing_directory_is_masked(env):
+    late = env["secrets"] / "late.key"
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "secrets:\n", f"secrets:\n  - {env['secrets']}/*.key\n"))
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 3; echo \"[$(cat {late})]\""],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    late.write_text("LATE\n")
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 0, errs
+    assert out.strip() == "[]"
+    assert late.read_text() == "LATE\n"
+
+
+def test_secret_replaced_by_rename_is_masked_too(env):
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c",
+                          f"sleep 3; echo \"[$(cat {env['key']})]\""],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    tmp = env["secrets"] / "authkey.new"
+    tmp.write_text("ROTATED\n")
+    os.rename(tmp, env["key"])
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 0, errs
+    assert out.strip() == "[]"
+    # Outside, the rotated key is there to read (the other side of the claim).
+    assert env["key"].read_text() == "ROTATED\n"
+
+
+def test_listening_unix_sockets_outside_run_are_unreachable(env):
+    import socket
+    path = env["secrets"] / "daemon.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    os.chmod(path, 0o777)
+    s.listen()
+    try:
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(str(path))  # outside: reachable
+        c.close()
+        code = (f"import socket\ns = socket.socket(socket.AF_UNIX)\n"
+                f"try:\n s.connect({str(path)!r}); print('connected')\n"
+                f"except OSError as e: print('refused', e.errno)\n")
+        r = run(env, "python3", "-c", code)
+        assert "refused" in r.stdout, r.stdout + r.stderr
+    finally:
+        s.close()
