@@ -89,6 +89,7 @@ static void print_details(json_t *d)
 {
         static const char *const keys[] = {
                 "decision",
+                "rules",
                 "approvers_needed",
                 "by",
                 "approver_name",
@@ -176,6 +177,18 @@ static void print_record(const Filter *f, json_t *rec, const char *line, size_t 
                         put_esc(by);
                 }
                 fputs(")", stdout);
+        } else {
+                /* A request from outside any sandbox: the broker names the requester. */
+                json_t *d = json_object_get(rec, "details");
+                const char *user = json_string_value(json_object_get(d, "user"));
+                json_t *uid = json_object_get(d, "uid");
+
+                if (user) {
+                        fputs("  by ", stdout);
+                        put_esc(user);
+                        if (json_is_integer(uid))
+                                printf("(uid %lld)", (long long)json_integer_value(uid));
+                }
         }
         if (target) {
                 fputs("  on ", stdout);
