@@ -43,7 +43,11 @@ typedef struct {
         int wd;
         char *dir;  /* watched directory */
         char *name; /* glob of the names that are (or lead to) a secret */
+        bool final; /* name is the secret's own (else a directory on the way to it) */
 } SbxWatch;
+
+/* Called for each secret that appeared: path, and whether it is the secret itself. */
+typedef int (*SbxWatchFn)(const char *path, bool final, void *userdata);
 
 /* Everything prepared by the parent before the clone; read by the children. */
 typedef struct {
@@ -61,23 +65,23 @@ typedef struct {
         char **protect_missing; /* --explain: literal protected names absent */
         char **protect_new;     /* placeholders (and their directories) airlock created */
         char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
-        char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run)
-                              */
+        /* where the resolv.conf goes inside (the host file, or its symlink target in /run) */
+        char *resolv_target;
         char **envp;
         SbxLandlock landlock;
         SbxCgroup cgroup;
-        void *seccomp; /* scmp_filter_ctx */
+        void *seccomp; /* unused: the filter is compiled at build time */
         char **weaker; /* layers missing on this kernel or setup, in words */
         int pty_master, pty_slave;
         int err_fd; /* child -> parent: setup error text; EOF at exec */
+        /* the (exiting) process whose user namespace carries the idmap */
         pid_t idmap_helper;
         int inotify_fd; /* watches the secrets' directories during the session */
         SbxWatch *watches;
         size_t n_watches;
-        char *secret_appeared;
-        /* set when the session was ended because of it */ /* the (exiting) process whose
-                                                              user namespace carries the
-                                                              idmap */
+        char *secret_appeared; /* set when the session was ended because of it */
+        pid_t watcher;         /* the process reading inotify_fd during the session */
+        int watch_report;      /* watcher -> parent: the secret that appeared */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */
@@ -106,7 +110,7 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);
 int sbx_watch_secrets(SbxPlan *p, SbxError *err);
-char *sbx_watch_check(SbxPlan *p);
+int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata);
 
 /* landlock.c */
 int sbx_landlock_probe(SbxPlan *p, SbxError *err);

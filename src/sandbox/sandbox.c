@@ -8,6 +8,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sched.h>
@@ -263,7 +267,8 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                         .pty_master = -EBADF,
                         .pty_slave = -EBADF,
                         .err_fd = -EBADF,
-                        .inotify_fd = -EBADF };
+                        .inotify_fd = -EBADF,
+                        .watch_report = -EBADF };
         if (!c->argv || !c->argv[0])
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -393,10 +398,13 @@ static void remove_placeholders(SbxPlan *p)
 void sbx_plan_done(SbxPlan *p)
 {
         remove_placeholders(p);
+        sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
                         ;
+        sbx_timing("helper reaped");
         sbx_cgroup_cleanup(p);
+        sbx_timing("cgroup removed");
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
@@ -416,6 +424,16 @@ void sbx_plan_done(SbxPlan *p)
         free(p->resolv_target);
         sbx_seccomp_free(p);
         safe_close(p->inotify_fd);
+        safe_close(p->watch_report);
+        if (p->watcher > 0) {
+                /*
+                 * Not waited for: its exit closes the inotify instance, which
+                 * waits for an SRCU grace period (milliseconds) that airlock's
+                 * own exit need not pay. It holds nothing but that fd, and
+                 * pid 1 is gone; the kernel reaps it when airlock exits.
+                 */
+                kill(p->watcher, SIGKILL);
+        }
         for (size_t i = 0; i < p->n_watches; i++) {
                 free(p->watches[i].dir);
                 free(p->watches[i].name);
@@ -425,9 +443,11 @@ void sbx_plan_done(SbxPlan *p)
         safe_close(p->pty_master);
         safe_close(p->pty_slave);
         safe_close(p->err_fd);
-        *p = (SbxPlan){
-                .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF, .inotify_fd = -EBADF
-        };
+        *p = (SbxPlan){ .pty_master = -EBADF,
+                        .pty_slave = -EBADF,
+                        .err_fd = -EBADF,
+                        .inotify_fd = -EBADF,
+                        .watch_report = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -440,6 +460,136 @@ static int write_map(pid_t pid, const char *file, const char *text)
         if (fd < 0)
                 return -errno;
         return write_all(fd, text, strlen(text));
+}
+
+typedef struct {
+        int pidfd;  /* pid 1 of the sandbox */
+        int userns; /* its namespaces, opened while it was still dumpable */
+        int mntns;
+        int report; /* to the parent */
+        bool joined;
+} WatchCtx;
+
+/*
+ * Masks a secret that appeared during the session, from inside the
+ * sandbox's user and mount namespaces (opened before pid 1 made itself
+ * non-dumpable; as their owner, we hold every capability there): an empty read-only tmpfs
+ * over a directory, a read-only bind of the sandbox's /dev/null (reads
+ * empty, creates no file: our uid may not be mapped) over anything else.
+ */
+static int remask(WatchCtx *w, const char *path)
+{
+        _cleanup_close_ int target = -EBADF, mnt = -EBADF;
+        struct open_how how = { .flags = O_PATH | O_CLOEXEC,
+                                .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+        struct mount_attr a = { .attr_set =
+                                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC };
+        struct stat st;
+
+        if (!w->joined) {
+                if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
+                        return -errno;
+                w->joined = true;
+        }
+        target = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        if (target < 0)
+                return errno == ENOENT ? 0 : -errno; /* gone again, or not visible inside */
+        if (fstat(target, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode)) {
+                _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+                if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+                    fsconfig(fs, FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+                    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                        return -errno;
+                mnt = fsmount(fs, FSMOUNT_CLOEXEC,
+                              MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                      MOUNT_ATTR_NOEXEC);
+        } else {
+                mnt = open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                if (mnt >= 0 && mount_setattr(mnt, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+                        return -errno;
+        }
+        if (mnt < 0)
+                return -errno;
+        if (move_mount(mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                return -errno;
+        return 0;
+}
+
+static int on_secret_appeared(const char *path, bool final, void *userdata)
+{
+        WatchCtx *w = userdata;
+
+        /* The secret itself: mask it too and carry on. A directory on the way: end. */
+        if (final && remask(w, path) == 0)
+                return 0;
+        (void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+        (void)write_all(w->report, path, strlen(path));
+        return -ECANCELED;
+}
+
+/*
+ * The secret watcher: a small process that blocks on the inotify instance;
+ * when a secret appears on the host during the session it masks it inside
+ * as well, or, if it cannot (a directory on the way to a secret appeared,
+ * or the mount fails), kills pid 1 through its pidfd (no pid reuse race)
+ * and tells the parent which secret it was. A separate process so that
+ * closing the instance (an SRCU grace period, ~10 ms) never delays the end
+ * of `airlock run`.
+ */
+static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
+{
+        _cleanup_close_ int pidfd = -EBADF, userns = -EBADF, mntns = -EBADF;
+        int fds[2];
+        pid_t pid;
+
+        if (p->inotify_fd < 0 || p->n_watches == 0)
+                return 0;
+        pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+        if (pidfd < 0)
+                return sbx_fail(err, 71, -errno, "pidfd_open failed: %m");
+        {
+                char path[64];
+                snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
+                userns = open(path, O_RDONLY | O_CLOEXEC);
+                snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)child);
+                mntns = open(path, O_RDONLY | O_CLOEXEC);
+                if (userns < 0 || mntns < 0)
+                        return sbx_fail(err, 71, -errno,
+                                        "cannot open the sandbox's namespaces: %m");
+        }
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
+        pid = fork();
+        if (pid < 0) {
+                close(fds[0]);
+                close(fds[1]);
+                return sbx_fail(err, 71, -errno, "cannot start the secret watcher: %m");
+        }
+        if (pid == 0) {
+                WatchCtx w = { .pidfd = pidfd, .userns = userns, .mntns = mntns, .report = fds[1] };
+                sigset_t all;
+
+                sigfillset(&all);
+                sigprocmask(SIG_BLOCK, &all, NULL);
+                close(fds[0]);
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                for (;;) {
+                        struct pollfd pf = { .fd = p->inotify_fd, .events = POLLIN };
+
+                        if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+                                _exit(1);
+                        if (sbx_watch_drain(p, on_secret_appeared, &w) < 0)
+                                _exit(0);
+                }
+        }
+        close(fds[1]);
+        p->watch_report = fds[0];
+        p->watcher = pid;
+        /* The parent keeps no reference that would make its own exit wait. */
+        p->inotify_fd = safe_close(p->inotify_fd);
+        return 0;
 }
 
 /* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
@@ -545,6 +695,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         if (r >= 0)
                 r = sbx_cgroup_attach(&plan, pid, err);
         sbx_timing("cgroup attach");
+        if (r >= 0)
+                r = start_watcher(&plan, pid, err);
         if (r >= 0 && write(sync_w, "g", 1) != 1)
                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
@@ -575,9 +727,9 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 goto finish;
         if (plan.secret_appeared) {
                 r = sbx_fail(err, 71, -EPERM,
-                             "the secret %s appeared on the host during the session (created or "
-                             "replaced by rename) and would not be masked inside — the session "
-                             "was ended; start a new one",
+                             "%s appeared on the host during the session on the way to a secret "
+                             "(or could not be masked inside) — the session was ended; start a "
+                             "new one",
                              plan.secret_appeared);
                 goto finish;
         }
