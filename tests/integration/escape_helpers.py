@@ -152,7 +152,9 @@ def outside(*argv, env=None, pass_fds=(), timeout=60, input=None, cwd=None, user
     """Runs argv directly on the host (as root, or as USER through setpriv)."""
     argv = [str(a) for a in argv]
     if user:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+        import pwd
+        pw = pwd.getpwnam(user)
+        argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
                 "--inh-caps=-all", *argv]
     full_env = dict(os.environ)
     if env:

@@ -71,7 +71,8 @@ static void test_escape(void **state)
 
 static void test_argv_display(void **state)
 {
-        char *argv[] = { (char *)"systemctl", (char *)"restart", (char *)"it's here", (char *)"", NULL };
+        char *argv[] = { (char *)"systemctl", (char *)"restart", (char *)"it's here", (char *)"",
+                         NULL };
         _cleanup_free_ char *s = argv_to_display(argv);
 
         assert_string_equal(s, "systemctl restart 'it'\\''s here' ''");
@@ -103,15 +104,16 @@ static void test_sha256(void **state)
         char hex[SHA256_HEX_LEN + 1];
 
         assert_int_equal(sha256_hex("abc", 3, hex), 0);
-        assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_string_equal(hex,
+                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_u64),     cmocka_unit_test(test_parse_size),
-                cmocka_unit_test(test_strv),          cmocka_unit_test(test_escape),
-                cmocka_unit_test(test_argv_display),  cmocka_unit_test(test_read_full_limits),
+                cmocka_unit_test(test_parse_u64),    cmocka_unit_test(test_parse_size),
+                cmocka_unit_test(test_strv),         cmocka_unit_test(test_escape),
+                cmocka_unit_test(test_argv_display), cmocka_unit_test(test_read_full_limits),
                 cmocka_unit_test(test_sha256),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
