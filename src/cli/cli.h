@@ -13,20 +13,20 @@
  */
 enum {
         EXIT_OK = 0,
-        EXIT_CHECK_FAILED = 1,   /* a check ran and found a problem (log verify, doctor) */
-        EXIT_USAGE = 64,         /* bad flag, missing argument, unknown subcommand */
-        EXIT_POLICY = 65,        /* the policy file is invalid */
-        EXIT_UNAVAILABLE = 69,   /* the broker is not running or not reachable */
-        EXIT_INTERNAL = 70,      /* a bug or an unexpected failure in airlock */
-        EXIT_SETUP = 71,         /* the sandbox could not be set up as required; nothing ran */
-        EXIT_TIMEOUT = 75,       /* waited, and the request is still pending */
-        EXIT_DENIED = 77,        /* denied by policy, by an approver, or expired */
+        EXIT_CHECK_FAILED = 1, /* a check ran and found a problem (log verify, doctor) */
+        EXIT_USAGE = 64,       /* bad flag, missing argument, unknown subcommand */
+        EXIT_POLICY = 65,      /* the policy file is invalid */
+        EXIT_UNAVAILABLE = 69, /* the broker is not running or not reachable */
+        EXIT_INTERNAL = 70,    /* a bug or an unexpected failure in airlock */
+        EXIT_SETUP = 71,       /* the sandbox could not be set up as required; nothing ran */
+        EXIT_TIMEOUT = 75,     /* waited, and the request is still pending */
+        EXIT_DENIED = 77,      /* denied by policy, by an approver, or expired */
 };
 
 typedef struct {
         const char *name;
-        const char *summary; /* one line for `airlock --help` */
-        const char *usage;   /* full text for `airlock help NAME` and `NAME --help` */
+        const char *summary;               /* one line for `airlock --help` */
+        const char *usage;                 /* full text for `airlock help NAME` and `NAME --help` */
         int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
 } CliCommand;
 

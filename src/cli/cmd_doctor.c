@@ -4,7 +4,8 @@
 /* Placeholder until the doctor subcommand lands in this build. */
 static int cmd_doctor(int argc, char **argv)
 {
-        return cli_fail("doctor", EXIT_INTERNAL, "not available in this build — this is a development snapshot");
+        return cli_fail("doctor", EXIT_INTERNAL,
+                        "not available in this build — this is a development snapshot");
 }
 
 const CliCommand cli_command_doctor = {

@@ -4,7 +4,8 @@
 /* Placeholder until the log subcommand lands in this build. */
 static int cmd_log(int argc, char **argv)
 {
-        return cli_fail("log", EXIT_INTERNAL, "not available in this build — this is a development snapshot");
+        return cli_fail("log", EXIT_INTERNAL,
+                        "not available in this build — this is a development snapshot");
 }
 
 const CliCommand cli_command_log = {

@@ -1,15 +1,399 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-#include "cli/cli.h"
+/*
+ * airlock policy check | explain | show-default: validate a policy file,
+ * ask which rule decides a request and why (as sudo's testsudoers does),
+ * and print the embedded default policy.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
 
-/* Placeholder until the policy subcommand lands in this build. */
+#include "cli/cli.h"
+#include "common/util.h"
+#include "config.h"
+#include "policy/policy.h"
+
+#define SUB "policy"
+
+static void json_decref_p(json_t **j)
+{
+        if (*j)
+                json_decref(*j);
+}
+#define _cleanup_json_ _cleanup_(json_decref_p)
+
+static int print_json(json_t *j)
+{
+        _cleanup_free_ char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+        if (!s)
+                return cli_fail(SUB, EXIT_INTERNAL, "out of memory — free some memory and retry");
+        puts(s);
+        return EXIT_OK;
+}
+
+/*
+ * Prints text from the policy file or the command line safely for a
+ * terminal: control characters and DEL become \xNN, so nothing in a policy
+ * can move the cursor. Backslashes stay as they are (globs use them), and
+ * the text is UTF-8 already (libyaml refuses anything else).
+ */
+static void put_escaped(FILE *f, const char *s)
+{
+        for (const unsigned char *p = (const unsigned char *)(s ?: ""); *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\x%02x", *p);
+                else
+                        fputc(*p, f);
+}
+
+/*
+ * Which file a command should read: FILE, else $AIRLOCK_POLICY, else the
+ * standard path when it exists, else NULL for the embedded default.
+ */
+static const char *resolve_policy_path(const char *arg)
+{
+        const char *e;
+
+        if (arg)
+                return arg;
+        e = getenv("AIRLOCK_POLICY");
+        if (!isempty(e))
+                return e;
+        if (access(AIRLOCK_POLICY_PATH, F_OK) == 0)
+                return AIRLOCK_POLICY_PATH;
+        return NULL;
+}
+
+static int print_errors(const PolicyError *errs, size_t n, const char *path, bool json, int r)
+{
+        if (json) {
+                _cleanup_json_ json_t *o = json_object(), *a = json_array();
+
+                if (!o || !a)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                for (size_t i = 0; i < n; i++) {
+                        json_t *e =
+                                json_pack("{s:s, s:I, s:I, s:s}", "file", errs[i].file, "line",
+                                          (json_int_t)errs[i].line, "column",
+                                          (json_int_t)errs[i].column, "message", errs[i].message);
+                        if (!e || json_array_append_new(a, e) < 0)
+                                return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                }
+                if (json_object_set_new(o, "file", json_string(path)) < 0 ||
+                    json_object_set_new(o, "ok", json_false()) < 0 ||
+                    json_object_set(o, "errors", a) < 0)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                print_json(o);
+                return EXIT_POLICY;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char buf[1024];
+
+                policy_error_format(&errs[i], buf, sizeof(buf));
+                put_escaped(stderr, buf);
+                fputc('\n', stderr);
+        }
+        if (n == 0)
+                return cli_fail(SUB, r == -ENOMEM ? EXIT_INTERNAL : EXIT_POLICY,
+                                "%s: cannot load the policy: %s — check the file", path,
+                                strerror(-r));
+        return cli_fail(SUB, EXIT_POLICY,
+                        "%s: %zu error%s — fix %s and run 'airlock policy check' again", path, n,
+                        n == 1 ? "" : "s", n == 1 ? "it" : "them");
+}
+
+static int policy_check(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(policy_freep) Policy *p = NULL;
+        PolicyError *errs = NULL;
+        const char *path;
+        bool json = false, embedded = false;
+        size_t n = 0;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "+jh", options, NULL)) >= 0)
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        fputs("Usage: airlock policy check [--json] [FILE]\n", stdout);
+                        return EXIT_OK;
+                default:
+                        return cli_fail(SUB, EXIT_USAGE, "bad option — run 'airlock help policy'");
+                }
+        if (argc - optind > 1)
+                return cli_fail(SUB, EXIT_USAGE,
+                                "check takes at most one FILE — run 'airlock help policy'");
+        path = resolve_policy_path(argc > optind ? argv[optind] : NULL);
+        if (!path) {
+                embedded = true;
+                if (!json)
+                        fprintf(stderr,
+                                "airlock: policy: no policy file at %s; checking the embedded "
+                                "default\n",
+                                AIRLOCK_POLICY_PATH);
+                r = policy_check_string(policy_default_text(), strlen(policy_default_text()),
+                                        "<default>", &p, &errs, &n);
+                path = "<default>";
+        } else
+                r = policy_check_file(path, &p, &errs, &n);
+        if (r < 0) {
+                int code = print_errors(errs, n, path, json, r);
+
+                free(errs);
+                return code;
+        }
+
+        if (json) {
+                _cleanup_json_ json_t *o = json_pack(
+                        "{s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:s, s:[]}", "file", path, "ok", 1,
+                        "embedded", embedded, "rules", (json_int_t)p->n_rules, "secrets",
+                        (json_int_t)strv_length(p->secrets), "hosts", (json_int_t)p->n_hosts,
+                        "profiles", (json_int_t)p->n_profiles, "digest", p->digest, "errors");
+                if (!o)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                return print_json(o);
+        }
+        put_escaped(stdout, path);
+        printf(": OK (%zu rule%s, %zu secret%s, %zu host%s, %zu profile%s, digest %s)\n",
+               p->n_rules, p->n_rules == 1 ? "" : "s", strv_length(p->secrets),
+               strv_length(p->secrets) == 1 ? "" : "s", p->n_hosts, p->n_hosts == 1 ? "" : "s",
+               p->n_profiles, p->n_profiles == 1 ? "" : "s", p->digest);
+        return EXIT_OK;
+}
+
+static void describe_rule(FILE *f, const Policy *p, const PolicyRule *r)
+{
+        fprintf(f, "rule %zu at ", r->index);
+        put_escaped(f, p->source);
+        fprintf(f, ":%u:%u", r->line, r->column);
+}
+
+static int policy_explain(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "policy", required_argument, NULL, 'p' },
+                { "host", required_argument, NULL, 'H' },
+                { "agent", required_argument, NULL, 'a' },
+                { "profile", required_argument, NULL, 'P' },
+                { "json", no_argument, NULL, 'j' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(policy_freep) Policy *p = NULL;
+        _cleanup_free_ char *cmd = NULL;
+        const char *policy_arg = NULL, *path;
+        PolicyRequest req = {};
+        PolicyDecision d;
+        PolicyError err = {};
+        bool json = false, verbose = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "+p:H:a:P:jvh", options, NULL)) >= 0)
+                switch (c) {
+                case 'p':
+                        policy_arg = optarg;
+                        break;
+                case 'H':
+                        req.host = optarg;
+                        break;
+                case 'a':
+                        req.agent = optarg;
+                        break;
+                case 'P':
+                        req.profile = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'v':
+                        verbose = true;
+                        break;
+                case 'h':
+                        fputs("Usage: airlock policy explain [--policy FILE] [--host H] "
+                              "[--agent A] [--profile P] [--verbose] [--json] -- CMD...\n",
+                              stdout);
+                        return EXIT_OK;
+                default:
+                        return cli_fail(SUB, EXIT_USAGE, "bad option — run 'airlock help policy'");
+                }
+        if (optind >= argc)
+                return cli_fail(SUB, EXIT_USAGE,
+                                "explain needs a command — write 'airlock policy explain -- CMD "
+                                "ARGS...'");
+        req.argv = argv + optind;
+
+        path = resolve_policy_path(policy_arg);
+        if (path) {
+                PolicyError *errs = NULL;
+                size_t n = 0;
+
+                r = policy_check_file(path, &p, &errs, &n);
+                if (r < 0) {
+                        int code = print_errors(errs, n, path, json, r);
+
+                        free(errs);
+                        return code;
+                }
+        } else {
+                r = policy_load_default(&p);
+                if (r < 0)
+                        return cli_fail(SUB, EXIT_INTERNAL,
+                                        "cannot load the embedded default policy: %s",
+                                        strerror(-r));
+        }
+        (void)err;
+
+        r = policy_evaluate(p, &req, &d);
+        if (r < 0)
+                return cli_fail(SUB, EXIT_INTERNAL, "cannot evaluate: %s", d.reason);
+
+        cmd = argv_to_display(req.argv);
+        if (!cmd)
+                return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+
+        if (json) {
+                _cleanup_json_ json_t *o = NULL, *skipped = json_array();
+
+                if (!skipped)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                for (size_t i = 0; i < p->n_rules && &p->rules[i] != d.rule; i++) {
+                        char why[512];
+                        json_t *e;
+
+                        policy_rule_matches(p, &p->rules[i], &req, why, sizeof(why));
+                        e = json_pack("{s:I, s:I, s:I, s:s}", "rule", (json_int_t)p->rules[i].index,
+                                      "line", (json_int_t)p->rules[i].line, "column",
+                                      (json_int_t)p->rules[i].column, "why", why);
+                        if (!e || json_array_append_new(skipped, e) < 0)
+                                return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                }
+                o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s?, s:s?, s:s?}", "policy", p->source,
+                              "digest", p->digest, "action", policy_action_to_string(d.action),
+                              "approvers", (json_int_t)d.approvers, "reason", d.reason, "host",
+                              req.host, "agent", req.agent, "profile", req.profile);
+                if (!o)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                if (json_object_set_new(o, "command", json_string(cmd)) < 0 ||
+                    json_object_set(o, "skipped", skipped) < 0)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                if (d.rule) {
+                        json_t *jr = json_pack(
+                                "{s:I, s:I, s:I, s:s?}", "index", (json_int_t)d.rule->index, "line",
+                                (json_int_t)d.rule->line, "column", (json_int_t)d.rule->column,
+                                "reason", d.rule->reason);
+                        if (!jr || json_object_set_new(o, "rule", jr) < 0)
+                                return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                } else if (json_object_set_new(o, "rule", json_null()) < 0)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                return print_json(o);
+        }
+
+        fputs("policy:    ", stdout);
+        put_escaped(stdout, p->source);
+        printf(" (digest %.12s)\n", p->digest);
+        fputs("request:   ", stdout);
+        put_escaped(stdout, cmd);
+        fputs("\n           on host ", stdout);
+        put_escaped(stdout, req.host ?: "local");
+        fputs(", agent ", stdout);
+        put_escaped(stdout, req.agent ?: "(none: a human)");
+        if (req.profile) {
+                fputs(", profile ", stdout);
+                put_escaped(stdout, req.profile);
+        }
+        fputc('\n', stdout);
+        if (verbose)
+                for (size_t i = 0; i < p->n_rules && &p->rules[i] != d.rule; i++) {
+                        char why[512];
+
+                        policy_rule_matches(p, &p->rules[i], &req, why, sizeof(why));
+                        fputs("skipped:   ", stdout);
+                        describe_rule(stdout, p, &p->rules[i]);
+                        fputs(": ", stdout);
+                        put_escaped(stdout, why);
+                        fputc('\n', stdout);
+                }
+        fputs("decided:   ", stdout);
+        if (d.rule)
+                describe_rule(stdout, p, d.rule);
+        else
+                fputs("the default (no rule matched)", stdout);
+        fputc('\n', stdout);
+        printf("decision:  %s", policy_action_to_string(d.action));
+        if (d.action == POLICY_APPROVE)
+                printf(" (%u approval%s needed)", d.approvers, d.approvers == 1 ? "" : "s");
+        fputc('\n', stdout);
+        fputs("reason:    ", stdout);
+        put_escaped(stdout, d.reason);
+        fputc('\n', stdout);
+        return EXIT_OK;
+}
+
+static int policy_show_default(int argc, char **argv)
+{
+        if (argc > 1)
+                return cli_fail(SUB, EXIT_USAGE,
+                                "show-default takes no arguments — run 'airlock policy "
+                                "show-default'");
+        fputs(policy_default_text(), stdout);
+        return EXIT_OK;
+}
+
 static int cmd_policy(int argc, char **argv)
 {
-        return cli_fail("policy", EXIT_INTERNAL, "not available in this build — this is a development snapshot");
+        if (argc < 2)
+                return cli_fail(SUB, EXIT_USAGE,
+                                "missing action — write 'airlock policy check', 'explain' or "
+                                "'show-default' (see 'airlock help policy')");
+        optind = 0;
+        if (streq(argv[1], "check"))
+                return policy_check(argc - 1, argv + 1);
+        if (streq(argv[1], "explain"))
+                return policy_explain(argc - 1, argv + 1);
+        if (streq(argv[1], "show-default"))
+                return policy_show_default(argc - 1, argv + 1);
+        return cli_fail(SUB, EXIT_USAGE,
+                        "unknown action '%s' — write check, explain or show-default (see "
+                        "'airlock help policy')",
+                        argv[1]);
 }
 
 const CliCommand cli_command_policy = {
         .name = "policy",
-        .summary = "(not yet available)",
-        .usage = "Usage: airlock policy\n",
+        .summary = "check a policy file, or explain which rule decides a command",
+        .usage = "Usage: airlock policy check [--json] [FILE]\n"
+                 "       airlock policy explain [--policy FILE] [--host H] [--agent A]\n"
+                 "                              [--profile P] [--verbose] [--json] -- CMD...\n"
+                 "       airlock policy show-default\n"
+                 "\n"
+                 "check         Validates FILE (default: $AIRLOCK_POLICY, else " AIRLOCK_POLICY_PATH
+                 ",\n"
+                 "              else the embedded default) and prints every error as\n"
+                 "              FILE:LINE:COLUMN: what is wrong — how to fix it.\n"
+                 "              Exit 0 if valid, 65 if not.\n"
+                 "explain       Shows which rule decides CMD and why: the rule's file:line,\n"
+                 "              the action, the approvals needed and the reason. --verbose\n"
+                 "              also lists each earlier rule and why it did not match.\n"
+                 "              --host names an inventory host (default: this machine),\n"
+                 "              --agent the agent asking (default: a human), --profile its\n"
+                 "              sandbox profile. Rules on effects (reads-secret, writes, ...)\n"
+                 "              need a plan and never match here.\n"
+                 "show-default  Prints the embedded default policy, a starting point for\n"
+                 "              " AIRLOCK_POLICY_PATH ".\n"
+                 "\n"
+                 "Options:\n"
+                 "  --policy FILE   policy for explain (also $AIRLOCK_POLICY)\n"
+                 "  --json          machine-readable output\n"
+                 "\n"
+                 "See airlock-policy(5) for the file format.\n",
         .run = cmd_policy,
 };

@@ -4,7 +4,8 @@
 /* Placeholder until the run subcommand lands in this build. */
 static int cmd_run(int argc, char **argv)
 {
-        return cli_fail("run", EXIT_INTERNAL, "not available in this build — this is a development snapshot");
+        return cli_fail("run", EXIT_INTERNAL,
+                        "not available in this build — this is a development snapshot");
 }
 
 const CliCommand cli_command_run = {

@@ -27,18 +27,9 @@ static const CliCommand cli_command_version = {
 
 /* The dispatch table: one entry per subcommand, in the order --help shows. */
 static const CliCommand *const commands[] = {
-        &cli_command_run,
-        &cli_command_exec,
-        &cli_command_wait,
-        &cli_command_requests,
-        &cli_command_show,
-        &cli_command_approve,
-        &cli_command_deny,
-        &cli_command_policy,
-        &cli_command_log,
-        &cli_command_doctor,
-        &cli_command_help,
-        &cli_command_version,
+        &cli_command_run,  &cli_command_exec,    &cli_command_wait, &cli_command_requests,
+        &cli_command_show, &cli_command_approve, &cli_command_deny, &cli_command_policy,
+        &cli_command_log,  &cli_command_doctor,  &cli_command_help, &cli_command_version,
 };
 
 int cli_fail(const char *sub, int code, const char *fmt, ...)
@@ -108,7 +99,8 @@ static int cmd_help(int argc, char **argv)
 static int cmd_version(int argc, char **argv)
 {
         if (argc > 1)
-                return cli_fail("version", EXIT_USAGE, "takes no arguments — run 'airlock version'");
+                return cli_fail("version", EXIT_USAGE,
+                                "takes no arguments — run 'airlock version'");
         printf("airlock %s\n", AIRLOCK_VERSION);
         return EXIT_OK;
 }

@@ -33,31 +33,31 @@ typedef enum {
 
 /* A parse or validation error: where it is and what is wrong. */
 typedef struct {
-        char file[256];     /* the file name as given (or "<default>") */
-        unsigned line;      /* 1-based; 0 when not tied to a position */
-        unsigned column;    /* 1-based */
-        char message[512];  /* "unknown key 'foo' in rule; expected one of: ..." */
+        char file[256];    /* the file name as given (or "<default>") */
+        unsigned line;     /* 1-based; 0 when not tied to a position */
+        unsigned column;   /* 1-based */
+        char message[512]; /* "unknown key 'foo' in rule; expected one of: ..." */
 } PolicyError;
 
 typedef struct {
         char *name;
-        char *address;       /* IPv4/IPv6 literal or DNS name */
-        char *environment;   /* e.g. "production"; NULL if unset */
-        char *cluster;       /* e.g. "pve"; NULL if not in a cluster */
-        char **connect;      /* argv prefix to run a command there; NULL = default ssh */
+        char *address;     /* IPv4/IPv6 literal or DNS name */
+        char *environment; /* e.g. "production"; NULL if unset */
+        char *cluster;     /* e.g. "pve"; NULL if not in a cluster */
+        char **connect;    /* argv prefix to run a command there; NULL = default ssh */
 } PolicyHost;
 
 typedef struct {
         char *name;
-        char **ro;             /* extra read-only paths (besides the host tree) */
-        char **rw;             /* extra writable paths */
+        char **ro; /* extra read-only paths (besides the host tree) */
+        char **rw; /* extra writable paths */
         PolicyNetMode net;
-        uint16_t *ports;       /* TCP ports allowed in net: host */
+        uint16_t *ports; /* TCP ports allowed in net: host */
         size_t n_ports;
-        char **env;            /* extra environment variable names passed through */
-        uint64_t memory_max;   /* bytes; 0 = airlock's default */
-        uint64_t pids_max;     /* 0 = airlock's default */
-        char **protect;        /* workspace-relative globs kept read-only (.git/hooks ...) */
+        char **env;          /* extra environment variable names passed through */
+        uint64_t memory_max; /* bytes; 0 = airlock's default */
+        uint64_t pids_max;   /* 0 = airlock's default */
+        char **protect;      /* workspace-relative globs kept read-only (.git/hooks ...) */
 } PolicyProfile;
 
 /* One argv element pattern: a glob with brace sets, or "**" for "the rest". */
@@ -66,18 +66,38 @@ typedef struct {
         bool rest; /* "**": matches zero or more remaining arguments */
 } PolicyArgPattern;
 
+/* The kind of a rule's effect condition (see PolicyRule.effect). */
+typedef enum {
+        POLICY_EFFECT_NONE = 0,
+        POLICY_EFFECT_READS_SECRET,          /* "reads-secret" */
+        POLICY_EFFECT_WRITES_SECRET_CONTENT, /* "writes-secret-content" */
+        POLICY_EFFECT_WRITES,                /* {writes: GLOB}: effect_arg is the path glob */
+        POLICY_EFFECT_DELETES,               /* {deletes: GLOB}: effect_arg is the path glob */
+        POLICY_EFFECT_NETWORK,               /* {network: ...}: see the network_* fields */
+        POLICY_EFFECT_CONTACTS,              /* {contacts: DAEMON}: effect_arg is a glob */
+} PolicyEffectKind;
+
 typedef struct {
         unsigned line, column;   /* where the rule starts, for explanations */
         PolicyArgPattern *match; /* NULL if the rule has no argv condition */
         size_t n_match;
-        char **hosts;            /* conditions; NULL = any */
+        char **hosts; /* conditions; NULL = any */
         char **environments;
-        char **agents;           /* globs on the agent name */
-        char *effect;            /* effect condition for plans (issue 6); NULL = none */
-        char *effect_arg;        /* e.g. the glob of "writes: GLOB" */
+        char **agents;    /* globs on the agent name */
+        char *effect;     /* effect condition for plans (issue 6); NULL = none */
+        char *effect_arg; /* e.g. the glob of "writes: GLOB" */
         PolicyAction action;
-        unsigned approvers;      /* for POLICY_APPROVE: distinct approvals needed */
-        char *reason;            /* shown to agent and approver; may be NULL */
+        unsigned approvers; /* for POLICY_APPROVE: distinct approvals needed */
+        char *reason;       /* shown to agent and approver; may be NULL */
+        /* Added after the first draft: */
+        size_t index;    /* 1-based position in rules: */
+        char **profiles; /* condition on the sandbox profile of the request; NULL = any */
+        PolicyEffectKind effect_kind;
+        /* {network: ...}: every set field must hold for a connection to match. */
+        char *network_host;             /* an inventory host name; NULL = any */
+        char *network_environment;      /* an environment; NULL = any */
+        uint16_t network_port;          /* 0 = any */
+        bool network_outside_inventory; /* {network: outside-inventory}: not an inventory host */
 } PolicyRule;
 
 typedef struct {
@@ -86,18 +106,18 @@ typedef struct {
 } PolicyApprovalCount;
 
 typedef struct Policy {
-        char *source;           /* file name, or "<default>" for the embedded one */
-        char digest[65];        /* sha256 hex of the source text: the policy version */
-        char **secrets;         /* paths and globs; "~/" means every user's home */
+        char *source;    /* file name, or "<default>" for the embedded one */
+        char digest[65]; /* sha256 hex of the source text: the policy version */
+        char **secrets;  /* paths and globs; "~/" means every user's home */
         PolicyHost *hosts;
         size_t n_hosts;
         PolicyApprovalCount *approvals;
         size_t n_approvals;
-        char **approver_users;  /* who may approve */
+        char **approver_users; /* who may approve */
         char **approver_groups;
         PolicyProfile *profiles; /* always contains "default" */
         size_t n_profiles;
-        char **protect;          /* workspace files kept read-only in every profile */
+        char **protect; /* workspace files kept read-only in every profile */
         PolicyRule *rules;
         size_t n_rules;
         PolicyAction default_action;
@@ -142,9 +162,10 @@ void policy_error_format(const PolicyError *err, char *buf, size_t size);
 
 /* What is being asked: filled by the caller, borrowed by policy_evaluate(). */
 typedef struct {
-        char *const *argv;      /* the command (NULL-terminated) */
-        const char *host;       /* target host name; NULL = the local host */
-        const char *agent;      /* agent name; NULL = a human outside any sandbox */
+        char *const *argv;   /* the command (NULL-terminated) */
+        const char *host;    /* target host name; NULL = the local host */
+        const char *agent;   /* agent name; NULL = a human outside any sandbox */
+        const char *profile; /* sandbox profile the request came from; NULL = unknown */
 } PolicyRequest;
 
 typedef struct {
@@ -172,7 +193,42 @@ bool policy_glob_match(const char *pattern, const char *s, bool pathname);
 /* Checks a glob's syntax. Returns 0, or -EINVAL with a message in why. */
 int policy_glob_validate(const char *pattern, char *why, size_t why_size);
 
-/* Returns true if path (absolute, normalized) matches one of the policy's secrets, for the given home directory list. */
+/*
+ * Returns true if path (absolute; "." and ".." and repeated slashes are
+ * normalized first) is a secret or lies beneath one. Pure: "~/X" matches X
+ * beneath any directory, an over-approximation of "every user's home" that
+ * fails closed. A pattern too complex to evaluate also counts as secret.
+ * A relative path returns false.
+ */
 bool policy_path_is_secret(const Policy *p, const char *path);
 
+/*
+ * The secrets as absolute globs: each "~/X" expanded to X under every home
+ * directory from the passwd database (and /root), duplicates removed.
+ * Returns 0 and *ret (a strv; free with strv_free), or -ENOMEM.
+ */
+int policy_secret_globs(const Policy *p, char ***ret);
+
+/*
+ * Like policy_load_file()/policy_load_string(), but collects every error
+ * (up to 100) instead of the first. On success returns 0 with *ret_errors
+ * NULL and *ret (if ret is non-NULL) the policy. On failure returns a
+ * negative errno; *ret_errors (free()) holds *ret_n_errors errors.
+ */
+int policy_check_file(const char *path, Policy **ret, PolicyError **ret_errors,
+                      size_t *ret_n_errors);
+int policy_check_string(const char *text, size_t len, const char *name, Policy **ret,
+                        PolicyError **ret_errors, size_t *ret_n_errors);
+
+/*
+ * Whether rule would match req, ignoring the order of rules. When it does
+ * not and why is non-NULL, writes the first condition that failed. A rule
+ * with an effect condition never matches (there is no plan yet). Returns
+ * 1, 0, or -1 if a pattern was too complex to evaluate.
+ */
+int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
+                        char *why, size_t why_size);
+
 const char *policy_action_to_string(PolicyAction a);
+const char *policy_net_mode_to_string(PolicyNetMode m);
+const char *policy_effect_kind_to_string(PolicyEffectKind k);

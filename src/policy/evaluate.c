@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Evaluation: a request (argv, target host, agent) against the rules, first
+ * match wins, else the default. Pure: no I/O, no allocation that can change
+ * the answer (an allocation failure only ever makes it stricter).
+ */
+#include <pwd.h>
+#include <stdio.h>
+
+#include "policy/policy-internal.h"
+
+/* Matches argv[ai...] against pat[pi...]; "**" takes zero or more arguments. */
+static int argv_match(const PolicyArgPattern *pat, size_t n, size_t pi, char *const *argv,
+                      size_t ai, unsigned *budget)
+{
+        for (;;) {
+                if (*budget == 0)
+                        return -1;
+                (*budget)--;
+                if (pi == n)
+                        return argv[ai] == NULL;
+                if (pat[pi].rest) {
+                        if (pi + 1 == n)
+                                return 1;
+                        for (size_t k = ai;; k++) {
+                                int r = argv_match(pat, n, pi + 1, argv, k, budget);
+                                if (r != 0)
+                                        return r;
+                                if (!argv[k])
+                                        return 0;
+                        }
+                }
+                if (!argv[ai])
+                        return 0;
+                int r = policy_glob_match_full(pat[pi].pattern, argv[ai], false);
+                if (r <= 0)
+                        return r;
+                pi++;
+                ai++;
+        }
+}
+
+static bool list_has(char *const *l, const char *s)
+{
+        return s && strv_contains(l, s);
+}
+
+/*
+ * Collapses "//", "." and ".." in an absolute path, in place. ".." at the
+ * root stays at the root, as the kernel does.
+ */
+static void path_normalize(char *path)
+{
+        char *w = path;
+        const char *r = path;
+
+        while (*r) {
+                while (*r == '/')
+                        r++;
+                if (!*r)
+                        break;
+                const char *e = strchrnul(r, '/');
+                size_t n = (size_t)(e - r);
+
+                if (n == 1 && r[0] == '.') {
+                        /* skip */
+                } else if (n == 2 && r[0] == '.' && r[1] == '.') {
+                        while (w > path && *--w != '/')
+                                ;
+                } else {
+                        *w++ = '/';
+                        memmove(w, r, n);
+                        w += n;
+                }
+                r = e;
+        }
+        if (w == path)
+                *w++ = '/';
+        *w = '\0';
+}
+
+/* 1 = secret (or too complex to tell), 0 = not. path must be absolute and normalized. */
+static int path_matches_secret(const char *secret, const char *path)
+{
+        if (strneq(secret, "~/", 2)) {
+                /* X beneath any directory: try every '/' of path as the home's end. */
+                for (const char *q = path; (q = strchr(q, '/')); q++) {
+                        int r = policy_glob_match_full(secret + 2, q + 1, true);
+                        if (r != 0)
+                                return 1;
+                }
+                return 0;
+        }
+        return policy_glob_match_full(secret, path, true) != 0;
+}
+
+bool policy_path_is_secret(const Policy *p, const char *path)
+{
+        _cleanup_free_ char *copy = NULL;
+        size_t n;
+
+        if (!p || isempty(path) || path[0] != '/')
+                return false;
+        copy = strdup(path);
+        if (!copy)
+                return true; /* fail closed */
+        path_normalize(copy);
+        /* The path itself, then each ancestor: a secret directory covers what is beneath. */
+        for (n = strlen(copy);;) {
+                STRV_FOREACH (s, p->secrets)
+                        if (path_matches_secret(*s, copy))
+                                return true;
+                while (n > 1 && copy[n - 1] != '/')
+                        n--;
+                if (n <= 1)
+                        break;
+                copy[--n] = '\0';
+        }
+        return false;
+}
+
+int policy_secret_globs(const Policy *p, char ***ret)
+{
+        _cleanup_strv_free_ char **homes = NULL, **out = NULL;
+        struct passwd *pw;
+
+        out = calloc(1, sizeof(char *));
+        if (!out || strv_extend(&homes, "/root") < 0)
+                return -ENOMEM;
+        setpwent();
+        while ((pw = getpwent())) {
+                _cleanup_free_ char *h = NULL;
+
+                if (isempty(pw->pw_dir) || pw->pw_dir[0] != '/')
+                        continue;
+                h = strdup(pw->pw_dir);
+                if (!h) {
+                        endpwent();
+                        return -ENOMEM;
+                }
+                path_normalize(h);
+                if (strv_contains(homes, h))
+                        continue;
+                if (strv_consume(&homes, TAKE_PTR(h)) < 0) {
+                        endpwent();
+                        return -ENOMEM;
+                }
+        }
+        endpwent();
+
+        STRV_FOREACH (s, p->secrets) {
+                if (!strneq(*s, "~/", 2)) {
+                        if (!strv_contains(out, *s) && strv_extend(&out, *s) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                STRV_FOREACH (h, homes) {
+                        char *g;
+
+                        if (asprintf(&g, "%s/%s", streq(*h, "/") ? "" : *h, *s + 2) < 0)
+                                return -ENOMEM;
+                        if (strv_contains(out, g)) {
+                                free(g);
+                                continue;
+                        }
+                        if (strv_consume(&out, g) < 0)
+                                return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/*
+ * An allow rule never lets an argument that names a secret through: such a
+ * request falls to the next rule (usually the default: a human decides).
+ * This catches `cat /etc/shadow` against `allow: [cat, "**"]`; it cannot
+ * see through symlinks or relative paths, which is why the plan (issue 6)
+ * and the broker's own view of the files remain the real check.
+ */
+static const char *argv_names_secret(const Policy *p, char *const *argv)
+{
+        for (size_t i = 0; argv[i]; i++) {
+                const char *a = argv[i], *eq = strchr(a, '=');
+
+                if ((a[0] == '/' && policy_path_is_secret(p, a)) ||
+                    (eq && eq[1] == '/' && policy_path_is_secret(p, eq + 1)))
+                        return a;
+                if (strneq(a, "~/", 2) || (eq && strneq(eq + 1, "~/", 2))) {
+                        const char *rest = strneq(a, "~/", 2) ? a + 1 : eq + 2;
+                        _cleanup_free_ char *abs = NULL;
+
+                        if (asprintf(&abs, "/root%s", rest) < 0 || policy_path_is_secret(p, abs))
+                                return a;
+                }
+        }
+        return NULL;
+}
+
+int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
+                        char *why, size_t why_size)
+{
+        const PolicyHost *host = req->host ? policy_find_host(p, req->host) : NULL;
+        const char *env = host ? host->environment : NULL;
+        char dummy[1];
+
+        if (!why) {
+                why = dummy;
+                why_size = sizeof(dummy);
+        }
+        why[0] = '\0';
+        if (rule->effect_kind != POLICY_EFFECT_NONE) {
+                snprintf(why, why_size, "has an effect condition (%s), which needs a plan",
+                         policy_effect_kind_to_string(rule->effect_kind));
+                return 0;
+        }
+        if (rule->match) {
+                unsigned budget = 100000;
+                int r = argv_match(rule->match, rule->n_match, 0, req->argv, 0, &budget);
+
+                if (r < 0) {
+                        snprintf(why, why_size, "its argv pattern is too complex to evaluate");
+                        return -1;
+                }
+                if (r == 0) {
+                        snprintf(why, why_size, "the command does not match its argv pattern");
+                        return 0;
+                }
+        }
+        if (rule->hosts) {
+                bool ok = req->host ? list_has(rule->hosts, req->host)
+                                    : list_has(rule->hosts, "local");
+                if (!ok) {
+                        snprintf(why, why_size, "the target host %s is not one of its hosts",
+                                 req->host ?: "local");
+                        return 0;
+                }
+        }
+        if (rule->environments && !list_has(rule->environments, env)) {
+                snprintf(why, why_size,
+                         "the target's environment %s is not one of its environments",
+                         env ?: "(none)");
+                return 0;
+        }
+        if (rule->agents) {
+                bool ok = false;
+
+                if (req->agent)
+                        STRV_FOREACH (g, rule->agents) {
+                                int r = policy_glob_match_full(*g, req->agent, false);
+                                if (r < 0) {
+                                        snprintf(why, why_size,
+                                                 "its agent pattern is too complex to evaluate");
+                                        return -1;
+                                }
+                                if (r > 0)
+                                        ok = true;
+                        }
+                if (!ok) {
+                        snprintf(why, why_size, "the agent %s is not one of its agents",
+                                 req->agent ?: "(none: a human)");
+                        return 0;
+                }
+        }
+        if (rule->profiles && !list_has(rule->profiles, req->profile)) {
+                snprintf(why, why_size, "the sandbox profile %s is not one of its profiles",
+                         req->profile ?: "(none)");
+                return 0;
+        }
+        if (rule->action == POLICY_ALLOW) {
+                const char *a = argv_names_secret(p, req->argv);
+
+                if (a) {
+                        snprintf(why, why_size,
+                                 "it allows, but the argument '%.200s' names a secret", a);
+                        return 0;
+                }
+        }
+        return 1;
+}
+
+/* Fills the decision for action with explicit (0 = from the environment) approvers. */
+static void decide(const Policy *p, const PolicyRequest *req, PolicyAction action,
+                   unsigned explicit_approvers, PolicyDecision *ret, const char *who)
+{
+        const PolicyHost *host = req->host ? policy_find_host(p, req->host) : NULL;
+        const char *env = host ? host->environment : NULL;
+        int n;
+
+        ret->action = action;
+        if (action != POLICY_APPROVE) {
+                snprintf(ret->reason, sizeof(ret->reason), "%s", who);
+                return;
+        }
+        if (explicit_approvers > 0) {
+                ret->approvers = explicit_approvers;
+                snprintf(ret->reason, sizeof(ret->reason), "%s; %u approval%s needed", who,
+                         explicit_approvers, explicit_approvers == 1 ? "" : "s");
+                return;
+        }
+        n = policy_environment_approvals(p, env);
+        if (n < 0) {
+                ret->approvers = 1;
+                snprintf(ret->reason, sizeof(ret->reason), "%s; 1 approval needed", who);
+        } else if (n == 0) {
+                ret->action = POLICY_ALLOW;
+                ret->approvers = 0;
+                snprintf(ret->reason, sizeof(ret->reason),
+                         "%s; allowed because environment %s needs 0 approvals", who, env);
+        } else {
+                ret->approvers = (unsigned)n;
+                snprintf(ret->reason, sizeof(ret->reason),
+                         "%s; %d approval%s needed (environment %s)", who, n, n == 1 ? "" : "s",
+                         env);
+        }
+}
+
+int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
+{
+        char who[400];
+
+        *ret = (PolicyDecision){ .action = POLICY_DENY };
+        if (!p || !req || !req->argv || !req->argv[0]) {
+                snprintf(ret->reason, sizeof(ret->reason), "denied: the request has no command");
+                return -EINVAL;
+        }
+        if (req->host && !policy_find_host(p, req->host)) {
+                snprintf(ret->reason, sizeof(ret->reason),
+                         "denied: host '%.100s' is not in the policy's inventory (hosts:)",
+                         req->host);
+                return 0;
+        }
+
+        for (size_t i = 0; i < p->n_rules; i++) {
+                const PolicyRule *rule = &p->rules[i];
+                int r = policy_rule_matches(p, rule, req, NULL, 0);
+
+                if (r < 0) {
+                        ret->rule = rule;
+                        snprintf(ret->reason, sizeof(ret->reason),
+                                 "denied: rule %zu (%.100s:%u:%u) is too complex to evaluate "
+                                 "against this request",
+                                 rule->index, p->source, rule->line, rule->column);
+                        return 0;
+                }
+                if (r == 0)
+                        continue;
+                ret->rule = rule;
+                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.250s", rule->index,
+                         p->source, rule->line, rule->column, policy_action_to_string(rule->action),
+                         rule->reason ? " — " : "", rule->reason ?: "");
+                decide(p, req, rule->action, rule->approvers, ret, who);
+                return 0;
+        }
+        snprintf(who, sizeof(who), "no rule matched; the default is %s",
+                 policy_action_to_string(p->default_action));
+        decide(p, req, p->default_action, p->default_approvers, ret, who);
+        return 0;
+}
