@@ -511,8 +511,7 @@ static int t_move_mount(int argc, char **argv)
 {
         if (argc != 3)
                 return 2;
-        int t = (int)syscall(SYS_open_tree, AT_FDCWD, argv[1],
-                             OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        int t = (int)syscall(SYS_open_tree, AT_FDCWD, argv[1], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         if (t < 0)
                 return FAIL("open_tree");
         if (syscall(SYS_move_mount, t, "", AT_FDCWD, argv[2], MOVE_MOUNT_F_EMPTY_PATH) < 0)
@@ -1068,7 +1067,8 @@ static int unix_connect(const char *name, bool abstract)
         if (n + 2 > sizeof(sun.sun_path))
                 return 2;
         memcpy(sun.sun_path + (abstract ? 1 : 0), name, n);
-        socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
+        socklen_t len =
+                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 0));
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return FAIL("socket");
@@ -1160,8 +1160,8 @@ static int t_mem(int argc, char **argv)
         if (argc != 2 || parse_int(argv[1], &mib) < 0 || mib <= 0)
                 return 2;
         for (long long i = 0; i < mib; i++) {
-                char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
                 if (p == MAP_FAILED) {
                         printf("ERR %s allocated=%lld\n", errno_name(errno), i);
                         return 1;
