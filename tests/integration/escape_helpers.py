@@ -39,9 +39,6 @@ MEMORY_MAX_MIB = 256
 # Ports the host-network profile allows (the issue's defaults).
 ALLOWED_PORTS = (443, 53)
 
-# The netns the network tests create: 198.51.100.0/24 only, per the lab rules.
-NETNS_HOST_ADDR = "198.51.100.1"
-NETNS_PEER_ADDR = "198.51.100.2"
 
 RESULT_RE = re.compile(r"^(OK|ERR)(?: (\S+))?(.*)$", re.M)
 
@@ -344,14 +341,31 @@ def lab():
         lab.cleanup()
 
 
+def free_test_subnet():
+    """A /30 in 198.51.100.0/24 that no route of the host uses yet (other tests make their own)."""
+    used = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                          text=True).stdout + subprocess.run(["ip", "-4", "addr"], capture_output=True,
+                                                              text=True).stdout
+    for _ in range(64):
+        base = 4 * (40 + pysecrets.randbelow(22))  # 160..244
+        if f"198.51.100.{base}/30" not in used and f"198.51.100.{base + 1}" not in used \
+                and f"198.51.100.{base + 2}" not in used:
+            return f"198.51.100.{base + 1}", f"198.51.100.{base + 2}"
+    raise RuntimeError("no free /30 in 198.51.100.0/24 for the test network")
+
+
 @pytest.fixture(scope="module")
 def testnet():
-    """A network namespace with a veth pair: host 198.51.100.1, peer 198.51.100.2.
+    """A network namespace joined to the host by a veth pair, on a /30 of 198.51.100.0/24.
 
-    Returns a function run_in_ns(argv) -> Popen for starting listeners in the peer.
+    Its peer runs PEER_SERVER: TCP listeners on the given ports (greeting
+    "hello-from-peer") and a UDP receiver on 5405 (corosync's port) whose
+    datagrams appear on the server's stdout.
     """
     name = "airlock-esc-" + pysecrets.token_hex(3)
-    veth = "alesc" + pysecrets.token_hex(2)
+    veth = "alesc" + pysecrets.token_hex(3)
+    host_addr, peer_addr = free_test_subnet()
+
     def ip(*a, check=True):
         return subprocess.run(["ip", *a], capture_output=True, text=True, check=check)
     ip("netns", "add", name)
@@ -359,16 +373,17 @@ def testnet():
     try:
         ip("link", "add", veth, "type", "veth", "peer", "name", veth + "p")
         ip("link", "set", veth + "p", "netns", name)
-        ip("addr", "add", f"{NETNS_HOST_ADDR}/24", "dev", veth)
+        ip("addr", "add", f"{host_addr}/30", "dev", veth)
         ip("link", "set", veth, "up")
-        ip("-n", name, "addr", "add", f"{NETNS_PEER_ADDR}/24", "dev", veth + "p")
+        ip("-n", name, "addr", "add", f"{peer_addr}/30", "dev", veth + "p")
         ip("-n", name, "link", "set", veth + "p", "up")
         ip("-n", name, "link", "set", "lo", "up")
 
         class Net:
             netns = name
-            host = NETNS_HOST_ADDR
-            peer = NETNS_PEER_ADDR
+            host = host_addr
+            peer = peer_addr
+            server = None
 
             @staticmethod
             def start(argv):
@@ -377,6 +392,11 @@ def testnet():
                                      stderr=subprocess.DEVNULL, text=True)
                 procs.append(p)
                 return p
+
+        server = Net.start(["/usr/bin/python3", "-c", PEER_SERVER, "443", "53", "8080", "22"])
+        line = server.stdout.readline()
+        assert line.strip() == "ready", "the test network's peer server did not start"
+        Net.server = server
         yield Net
     finally:
         for p in procs:

@@ -141,6 +141,10 @@ static const char *errno_name(int e)
                 return "EPROTONOSUPPORT";
         case EOPNOTSUPP:
                 return "EOPNOTSUPP";
+        case ESOCKTNOSUPPORT:
+                return "ESOCKTNOSUPPORT";
+        case EPROTOTYPE:
+                return "EPROTOTYPE";
         case EAFNOSUPPORT:
                 return "EAFNOSUPPORT";
         case EADDRINUSE:
