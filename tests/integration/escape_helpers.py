@@ -58,6 +58,9 @@ class Lab:
         self.ssh_key = pathlib.Path("/root/.ssh") / f"id_{self.tag.replace('-', '_')}"
         self.workspace = self.srv_dir / "workspace"
         self.policy = self.srv_dir / "policy.yaml"
+        # the probe, copied where every sandbox sees it: the build directory may be under
+        # /tmp, which is a private tmpfs inside
+        self.probe = self.srv_dir / "bin" / "airlock-probe"
         self._ssh_dir_created = False
 
     def setup(self):
@@ -75,6 +78,9 @@ class Lab:
         self.ssh_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n" + self.token +
                                 "\n-----END OPENSSH PRIVATE KEY-----\n")
         self.ssh_key.chmod(0o600)
+        self.probe.parent.mkdir(mode=0o755)
+        shutil.copy(PROBE, self.probe)
+        os.chmod(self.probe, 0o755)
         self.workspace.mkdir(mode=0o777)
         self.workspace.chmod(0o777)
         self.policy.write_text(f"""\
@@ -139,7 +145,7 @@ default: approve
         return cp
 
     def probe_inside(self, *args, **kw):
-        return self.inside(PROBE, *args, **kw)
+        return self.inside(self.probe, *args, **kw)
 
     def sh_inside(self, script, **kw):
         return self.inside("/bin/sh", "-c", script, **kw)

@@ -133,10 +133,11 @@ def test_cat_etc_files(lab):
 
 def test_grep_r_etc(lab):
     """grep -r over all of /etc works; secrets read as empty so the token is never found."""
-    needle = pathlib.Path("/etc/os-release").read_text().splitlines()[0]
+    needle = pathlib.Path("/etc/passwd").read_text().splitlines()[0]
     r = lab.inside("grep", "-rsF", "-e", needle, "-e", "AIRLOCK-SECRET", "/etc", timeout=120)
-    assert r.returncode == 0, describe(r)
-    assert "/etc/os-release" in r.stdout, describe(r)
+    # 0, or 2 when some file is unreadable to the agent (e.g. /etc/sudoers): both still search
+    assert r.returncode in (0, 2), describe(r)
+    assert f"/etc/passwd:{needle}" in r.stdout, describe(r)
     assert "AIRLOCK-SECRET" not in r.stdout
     assert lab.token in outside("grep", "-rsF", lab.token, "/etc").stdout
 

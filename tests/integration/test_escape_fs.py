@@ -85,7 +85,8 @@ def test_core_pattern(lab):
     path = "/proc/sys/kernel/core_pattern"
     value = open(path).read().strip()
     expect_ok(probe_outside("writeval", path, value))
-    expect_denied(lab.probe_inside("writeval", path, "|/bin/sh -c id"), *WRITE_ERRNOS, "ENOENT")
+    # inside writes the value it already has: a weak sandbox must not be able to harm the host
+    expect_denied(lab.probe_inside("writeval", path, value), *WRITE_ERRNOS, "ENOENT")
     assert open(path).read().strip() == value
 
 
@@ -98,23 +99,26 @@ def test_sysrq_trigger(lab):
     expect_denied(lab.probe_inside("writeval", "/proc/sysrq-trigger", "h"), *WRITE_ERRNOS, "ENOENT")
 
 
-def first_writable_sysfs_value():
-    for path in ("/sys/kernel/mm/transparent_hugepage/defrag", "/sys/class/net/lo/mtu",
-                 "/sys/kernel/mm/ksm/run"):
-        if os.path.exists(path):
-            text = open(path).read().strip()
-            if "[" in text:  # "always defer [madvise] never": the selected one
-                text = text[text.index("[") + 1:text.index("]")]
-            return path, text
-    return None, None
+SAFE_SYSFS = ("/sys/kernel/mm/transparent_hugepage/defrag", "/sys/class/net/lo/mtu",
+              "/sys/kernel/mm/ksm/run", "/sys/module/printk/parameters/time")
+
+
+def sysfs_value(path):
+    text = open(path).read().strip()
+    if "[" in text:  # "always defer [madvise] never": the selected one
+        text = text[text.index("[") + 1:text.index("]")]
+    return text
 
 
 def test_sys_write(lab):
-    path, value = first_writable_sysfs_value()
-    if not path:
-        pytest.skip("no known writable sysfs attribute on this machine")
-    expect_ok(probe_outside("writeval", path, value))
-    expect_denied(lab.probe_inside("writeval", path, value), *WRITE_ERRNOS, "ENOENT")
+    """Writing sysfs attributes (each gets the value it has: harmless if a sandbox fails)."""
+    targets = [p for p in SAFE_SYSFS if os.path.exists(p)]
+    if not targets:
+        pytest.skip("none of the known harmless sysfs attributes exists on this machine")
+    for path in targets:
+        value = sysfs_value(path)
+        expect_ok(probe_outside("writeval", path, value))
+        expect_denied(lab.probe_inside("writeval", path, value), *WRITE_ERRNOS, "ENOENT")
 
 
 def cgroup_dirs():
@@ -172,8 +176,8 @@ def test_cgroup_release_agent(lab):
     path = agents[0]
     value = open(path).read().strip()
     expect_ok(probe_outside("writeval", path, value or "\n"))
-    expect_denied(lab.probe_inside("writeval", path, "/bin/sh"), *WRITE_ERRNOS, "ENOENT")
-    r = lab.sh_inside("mkdir -p /tmp/cg && mount -t cgroup -o rdma cgroup /tmp/cg; echo rc=$?")
+    expect_denied(lab.probe_inside("writeval", path, value or "\n"), *WRITE_ERRNOS, "ENOENT")
+    r = lab.sh_inside(f"mkdir -p /tmp/cg && mount -t cgroup -o none,name={lab.tag} cgroup /tmp/cg; echo rc=$?; umount /tmp/cg 2>/dev/null")
     assert "rc=" in r.stdout and "rc=0" not in r.stdout, describe(r)
 
 

@@ -107,17 +107,8 @@ def test_dev_is_minimal(lab):
 
 def test_debugfs_tracefs_and_securityfs(lab):
     """Mounting kernel-internal filesystems inside (outside these mounts work for root)."""
-    r = lab.sh_inside("for t in debugfs tracefs securityfs bpf configfs; do "
-                      "mount -t $t none /tmp 2>/dev/null && echo MOUNTED $t; done; "
+    r = lab.sh_inside("mkdir -p /tmp/m; for t in debugfs tracefs securityfs bpf configfs; do "
+                      "mount -t $t none /tmp/m 2>/dev/null && echo MOUNTED $t && umount /tmp/m; done; "
                       "ls /sys/kernel/debug 2>/dev/null | head -1; echo done")
     assert "done" in r.stdout, describe(r)
     assert "MOUNTED" not in r.stdout, describe(r)
-
-
-def test_sys_firmware_and_kernel_tree(lab):
-    """/sys: absent or a read-only subset; writes to anything in it fail."""
-    r = lab.sh_inside("for f in /sys/kernel/mm/ksm/run /sys/power/state /sys/class/net/lo/mtu "
-                      "/sys/module/printk/parameters/time /sys/kernel/profiling; do "
-                      "[ -e $f ] && (cat $f > $f) 2>/dev/null && echo WROTE $f; done; echo done")
-    assert "done" in r.stdout, describe(r)
-    assert "WROTE" not in r.stdout, describe(r)

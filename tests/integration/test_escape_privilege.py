@@ -47,7 +47,8 @@ def test_agent_is_not_uid_0_and_holds_no_capability(lab):
 
 def test_setuid_to_root(lab):
     assert expect_ok(probe_outside("setuid0")).startswith("uid 0")
-    expect_denied(lab.probe_inside("setuid0"), "EPERM")
+    # EINVAL: uid 0 is not even mapped in the sandbox's user namespace
+    expect_denied(lab.probe_inside("setuid0"), "EPERM", "EINVAL")
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_setuid_mount_binary(lab):
     assert os.stat("/usr/bin/mount").st_mode & 0o4000
     out = in_private_mountns("mount", "-t", "tmpfs", "none", "/mnt")
     assert out.returncode == 0, describe(out)
-    r = lab.sh_inside("mount -t tmpfs none /mnt; echo rc=$?")
+    r = lab.sh_inside("mount -t tmpfs none /mnt; echo rc=$?; umount /mnt 2>/dev/null")
     assert "rc=0" not in r.stdout and "rc=" in r.stdout, describe(r)
 
 
@@ -173,7 +174,6 @@ def test_umount_a_mask(lab):
     out = in_private_mountns("sh", "-c", f"mount --bind /dev/null {copy} && {PROBE} umount {copy}")
     assert "OK" in out.stdout, describe(out)
     expect_denied(lab.probe_inside("umount", lab.secret_file), *MOUNT_ERRNOS, "EINVAL")
-    expect_denied(lab.probe_inside("umount", "/tmp"), *MOUNT_ERRNOS, "EINVAL")
 
 
 def test_new_mount_api_fsopen_fsmount(lab):
@@ -227,7 +227,7 @@ def test_ptrace_a_sibling_inside(lab):
     with host_process("sleep", "60") as p:
         expect_ok(probe_outside("ptrace-attach", str(p.pid)))
         expect_ok(probe_outside("ptrace-seize", str(p.pid)))
-    r = lab.sh_inside(f"sleep 30 & p=$!; {PROBE} ptrace-attach $p; {PROBE} ptrace-seize $p; kill $p")
+    r = lab.sh_inside(f"sleep 30 & p=$!; {lab.probe} ptrace-attach $p; {lab.probe} ptrace-seize $p; kill $p")
     lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
     assert len(lines) == 2, describe(r)
     assert all(l.startswith("ERR EPERM") for l in lines), f"ptrace worked inside:{describe(r)}"
@@ -244,7 +244,7 @@ def test_process_vm_readv(lab):
     with host_process("sleep", "60") as p:
         expect_ok(probe_outside("vm-read", str(p.pid)))
         expect_denied(lab.probe_inside("vm-read", str(p.pid)), "EPERM", "ESRCH")
-    r = lab.sh_inside(f"sleep 30 & p=$!; {PROBE} vm-read $p; kill $p")
+    r = lab.sh_inside(f"sleep 30 & p=$!; {lab.probe} vm-read $p; kill $p")
     expect_denied(r, "EPERM")
 
 
@@ -255,9 +255,9 @@ def test_no_less_confined_process_can_be_hijacked(lab):
     with host_process("sleep", "60") as p:
         expect_ok(probe_outside("proc-mem", str(p.pid)))
     r = lab.sh_inside(
-        f"sleep 30 & for d in /proc/[0-9]*; do p=${{d#/proc/}}; "
+        f"sleep 30 & s=$!; for d in /proc/[0-9]*; do p=${{d#/proc/}}; "
         f"echo \"PID $p $(grep -E '^(CapEff|NoNewPrivs|Seccomp):' $d/status 2>/dev/null | tr -s '\\t\\n' '  ') "
-        f"MEM=$({PROBE} proc-mem $p | cut -c1-9) FD=$({PROBE} pidfd-getfd $p 0 | cut -c1-9)\"; done; kill %1")
+        f"MEM=$({lab.probe} proc-mem $p | cut -c1-9) FD=$({lab.probe} pidfd-getfd $p 0 | cut -c1-9)\"; done; kill $s")
     expect_ran(r)
     lines = [l for l in r.stdout.splitlines() if l.startswith("PID ")]
     assert len(lines) >= 2, describe(r)
@@ -270,7 +270,8 @@ def test_no_less_confined_process_can_be_hijacked(lab):
 def test_kill_a_host_process(lab):
     with host_process("sleep", "60") as p:
         expect_denied(lab.probe_inside("kill", str(p.pid), "9"), "ESRCH", "EPERM")
-        r = lab.sh_inside(f"kill -9 -1; {PROBE} kill 1 9; echo done")
+        r = lab.sh_inside(f"kill -9 {p.pid}; echo rc=$?")
+        assert "rc=" in r.stdout and "rc=0" not in r.stdout, describe(r)
         assert p.poll() is None, "a host process was killed from inside"
     with host_process("sleep", "60") as p:
         expect_ok(probe_outside("kill", str(p.pid), "0"))
@@ -278,8 +279,11 @@ def test_kill_a_host_process(lab):
 
 def test_hostname_change_does_not_reach_the_host(lab):
     before = open("/proc/sys/kernel/hostname").read()
-    r = lab.sh_inside(f"{PROBE} sethostname {lab.tag}; hostname")
-    assert open("/proc/sys/kernel/hostname").read() == before, f"the host's name changed:{describe(r)}"
+    r = lab.sh_inside(f"{lab.probe} sethostname {lab.tag}; hostname")
+    after = open("/proc/sys/kernel/hostname").read()
+    if after != before:
+        open("/proc/sys/kernel/hostname", "w").write(before)
+    assert after == before, f"the host's name changed:{describe(r)}"
     assert result(r) is not None, describe(r)
 
 

@@ -103,7 +103,7 @@ def test_tiocsti_injects_keystrokes_outside_but_not_inside(lab, term):
     assert b"echo owned" in term.pending_input(), "outside, TIOCSTI queues input for the human's shell"
     if os.environ.get("AIRLOCK_ESCAPE_OUTSIDE_ONLY") == "1":
         pytest.skip("outside half only")
-    rc, screen = term.run(airlock_run(lab, PROBE, "tiocsti", "0", "echo owned\n"), env=env_for(lab))
+    rc, screen = term.run(airlock_run(lab, lab.probe, "tiocsti", "0", "echo owned\n"), env=env_for(lab))
     assert probe_line(screen) and probe_line(screen).startswith("ERR EPERM"), \
         f"TIOCSTI inside must be refused; screen: {screen!r} (exit {rc})"
     assert b"owned" not in term.pending_input(), "keystrokes reached the human's terminal"
@@ -117,7 +117,7 @@ def test_tiocsti_with_high_bits_in_the_request(lab, term):
     assert b"id" in term.pending_input()
     if os.environ.get("AIRLOCK_ESCAPE_OUTSIDE_ONLY") == "1":
         pytest.skip("outside half only")
-    rc, screen = term.run(airlock_run(lab, PROBE, "tiocsti", "0", "id\n", high), env=env_for(lab))
+    rc, screen = term.run(airlock_run(lab, lab.probe, "tiocsti", "0", "id\n", high), env=env_for(lab))
     line = probe_line(screen)
     assert line and line.startswith("ERR EPERM"), f"TIOCSTI with high bits inside: {screen!r} (exit {rc})"
     assert b"id" not in term.pending_input()
@@ -138,7 +138,7 @@ def test_tioclinux(lab, term):
     assert outside_errno and not outside_errno.startswith("ERR EPERM"), screen
     if os.environ.get("AIRLOCK_ESCAPE_OUTSIDE_ONLY") == "1":
         pytest.skip("outside half only")
-    rc, screen = term.run(airlock_run(lab, PROBE, "tioclinux", "0"), env=env_for(lab))
+    rc, screen = term.run(airlock_run(lab, lab.probe, "tioclinux", "0"), env=env_for(lab))
     line = probe_line(screen)
     assert line and line.startswith("ERR EPERM"), f"TIOCLINUX inside: {screen!r} (exit {rc})"
 
