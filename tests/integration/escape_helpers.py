@@ -144,6 +144,36 @@ default: approve
             pytest.fail(f"SECRET LEAKED inside the sandbox: {describe(cp)}")
         return cp
 
+    def start_inside(self, *argv, profile=None, workspace=None, extra=()):
+        """Starts argv under `airlock run` without waiting: returns the Popen (text pipes)."""
+        cmd = [str(AIRLOCK), "run", "--workspace", str(workspace or self.workspace)]
+        if profile:
+            cmd += ["--profile", profile]
+        cmd += [*map(str, extra), "--", *map(str, argv)]
+        env = dict(os.environ, AIRLOCK_POLICY=str(self.policy))
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace",
+                                cwd=self.workspace, start_new_session=True)
+
+    def finish(self, p, timeout=30):
+        """Waits for a start_inside() process; returns a CompletedProcess like inside()."""
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        cp = subprocess.CompletedProcess(p.args, p.returncode, out.replace("\r\n", "\n"),
+                                         err.replace("\r\n", "\n"))
+        if self.token in cp.stdout or self.token in cp.stderr:
+            pytest.fail(f"SECRET LEAKED inside the sandbox: {describe(cp)}")
+        return cp
+
+    def wait_for_go(self, then):
+        """A shell script for inside: wait until the test creates ws/go, then run `then`."""
+        go = self.ws("go")
+        return (f"echo waiting; i=0; while [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+                f"{then}")
+
     def probe_inside(self, *args, **kw):
         return self.inside(self.probe, *args, **kw)
 

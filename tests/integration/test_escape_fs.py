@@ -327,3 +327,68 @@ def test_writes_to_tmp_do_not_reach_the_host(lab):
     for n in leaked:
         os.unlink(n)
     assert not leaked, f"files written inside appeared on the host: {leaked}"
+
+
+def test_setuid_root_binary_planted_in_the_workspace(lab):
+    """The agent copies a shell into the workspace and sets the setuid bit: if its files are
+    owned by root on the host (an idmapped workspace), that is a root shell for later."""
+    planted = lab.ws("planted-suid")
+    try:
+        r = lab.sh_inside(f"cp {lab.probe} {planted} && chmod 6755 {planted}; ls -ln {planted}")
+        if planted.exists():
+            st = planted.stat()
+            dangerous = (st.st_mode & 0o4000 and st.st_uid == 0) or (st.st_mode & 0o2000 and st.st_gid == 0)
+            assert not dangerous, f"the agent planted a setuid/setgid root binary on the host: " \
+                                  f"mode {oct(st.st_mode)} uid {st.st_uid} gid {st.st_gid}{describe(r)}"
+            out = outside(planted, "ids", user="nobody")
+            assert "euid=0" not in out.stdout and "egid=0" not in out.stdout, describe(out)
+    finally:
+        planted.unlink(missing_ok=True)
+
+
+def test_workspace_swapped_for_a_symlink_during_launch(lab):
+    """A race: the workspace path flips between a directory and a symlink to /etc while airlock
+    starts. Resolving it once, through a file descriptor, leaves no window to write /etc."""
+    import threading
+    base = lab.hostfile("race")
+    base.mkdir()
+    ws = base / "ws"
+    real = base / "real"
+    real.mkdir()
+    real.chmod(0o777)
+    target = pathlib.Path("/etc") / f"{lab.tag}-race"
+    stop = False
+
+    link = base / "link"
+    os.symlink("/etc", link)
+
+    def flip():
+        # ws is, in turn, the real directory and a symlink to /etc (each rename is atomic)
+        while not stop:
+            for src in (real, link):
+                try:
+                    os.rename(src, ws)
+                    os.rename(ws, src)
+                except OSError:
+                    pass
+    t = threading.Thread(target=flip, daemon=True)
+    t.start()
+    try:
+        for _ in range(30):
+            lab.inside(lab.probe, "write", f"{ws}/{lab.tag}-race", workspace=ws, timeout=30)
+            if target.exists():
+                break
+    finally:
+        stop = True
+        t.join(5)
+        written = target.exists()
+        target.unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", str(base)])
+    assert not written, f"{target} was written from inside through a swapped workspace"
+
+
+def test_move_into_another_cgroup(lab):
+    """Leaving the sandbox's cgroup for the root of a hierarchy lifts its limits."""
+    r = lab.sh_inside("for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs; do "
+                      "[ -e $f ] && echo $$ > $f 2>/dev/null && echo MOVED $f; done; echo done")
+    assert "done" in r.stdout and "MOVED" not in r.stdout, describe(r)

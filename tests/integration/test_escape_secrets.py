@@ -347,3 +347,71 @@ def test_ro_path_that_is_a_secret_directory(lab):
         assert r.returncode != 0, describe(r)
     else:
         expect_empty_or_denied(r, *MASK_ERRNOS)
+
+
+def wait_started(p):
+    """Reads the inside script's "waiting" line: the sandbox is up and its masks are in place."""
+    line = p.stdout.readline()
+    assert "waiting" in line, f"the sandbox did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
+
+
+def test_secret_created_after_launch(lab):
+    """A secret that does not exist when the sandbox starts (corosync-keygen runs later, a user
+    makes a new ssh key): it must not appear unmasked inside a running sandbox."""
+    late = lab.ssh_key.parent / f"id_late_{lab.tag.replace('-', '_')}"
+    late_in_dir = lab.secret_dir / "late.key"
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
+        f"{lab.probe} read {late}; {lab.probe} read {late_in_dir}"))
+    try:
+        wait_started(p)
+        for f in (late, late_in_dir):
+            f.write_text(lab.token + "\n")
+        assert lab.token in expect_ok(probe_outside("read", late))
+        lab.ws("go").touch()
+        r = lab.finish(p)
+        lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
+        assert len(lines) == 2, describe(r)
+        for line in lines:
+            assert line.startswith(("OK 0 ", "ERR ENOENT", "ERR EACCES", "ERR EPERM")) or line == "OK 0", \
+                f"a secret created after launch is readable inside: {line}{describe(r)}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        for f in (late, late_in_dir, lab.ws("go")):
+            f.unlink(missing_ok=True)
+
+
+def test_secret_replaced_by_rename_after_launch(lab):
+    """Key rotation the usual way (write a new file, rename it over the old one): a mask
+    mounted on the old file must not leave the new one readable."""
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(f"{lab.probe} read {lab.secret_file}"))
+    try:
+        wait_started(p)
+        new = lab.etc_dir / "authkey.new"
+        new.write_text(lab.token + "-rotated\n")
+        os.rename(new, lab.secret_file)
+        assert lab.token in expect_ok(probe_outside("read", lab.secret_file))
+        lab.ws("go").touch()
+        expect_empty_or_denied(lab.finish(p), *MASK_ERRNOS)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        lab.ws("go").unlink(missing_ok=True)
+
+
+def test_secret_through_another_mount_of_the_same_filesystem(lab):
+    """The host shows the secret's filesystem at a second place (a bind mount, as container
+    hosts and backup tools make): masking by path alone leaves that copy open."""
+    alias = lab.hostfile("etc-alias")
+    alias.mkdir()
+    subprocess.run(["mount", "--bind", str(lab.etc_dir), str(alias)], check=True)
+    try:
+        assert lab.token in expect_ok(probe_outside("read", alias / "authkey"))
+        r = lab.probe_inside("read", alias / "authkey")
+        if result(r) is None:
+            assert r.returncode != 0 and r.stderr, describe(r)  # refusing to start is fine
+        else:
+            expect_empty_or_denied(r, *MASK_ERRNOS)
+    finally:
+        subprocess.run(["umount", "-l", str(alias)])
+        alias.rmdir()
