@@ -15,7 +15,7 @@ from escape_helpers import (describe, expect_denied, expect_ok, lab,  # noqa: F4
 SECCOMP = ("EPERM", "ENOSYS", "EACCES")
 
 
-@pytest.mark.parametrize("technique", ["io-uring", "bpf", "perf", "userfaultfd", "keyctl-session"])
+@pytest.mark.parametrize("technique", ["io-uring", "bpf", "perf", "userfaultfd", "keyctl-session", "acct"])
 def test_syscall_blocked(lab, technique):
     """Each works for root outside (perf and userfaultfd even unprivileged); inside: refused."""
     expect_ok(probe_outside(technique))
@@ -49,6 +49,16 @@ def test_finit_module(lab):
 
 def test_kexec_load(lab):
     blocked_or_unavailable(lab, ["kexec"], "kexec")
+
+
+def test_request_key_upcall(lab):
+    """request_key with callout info makes the kernel run /sbin/request-key as root on the host
+    (ENOENT outside: the kernel tried, the helper is not installed here)."""
+    blocked_or_unavailable(lab, ["request-key", "airlock-escape-nokey"], "request_key")
+
+
+def test_swapoff(lab):
+    blocked_or_unavailable(lab, ["swapoff", "/nonexistent-swap"], "swap support")
 
 
 def test_ioperm(lab):

@@ -141,6 +141,12 @@ def test_clone3_into_a_new_user_namespace(lab):
     expect_denied(lab.probe_inside("clone3-userns"), "EPERM", "ENOSYS", "ENOSPC")
 
 
+def test_clone_into_a_new_user_namespace(lab):
+    """The classic clone(2) with CLONE_NEWUSER (a filter on unshare alone misses it)."""
+    expect_ok(probe_outside("clone-userns"))
+    expect_denied(lab.probe_inside("clone-userns"), "EPERM", "ENOSPC", "EINVAL")
+
+
 def test_unshare_other_namespaces(lab):
     for ns in ("mnt", "net", "pid", "ipc", "uts", "cgroup", "time"):
         expect_ok(probe_outside("unshare", ns))
@@ -189,6 +195,15 @@ def test_new_mount_api_fspick(lab):
 def test_new_mount_api_open_tree(lab):
     expect_ok(probe_outside("open-tree", "/"))
     expect_denied(lab.probe_inside("open-tree", "/"), *MOUNT_ERRNOS)
+
+
+def test_new_mount_api_open_tree_attr(lab):
+    """open_tree_attr (Linux 6.15, syscall 467) is newer than libseccomp 2.5's table: a filter
+    must name it by number (or refuse unknown system calls)."""
+    out = probe_outside("open-tree-attr", "/")
+    if result(out)[0] != "OK":
+        pytest.skip(f"this kernel has no open_tree_attr ({result(out)[1]})")
+    expect_denied(lab.probe_inside("open-tree-attr", "/"), *MOUNT_ERRNOS)
 
 
 def test_new_mount_api_move_mount(lab):

@@ -396,6 +396,21 @@ static int t_keyctl_session(int argc, char **argv)
         return ok("%ld", id);
 }
 
+/*
+ * request-key DESC: request_key(2) with callout info: when the key is missing the kernel
+ * runs /sbin/request-key as root in the initial namespaces (an upcall).
+ */
+static int t_request_key(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        long id = syscall(SYS_request_key, "user", argv[1], "airlock-probe-callout",
+                          -3 /* KEY_SPEC_SESSION_KEYRING */);
+        if (id < 0)
+                return FAIL("request_key");
+        return ok("%ld", id);
+}
+
 /* mknod-read PATH b|c MAJOR MINOR: creates a device node and reads from it. */
 static int t_mknod_read(int argc, char **argv)
 {
@@ -535,6 +550,21 @@ static int t_mount_setattr(int argc, char **argv)
         return ok("attributes changed");
 }
 
+/*
+ * open-tree-attr PATH: open_tree_attr(2) (Linux 6.15, syscall 467): a clone of a mount
+ * tree with new attributes. Newer than libseccomp 2.5: a filter that names syscalls
+ * only by libseccomp's table does not know it.
+ */
+static int t_open_tree_attr(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        int t = (int)syscall(467, AT_FDCWD, argv[1], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC, NULL, 0);
+        if (t < 0)
+                return FAIL("open_tree_attr");
+        return ok("tree fd %d", t);
+}
+
 /* pivot-root NEW PUTOLD */
 static int t_pivot_root(int argc, char **argv)
 {
@@ -585,6 +615,18 @@ static int t_unshare(int argc, char **argv)
         if (unshare(flags) < 0)
                 return FAIL("unshare");
         return ok("unshared");
+}
+
+/* clone-userns: the classic clone(2) with CLONE_NEWUSER in its flags register. */
+static int t_clone_userns(int argc, char **argv)
+{
+        long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0);
+        if (pid < 0)
+                return FAIL("clone");
+        if (pid == 0)
+                _exit(0);
+        waitpid((pid_t)pid, NULL, 0);
+        return ok("child in a new user namespace");
 }
 
 /* clone3-userns: clone3 with CLONE_NEWUSER (seccomp cannot inspect clone3's flags). */
@@ -838,6 +880,24 @@ static int t_reboot(int argc, char **argv)
         if (syscall(SYS_reboot, 0x12345678, 0x12345678, LINUX_REBOOT_CMD_CAD_OFF, NULL) < 0)
                 return FAIL("reboot");
         return ok("reboot accepted");
+}
+
+/* acct: acct(NULL) (turn process accounting off): checks CAP_SYS_PACCT, changes nothing if off. */
+static int t_acct(int argc, char **argv)
+{
+        if (syscall(SYS_acct, NULL) < 0)
+                return FAIL("acct");
+        return ok("allowed");
+}
+
+/* swapoff PATH: the capability is checked before the path (ENOENT means root got past it). */
+static int t_swapoff(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        if (syscall(SYS_swapoff, argv[1]) < 0)
+                return FAIL("swapoff");
+        return ok("swapped off");
 }
 
 /* settime: settimeofday(NULL, NULL) checks CAP_SYS_TIME and changes nothing. */
@@ -1239,6 +1299,7 @@ static const struct {
         { "keyctl-read", t_keyctl_read },
         { "keyctl-unlink", t_keyctl_unlink },
         { "keyctl-session", t_keyctl_session },
+        { "request-key", t_request_key },
         { "mknod-read", t_mknod_read },
         { "mknod", t_mknod },
         { "mount-tmpfs", t_mount_tmpfs },
@@ -1248,12 +1309,14 @@ static const struct {
         { "fsmount", t_fsmount },
         { "fspick", t_fspick },
         { "open-tree", t_open_tree },
+        { "open-tree-attr", t_open_tree_attr },
         { "move-mount", t_move_mount },
         { "mount-setattr", t_mount_setattr },
         { "pivot-root", t_pivot_root },
         { "chroot", t_chroot },
         { "unshare", t_unshare },
         { "clone3-userns", t_clone3_userns },
+        { "clone-userns", t_clone_userns },
         { "userns-umount", t_userns_umount },
         { "ptrace-attach", t_ptrace_attach },
         { "ptrace-seize", t_ptrace_seize },
@@ -1270,6 +1333,8 @@ static const struct {
         { "kexec", t_kexec },
         { "reboot", t_reboot },
         { "settime", t_settime },
+        { "acct", t_acct },
+        { "swapoff", t_swapoff },
         { "syslog", t_syslog },
         { "ioperm", t_ioperm },
         { "setuid0", t_setuid0 },
