@@ -43,6 +43,7 @@ DAEMON_SOCKETS = {
     "containerd": "/run/containerd/containerd.sock",
     "libvirt": "/run/libvirt/libvirt-sock",
     "airlock-admin": "/run/airlock/admin.sock",
+    "airlock-other-session": "/run/airlock/sessions/escape-other-agent.sock",  # another agent's identity
     "var-run-docker": "/var/run/docker.sock",
     "user-dbus": "/run/user/0/bus",
 }
