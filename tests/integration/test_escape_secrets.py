@@ -6,6 +6,7 @@ as empty (or the path is absent or refused). Lab.inside() also fails any test
 whose inside output contains the token, whatever the probe said.
 """
 import os
+import pathlib
 import stat
 import subprocess
 
@@ -415,3 +416,30 @@ def test_secret_through_another_mount_of_the_same_filesystem(lab):
     finally:
         subprocess.run(["umount", "-l", str(alias)])
         alias.rmdir()
+
+
+def test_incident_key_with_the_default_policy(lab):
+    """The issue's "done when": `airlock run --agent demo` with the standard policy, reading
+    /etc/corosync/authkey. The key is made world-readable here so that only the mask stands
+    between the agent and it (a real key is 0400: the agent's uid is a second wall)."""
+    key = pathlib.Path("/etc/corosync/authkey")
+    if not key.parent.is_dir():
+        pytest.skip("corosync is not installed (no /etc/corosync)")
+    if os.path.exists("/etc/airlock/policy.yaml"):
+        pytest.skip("/etc/airlock/policy.yaml exists: the standard policy is the machine's, not the default")
+    created = not key.exists()
+    if created:
+        key.write_text(lab.token + "\n")
+        key.chmod(0o644)
+    try:
+        content = key.read_bytes()
+        assert content, "the key exists outside and is readable"
+        r = lab.inside(lab.probe, "read", key, policy=False, extra=["--agent", "demo"])
+        expect_empty_or_denied(r, *MASK_ERRNOS)
+        assert content.decode(errors="replace").strip()[:40] not in r.stdout
+        r = lab.sh_inside(f"cat {key} | od -c | head -3; cp {key} /tmp/k && wc -c < /tmp/k",
+                          policy=False, extra=["--agent", "demo"])
+        assert r.stdout.strip().splitlines()[-1:] in (["0"], []), describe(r)
+    finally:
+        if created:
+            key.unlink(missing_ok=True)
