@@ -9,6 +9,7 @@ the human later executes (.git/hooks, .git/config, shell rc files).
 import contextlib
 import os
 import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -329,21 +330,42 @@ def test_writes_to_tmp_do_not_reach_the_host(lab):
     assert not leaked, f"files written inside appeared on the host: {leaked}"
 
 
-def test_setuid_root_binary_planted_in_the_workspace(lab):
-    """The agent copies a shell into the workspace and sets the setuid bit: if its files are
-    owned by root on the host (an idmapped workspace), that is a root shell for later."""
-    planted = lab.ws("planted-suid")
+def planted_is_dangerous(path):
+    st = path.stat()
+    return (st.st_mode & 0o4000 and st.st_uid == 0) or (st.st_mode & 0o2010 == 0o2010 and st.st_gid == 0)
+
+
+@pytest.mark.parametrize("how", ["chmod", "o_tmpfile"])
+def test_setuid_root_binary_planted_in_the_workspace(lab, how):
+    """The agent makes a setuid copy of a program in the workspace. Files it creates there land
+    on the host as the workspace owner's (root here, through the idmapped mount): a set-id bit
+    would leave a root shell for later. Two ways: cp + chmod, and an O_TMPFILE created with
+    mode 06755 (no O_CREAT flag) then linked in. Outside, root does both."""
+    planted = lab.ws("planted-" + how)
+    outside_dir = lab.hostfile("plant-outside")
+    outside_dir.mkdir()
     try:
-        r = lab.sh_inside(f"cp {lab.probe} {planted} && chmod 6755 {planted}; ls -ln {planted}")
+        if how == "chmod":
+            shutil.copy(PROBE, outside_dir / "x")
+            os.chmod(outside_dir / "x", 0o6755)
+            script = f"cp {lab.probe} {planted} && chmod 6755 {planted}; ls -ln {planted}"
+        else:
+            expect_ok(probe_outside("tmpfile-suid", outside_dir, "x"))
+            script = f"{lab.probe} tmpfile-suid {lab.ws()} planted-{how}; ls -ln {planted}"
+        assert planted_is_dangerous(outside_dir / "x"), "outside, root plants a set-id root file"
+        assert "euid=0" in expect_ok(outside(outside_dir / "x", "ids", user="nobody"))
+        r = lab.sh_inside(script)
+        assert "ls" in r.stdout + r.stderr or planted.exists() or "ERR" in r.stdout, describe(r)
         if planted.exists():
             st = planted.stat()
-            dangerous = (st.st_mode & 0o4000 and st.st_uid == 0) or (st.st_mode & 0o2000 and st.st_gid == 0)
-            assert not dangerous, f"the agent planted a setuid/setgid root binary on the host: " \
-                                  f"mode {oct(st.st_mode)} uid {st.st_uid} gid {st.st_gid}{describe(r)}"
-            out = outside(planted, "ids", user="nobody")
-            assert "euid=0" not in out.stdout and "egid=0" not in out.stdout, describe(out)
+            assert not planted_is_dangerous(planted), \
+                f"the agent planted a set-id root file on the host: mode {oct(st.st_mode)} uid {st.st_uid} gid {st.st_gid}{describe(r)}"
+            if st.st_size:
+                out = outside(planted, "ids", user="nobody")
+                assert "euid=0" not in out.stdout and "egid=0" not in out.stdout, describe(out)
     finally:
         planted.unlink(missing_ok=True)
+        shutil.rmtree(outside_dir, ignore_errors=True)
 
 
 def test_workspace_swapped_for_a_symlink_during_launch(lab):

@@ -245,6 +245,37 @@ static int t_read(int argc, char **argv)
         return report_read(fd, "read");
 }
 
+/*
+ * tmpfile-suid DIR NAME: an unnamed file made with O_TMPFILE and mode 06755 (no O_CREAT in
+ * the flags, so a filter that looks for O_CREAT misses it), filled with this program,
+ * then given NAME through /proc/self/fd with linkat. Prints the resulting mode.
+ */
+static int t_tmpfile_suid(int argc, char **argv)
+{
+        if (argc != 3)
+                return 2;
+        int fd = open(argv[1], O_TMPFILE | O_RDWR | O_CLOEXEC, 06755);
+        if (fd < 0)
+                return FAIL("open O_TMPFILE");
+        int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+        if (self < 0)
+                return FAIL("open /proc/self/exe");
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(self, buf, sizeof(buf))) > 0)
+                if (write(fd, buf, (size_t)n) != n)
+                        return FAIL("write");
+        char src[64], dst[4096];
+        snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+        snprintf(dst, sizeof(dst), "%s/%s", argv[1], argv[2]);
+        if (linkat(AT_FDCWD, src, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) < 0)
+                return FAIL("linkat");
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return FAIL("fstat");
+        return ok("mode %o uid %u", (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+}
+
 /* write PATH: creates a new file (O_EXCL) and writes one line. */
 static int t_write(int argc, char **argv)
 {
@@ -1290,6 +1321,7 @@ static const struct {
 } techniques[] = {
         { "read", t_read },
         { "write", t_write },
+        { "tmpfile-suid", t_tmpfile_suid },
         { "writeval", t_writeval },
         { "fd-read", t_fd_read },
         { "openat-fd", t_openat_fd },
