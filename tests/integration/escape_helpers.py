@@ -90,6 +90,8 @@ secrets:
   - /etc/gshadow
   - {self.secret_file}
   - {self.secret_dir}
+  - {self.etc_dir}/late.key
+  - {self.etc_dir}/*.pem
   - ~/.ssh/id_*
 protect: [.git/hooks, .git/config, .bashrc, .profile]
 profiles:

