@@ -62,6 +62,7 @@ class Lab:
         # /tmp, which is a private tmpfs inside
         self.probe = self.srv_dir / "bin" / "airlock-probe"
         self._ssh_dir_created = False
+        self.airlock = AIRLOCK
 
     def setup(self):
         self.etc_dir.mkdir(mode=0o755)
@@ -71,13 +72,6 @@ class Lab:
         self.secret_dir.mkdir(mode=0o755)
         self.secret_dir_file.write_text(self.token + "\n")
         self.secret_dir_file.chmod(0o644)
-        ssh_dir = self.ssh_key.parent
-        if not ssh_dir.exists():
-            ssh_dir.mkdir(mode=0o700)
-            self._ssh_dir_created = True
-        self.ssh_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n" + self.token +
-                                "\n-----END OPENSSH PRIVATE KEY-----\n")
-        self.ssh_key.chmod(0o600)
         self.probe.parent.mkdir(mode=0o755)
         shutil.copy(PROBE, self.probe)
         os.chmod(self.probe, 0o755)
@@ -100,6 +94,22 @@ profiles:
 default: approve
 """)
         return self
+
+    @contextlib.contextmanager
+    def ssh_key_present(self):
+        """root's ~/.ssh/id_* key with the token, for the tests that need it (only those:
+        every launch has to mask it, so a problem there shows in these tests alone)."""
+        ssh_dir = self.ssh_key.parent
+        if not ssh_dir.exists():
+            ssh_dir.mkdir(mode=0o700)
+            self._ssh_dir_created = True
+        self.ssh_key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n" + self.token +
+                                "\n-----END OPENSSH PRIVATE KEY-----\n")
+        self.ssh_key.chmod(0o600)
+        try:
+            yield self.ssh_key
+        finally:
+            self.ssh_key.unlink(missing_ok=True)
 
     def cleanup(self):
         for d in (self.etc_dir, self.srv_dir):

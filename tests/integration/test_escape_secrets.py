@@ -57,9 +57,11 @@ def test_secret_directory_is_empty(lab):
 
 
 def test_ssh_private_key_is_masked(lab):
-    """~/.ssh/id_* of every user: the key the incident's agent would have used."""
-    assert lab.token in expect_ok(probe_outside("read", lab.ssh_key))
-    expect_empty_or_denied(lab.probe_inside("read", lab.ssh_key), *MASK_ERRNOS)
+    """~/.ssh/id_* of every user: the key the incident's agent would have used (root's here:
+    /root is 0700, so the agent's uid is a second wall; the launch must still work)."""
+    with lab.ssh_key_present():
+        assert lab.token in expect_ok(probe_outside("read", lab.ssh_key))
+        expect_empty_or_denied(lab.probe_inside("read", lab.ssh_key), *MASK_ERRNOS)
 
 
 def test_symlink_created_inside_to_the_secret(lab):
@@ -264,8 +266,10 @@ def test_ssh_agent_is_unreachable(lab, tmp_path):
 
 def test_ssh_with_the_users_key(lab):
     """ssh -i with a masked key: the key file is empty inside, so ssh cannot load it."""
-    r = lab.sh_inside(f"ssh-keygen -y -f {lab.ssh_key} </dev/null; echo rc=$?")
-    assert "rc=" in r.stdout and "rc=0" not in r.stdout, f"the private key loaded inside:{describe(r)}"
+    with lab.ssh_key_present():
+        r = lab.sh_inside(f"ssh-keygen -y -f {lab.ssh_key} </dev/null; echo rc=$?")
+    assert "rc=" in r.stdout, f"the shell never ran inside (did airlock refuse to start?):{describe(r)}"
+    assert "rc=0" not in r.stdout, f"the private key loaded inside:{describe(r)}"
     assert "ssh-" not in r.stdout
 
 
@@ -447,3 +451,31 @@ def test_incident_key_with_the_default_policy(lab):
     finally:
         if created:
             key.unlink(missing_ok=True)
+
+
+def test_started_by_an_ordinary_user_their_own_secret(lab):
+    """Started by an ordinary user, the agent keeps that user's uid: the user's own secrets are
+    readable to that uid outside, so here the mask is the only wall."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    home = lab.hostfile("nobody-home")
+    ws = lab.hostfile("nobody-ws")
+    for d in (home, ws):
+        d.mkdir(mode=0o700)
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    key = home / "id_ed25519"
+    key.write_text(lab.token + "\n")
+    os.chown(key, nobody.pw_uid, nobody.pw_gid)
+    key.chmod(0o600)
+    policy = lab.hostfile("nobody-policy.yaml")
+    policy.write_text(f"version: 1\nsecrets:\n  - {key}\n")
+    policy.chmod(0o644)
+    out = outside(PROBE, "read", key, user="nobody")
+    assert lab.token in expect_ok(out)
+    r = outside(str(lab.airlock), "run", "--workspace", ws, "--", lab.probe, "read", key, user="nobody",
+                env={"AIRLOCK_POLICY": str(policy), "HOME": str(home)}, cwd=ws)
+    assert lab.token not in r.stdout + r.stderr, f"SECRET LEAKED inside the sandbox:{describe(r)}"
+    expect_empty_or_denied(r, *MASK_ERRNOS)
+    r = outside(str(lab.airlock), "run", "--workspace", ws, "--", lab.probe, "ids", user="nobody",
+                env={"AIRLOCK_POLICY": str(policy), "HOME": str(home)}, cwd=ws)
+    assert f"uid={nobody.pw_uid} " in expect_ok(r, what="the agent's ids inside"), describe(r)
