@@ -176,6 +176,82 @@ static void describe_rule(FILE *f, const Policy *p, const PolicyRule *r)
         fprintf(f, ":%u:%u", r->line, r->column);
 }
 
+/* Effects given on the command line with --effect, as a plan would report them. */
+typedef struct {
+        char **secrets_read, **secret_content_written, **writes, **deletes, **contacts;
+        char **connect_specs; /* "HOST[:PORT]" as given; resolved once the policy is loaded */
+        PolicyConnection *connections;
+        size_t n_connections;
+        bool planned;
+} CliEffects;
+
+static void cli_effects_done(CliEffects *e)
+{
+        strv_free(e->secrets_read);
+        strv_free(e->secret_content_written);
+        strv_free(e->writes);
+        strv_free(e->deletes);
+        strv_free(e->contacts);
+        strv_free(e->connect_specs);
+        free(e->connections);
+}
+
+static int add_effect(CliEffects *e, const char *spec)
+{
+        static const struct {
+                const char *kind;
+                size_t offset;
+        } kinds[] = {
+                { "reads-secret", offsetof(CliEffects, secrets_read) },
+                { "writes-secret-content", offsetof(CliEffects, secret_content_written) },
+                { "writes", offsetof(CliEffects, writes) },
+                { "deletes", offsetof(CliEffects, deletes) },
+                { "contacts", offsetof(CliEffects, contacts) },
+                { "connects", offsetof(CliEffects, connect_specs) },
+        };
+        const char *eq = strchr(spec, '=');
+
+        e->planned = true;
+        if (!eq || eq[1] == '\0')
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                if (strlen(kinds[i].kind) == (size_t)(eq - spec) &&
+                    strneq(spec, kinds[i].kind, (size_t)(eq - spec)))
+                        return strv_extend((char ***)((char *)e + kinds[i].offset), eq + 1);
+        return -EINVAL;
+}
+
+/* "HOST[:PORT]" -> a connection: HOST is an inventory name or address, else outside it. */
+static int resolve_connections(const Policy *p, CliEffects *e)
+{
+        size_t n = strv_length(e->connect_specs);
+
+        if (n == 0)
+                return 0;
+        e->connections = calloc(n, sizeof(PolicyConnection));
+        if (!e->connections)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                char *spec = e->connect_specs[i], *colon = strrchr(spec, ':');
+                PolicyConnection *c = &e->connections[i];
+                const PolicyHost *h;
+
+                if (colon && !strchr(colon, ']') && strchr(spec, ':') == colon) {
+                        uint64_t port;
+
+                        if (parse_u64(colon + 1, 65535, &port) < 0 || port == 0)
+                                return -EINVAL;
+                        *colon = '\0';
+                        c->port = (uint16_t)port;
+                }
+                h = policy_find_host(p, spec) ?: policy_find_host_by_address(p, spec);
+                c->host = h ? h->name : NULL;
+                c->address = h ? h->address : spec;
+        }
+        e->n_connections = n;
+        return 0;
+}
+
 static int policy_explain(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -185,9 +261,13 @@ static int policy_explain(int argc, char **argv)
                 { "profile", required_argument, NULL, 'P' },
                 { "json", no_argument, NULL, 'j' },
                 { "verbose", no_argument, NULL, 'v' },
+                { "effect", required_argument, NULL, 'e' },
+                { "planned", no_argument, NULL, 'n' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
+        _cleanup_(cli_effects_done) CliEffects fx = {};
+        PolicyEffects effects = {};
         _cleanup_(policy_freep) Policy *p = NULL;
         _cleanup_free_ char *cmd = NULL;
         const char *policy_arg = NULL, *path;
@@ -197,7 +277,7 @@ static int policy_explain(int argc, char **argv)
         bool json = false, verbose = false;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "+p:H:a:P:jvh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "+p:H:a:P:jve:nh", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
                         policy_arg = optarg;
@@ -217,9 +297,24 @@ static int policy_explain(int argc, char **argv)
                 case 'v':
                         verbose = true;
                         break;
+                case 'e':
+                        r = add_effect(&fx, optarg);
+                        if (r == -ENOMEM)
+                                return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                        if (r < 0)
+                                return cli_fail(SUB, EXIT_USAGE,
+                                                "bad --effect '%s' — write KIND=VALUE with KIND "
+                                                "one of reads-secret, writes-secret-content, "
+                                                "writes, deletes, connects, contacts",
+                                                optarg);
+                        break;
+                case 'n':
+                        fx.planned = true;
+                        break;
                 case 'h':
                         fputs("Usage: airlock policy explain [--policy FILE] [--host H] "
-                              "[--agent A] [--profile P] [--verbose] [--json] -- CMD...\n",
+                              "[--agent A] [--profile P] [--effect KIND=VALUE]... [--planned] "
+                              "[--verbose] [--json] -- CMD...\n",
                               stdout);
                         return EXIT_OK;
                 default:
@@ -251,6 +346,26 @@ static int policy_explain(int argc, char **argv)
                                         strerror(-r));
         }
         (void)err;
+
+        if (fx.planned) {
+                r = resolve_connections(p, &fx);
+                if (r == -ENOMEM)
+                        return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
+                if (r < 0)
+                        return cli_fail(SUB, EXIT_USAGE,
+                                        "bad --effect connects=... — write connects=HOST:PORT "
+                                        "with a port from 1 to 65535");
+                effects = (PolicyEffects){
+                        .secrets_read = fx.secrets_read,
+                        .secret_content_written = fx.secret_content_written,
+                        .writes = fx.writes,
+                        .deletes = fx.deletes,
+                        .connections = fx.connections,
+                        .n_connections = fx.n_connections,
+                        .contacts = fx.contacts,
+                };
+                req.effects = &effects;
+        }
 
         r = policy_evaluate(p, &req, &d);
         if (r < 0)
@@ -372,7 +487,8 @@ const CliCommand cli_command_policy = {
         .summary = "check a policy file, or explain which rule decides a command",
         .usage = "Usage: airlock policy check [--json] [FILE]\n"
                  "       airlock policy explain [--policy FILE] [--host H] [--agent A]\n"
-                 "                              [--profile P] [--verbose] [--json] -- CMD...\n"
+                 "                              [--profile P] [--effect KIND=VALUE]...\n"
+                 "                              [--planned] [--verbose] [--json] -- CMD...\n"
                  "       airlock policy show-default\n"
                  "\n"
                  "check         Validates FILE (default: $AIRLOCK_POLICY, else " AIRLOCK_POLICY_PATH
@@ -386,7 +502,12 @@ const CliCommand cli_command_policy = {
                  "              --host names an inventory host (default: this machine),\n"
                  "              --agent the agent asking (default: a human), --profile its\n"
                  "              sandbox profile. Rules on effects (reads-secret, writes, ...)\n"
-                 "              need a plan and never match here.\n"
+                 "              judge a plan: without one they never match. --effect\n"
+                 "              describes what a plan observed, as if the request had one:\n"
+                 "              reads-secret=PATH, writes-secret-content=PATH, writes=PATH,\n"
+                 "              deletes=PATH, connects=HOST:PORT (an inventory name or\n"
+                 "              address; anything else is outside the inventory),\n"
+                 "              contacts=DAEMON. --planned: a plan with no effects.\n"
                  "show-default  Prints the embedded default policy, a starting point for\n"
                  "              " AIRLOCK_POLICY_PATH ".\n"
                  "\n"

@@ -171,6 +171,8 @@ int policy_secret_globs(const Policy *p, char ***ret)
         return 0;
 }
 
+#define SECRET_ARG_PREFIX "it allows, but "
+
 /*
  * An allow rule never lets an argument that names a secret through: such a
  * request falls to the next rule (usually the default: a human decides).
@@ -197,6 +199,111 @@ static const char *argv_names_secret(const Policy *p, char *const *argv)
         return NULL;
 }
 
+/* The first path of l matching glob (pathname mode): 1, 0, or -1 (too complex). */
+static int first_path_match(const char *glob, char *const *l, const char **ret)
+{
+        STRV_FOREACH (s, l) {
+                int r = policy_glob_match_full(glob, *s, true);
+                if (r != 0) {
+                        *ret = *s;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static bool connection_matches(const Policy *p, const PolicyRule *rule, const PolicyConnection *c)
+{
+        const PolicyHost *h = c->host ? policy_find_host(p, c->host) : NULL;
+
+        if (rule->network_outside_inventory)
+                return !h;
+        if (rule->network_host && (!h || !streq(h->name, rule->network_host)))
+                return false;
+        if (rule->network_environment &&
+            (!h || !h->environment || !streq(h->environment, rule->network_environment)))
+                return false;
+        if (rule->network_port && c->port != rule->network_port)
+                return false;
+        return true;
+}
+
+/*
+ * Whether the plan's effects hold the rule's effect condition. On a match,
+ * why describes the effect found ("reads secret /etc/corosync/authkey").
+ */
+static int effect_matches(const Policy *p, const PolicyRule *rule, const PolicyEffects *e,
+                          char *why, size_t why_size)
+{
+        const char *path = NULL;
+        int r = 0;
+
+        switch (rule->effect_kind) {
+        case POLICY_EFFECT_NONE:
+                return 1;
+        case POLICY_EFFECT_READS_SECRET:
+                if (e->secrets_read && e->secrets_read[0]) {
+                        snprintf(why, why_size, "reads secret %.200s", e->secrets_read[0]);
+                        return 1;
+                }
+                snprintf(why, why_size, "the plan reads no secret");
+                return 0;
+        case POLICY_EFFECT_WRITES_SECRET_CONTENT:
+                if (e->secret_content_written && e->secret_content_written[0]) {
+                        snprintf(why, why_size, "writes a secret's content to %.200s",
+                                 e->secret_content_written[0]);
+                        return 1;
+                }
+                snprintf(why, why_size, "the plan writes no secret's content");
+                return 0;
+        case POLICY_EFFECT_WRITES:
+        case POLICY_EFFECT_DELETES: {
+                bool writes = rule->effect_kind == POLICY_EFFECT_WRITES;
+
+                r = first_path_match(rule->effect_arg, writes ? e->writes : e->deletes, &path);
+                if (r > 0)
+                        snprintf(why, why_size, "%s %.200s", writes ? "writes" : "deletes", path);
+                else if (r == 0)
+                        snprintf(why, why_size, "the plan %s nothing matching %.200s",
+                                 writes ? "writes" : "deletes", rule->effect_arg);
+                else
+                        snprintf(why, why_size, "its path pattern is too complex to evaluate");
+                return r;
+        }
+        case POLICY_EFFECT_NETWORK:
+                for (size_t i = 0; i < e->n_connections; i++) {
+                        const PolicyConnection *c = &e->connections[i];
+
+                        if (!connection_matches(p, rule, c))
+                                continue;
+                        snprintf(why, why_size, "connects to %.100s%s%.100s:%u%s",
+                                 c->host ?: (c->address ?: "?"), c->host && c->address ? " " : "",
+                                 c->host && c->address ? c->address : "", c->port,
+                                 c->host ? "" : " (outside the inventory)");
+                        return 1;
+                }
+                snprintf(why, why_size, "the plan makes no such connection");
+                return 0;
+        case POLICY_EFFECT_CONTACTS:
+                STRV_FOREACH (d, e->contacts) {
+                        r = policy_glob_match_full(rule->effect_arg, *d, false);
+                        if (r > 0) {
+                                snprintf(why, why_size, "contacts %.200s", *d);
+                                return 1;
+                        }
+                        if (r < 0) {
+                                snprintf(why, why_size,
+                                         "its daemon pattern is too complex to evaluate");
+                                return -1;
+                        }
+                }
+                snprintf(why, why_size, "the plan contacts no daemon matching %.200s",
+                         rule->effect_arg);
+                return 0;
+        }
+        return 0;
+}
+
 int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
                         char *why, size_t why_size)
 {
@@ -209,7 +316,7 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
                 why_size = sizeof(dummy);
         }
         why[0] = '\0';
-        if (rule->effect_kind != POLICY_EFFECT_NONE) {
+        if (rule->effect_kind != POLICY_EFFECT_NONE && !req->effects) {
                 snprintf(why, why_size, "has an effect condition (%s), which needs a plan",
                          policy_effect_kind_to_string(rule->effect_kind));
                 return 0;
@@ -272,10 +379,12 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
 
                 if (a) {
                         snprintf(why, why_size,
-                                 "it allows, but the argument '%.200s' names a secret", a);
+                                 SECRET_ARG_PREFIX "the argument '%.200s' names a secret", a);
                         return 0;
                 }
         }
+        if (rule->effect_kind != POLICY_EFFECT_NONE)
+                return effect_matches(p, rule, req->effects, why, why_size);
         return 1;
 }
 
@@ -289,35 +398,36 @@ static void decide(const Policy *p, const PolicyRequest *req, PolicyAction actio
 
         ret->action = action;
         if (action != POLICY_APPROVE) {
-                snprintf(ret->reason, sizeof(ret->reason), "%s", who);
+                snprintf(ret->reason, sizeof(ret->reason), "%.400s", who);
                 return;
         }
         if (explicit_approvers > 0) {
                 ret->approvers = explicit_approvers;
-                snprintf(ret->reason, sizeof(ret->reason), "%s; %u approval%s needed", who,
+                snprintf(ret->reason, sizeof(ret->reason), "%.400s; %u approval%s needed", who,
                          explicit_approvers, explicit_approvers == 1 ? "" : "s");
                 return;
         }
         n = policy_environment_approvals(p, env);
         if (n < 0) {
                 ret->approvers = 1;
-                snprintf(ret->reason, sizeof(ret->reason), "%s; 1 approval needed", who);
+                snprintf(ret->reason, sizeof(ret->reason), "%.400s; 1 approval needed", who);
         } else if (n == 0) {
                 ret->action = POLICY_ALLOW;
                 ret->approvers = 0;
                 snprintf(ret->reason, sizeof(ret->reason),
-                         "%s; allowed because environment %s needs 0 approvals", who, env);
+                         "%.400s; allowed because environment %.60s needs 0 approvals", who, env);
         } else {
                 ret->approvers = (unsigned)n;
                 snprintf(ret->reason, sizeof(ret->reason),
-                         "%s; %d approval%s needed (environment %s)", who, n, n == 1 ? "" : "s",
-                         env);
+                         "%.400s; %d approval%s needed (environment %.60s)", who, n,
+                         n == 1 ? "" : "s", env);
         }
 }
 
 int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
 {
-        char who[400];
+        const PolicyRule *blocked = NULL; /* the first allow rule a secret argument passed by */
+        char who[1100], why[300], note[300] = "";
 
         *ret = (PolicyDecision){ .action = POLICY_DENY };
         if (!p || !req || !req->argv || !req->argv[0]) {
@@ -333,7 +443,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 
         for (size_t i = 0; i < p->n_rules; i++) {
                 const PolicyRule *rule = &p->rules[i];
-                int r = policy_rule_matches(p, rule, req, NULL, 0);
+                int r = policy_rule_matches(p, rule, req, why, sizeof(why));
 
                 if (r < 0) {
                         ret->rule = rule;
@@ -343,16 +453,25 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
                                  rule->index, p->source, rule->line, rule->column);
                         return 0;
                 }
-                if (r == 0)
+                if (r == 0) {
+                        if (!blocked && rule->action == POLICY_ALLOW &&
+                            strneq(why, SECRET_ARG_PREFIX, strlen(SECRET_ARG_PREFIX))) {
+                                blocked = rule;
+                                snprintf(note, sizeof(note), " (rule %zu would allow, but %.150s)",
+                                         rule->index, why + strlen(SECRET_ARG_PREFIX));
+                        }
                         continue;
+                }
                 ret->rule = rule;
-                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.250s", rule->index,
-                         p->source, rule->line, rule->column, policy_action_to_string(rule->action),
-                         rule->reason ? " — " : "", rule->reason ?: "");
+                snprintf(who, sizeof(who), "rule %zu (%.100s:%u:%u): %s%s%.200s%s%.200s%s%s",
+                         rule->index, p->source, rule->line, rule->column,
+                         policy_action_to_string(rule->action), rule->reason ? " — " : "",
+                         rule->reason ?: "", rule->effect_kind ? " (the plan " : "",
+                         rule->effect_kind ? why : "", rule->effect_kind ? ")" : "", note);
                 decide(p, req, rule->action, rule->approvers, ret, who);
                 return 0;
         }
-        snprintf(who, sizeof(who), "no rule matched; the default is %s",
+        snprintf(who, sizeof(who), "no rule matched%s; the default is %s", note,
                  policy_action_to_string(p->default_action));
         decide(p, req, p->default_action, p->default_approvers, ret, who);
         return 0;

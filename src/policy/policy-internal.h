@@ -32,6 +32,7 @@ typedef struct YNode {
         bool plain;           /* scalars: unquoted */
         struct YNode **items; /* sequences: items; mappings: key, value, key, value... */
         size_t n_items;
+        size_t cap;
 } YNode;
 
 /*

@@ -29,14 +29,53 @@ static const char *const default_protect[] = {
         ".claude/**",    NULL,
 };
 
+/* A sorted set of names borrowed from the YAML tree, for lookups in O(log n). */
+typedef struct {
+        const char **v;
+        size_t n, cap;
+} Names;
+
 typedef struct {
         const char *name;
         PolicyError *errors;
         size_t n_errors;
         bool oom;
         Policy *p;
-        char **environments; /* known environments: from hosts and approvals */
+        Names environments; /* known environments: from hosts and approvals */
+        Names hosts, profiles;
 } Ctx;
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void names_add(Ctx *c, Names *s, const char *name)
+{
+        if (s->n == s->cap) {
+                size_t cap = s->cap ? s->cap * 2 : 16;
+                const char **t = reallocarray(s->v, cap, sizeof(char *));
+
+                if (!t) {
+                        c->oom = true;
+                        return;
+                }
+                s->v = t;
+                s->cap = cap;
+        }
+        s->v[s->n++] = name;
+}
+
+static void names_sort(Names *s)
+{
+        if (s->n > 1)
+                qsort(s->v, s->n, sizeof(char *), cmp_str);
+}
+
+static bool names_has(const Names *s, const char *name)
+{
+        return s->n > 0 && bsearch(&name, s->v, s->n, sizeof(char *), cmp_str);
+}
 
 static void ctx_err(Ctx *c, const YNode *n, const char *fmt, ...) _printf_(3, 4);
 static void ctx_err(Ctx *c, const YNode *n, const char *fmt, ...)
@@ -122,6 +161,47 @@ static void join_names(const char *const *names, char *buf, size_t size)
         }
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+        const YNode *x = *(const YNode *const *)a, *y = *(const YNode *const *)b;
+        int r = strcmp(x->value, y->value);
+
+        if (r != 0)
+                return r;
+        if (x->line != y->line)
+                return x->line < y->line ? -1 : 1;
+        return x->column < y->column ? -1 : x->column > y->column;
+}
+
+/* Reports every key that appears again in a mapping. Sorting keeps this O(n log n). */
+static bool check_duplicates(Ctx *c, const YNode *map, const char *where)
+{
+        _cleanup_free_ const YNode **keys = NULL;
+        size_t n = map->n_items / 2;
+        bool ok = true;
+
+        if (n < 2)
+                return true;
+        keys = calloc(n, sizeof(YNode *));
+        if (!keys) {
+                ctx_oom(c);
+                return false;
+        }
+        for (size_t i = 0; i < n; i++)
+                keys[i] = map->items[2 * i];
+        qsort(keys, n, sizeof(YNode *), cmp_key);
+        for (size_t i = 1, first = 0; i < n; i++) {
+                if (!streq(keys[i]->value, keys[first]->value)) {
+                        first = i;
+                        continue;
+                }
+                ctx_err(c, keys[i], "duplicate key '%s' in %s (first at line %u) — keep only one",
+                        keys[i]->value, where, keys[first]->line);
+                ok = false;
+        }
+        return ok;
+}
+
 /*
  * Checks a mapping's keys: each must be in allowed (unless allowed is NULL:
  * free-form names such as host names), none twice. Reports
@@ -162,17 +242,8 @@ static bool check_keys(Ctx *c, const YNode *map, const char *const *allowed, con
                                         k->value, where, list);
                         ok = false;
                 }
-                for (size_t j = 0; j < i; j += 2)
-                        if (streq(map->items[j]->value, k->value)) {
-                                ctx_err(c, k,
-                                        "duplicate key '%s' in %s (first at line %u) — keep "
-                                        "only one",
-                                        k->value, where, map->items[j]->line);
-                                ok = false;
-                                break;
-                        }
         }
-        return ok;
+        return check_duplicates(c, map, where) && ok;
 }
 
 static const YNode *map_get(const YNode *map, const char *key)
@@ -272,12 +343,13 @@ static char **get_list(Ctx *c, const YNode *n, const char *what, bool allow_scal
         }
         if (!expect_type(c, n, YNODE_SEQUENCE, what, hint))
                 return NULL;
-        l = calloc(1, sizeof(char *));
+        /* Filled in place: appending one by one would be quadratic on a long list. */
+        l = calloc(n->n_items + 1, sizeof(char *));
         if (!l) {
                 ctx_oom(c);
                 return NULL;
         }
-        for (size_t i = 0; i < n->n_items; i++) {
+        for (size_t i = 0, k = 0; i < n->n_items; i++) {
                 const YNode *it = n->items[i];
                 const char *v;
 
@@ -285,7 +357,12 @@ static char **get_list(Ctx *c, const YNode *n, const char *what, bool allow_scal
                         ok = false;
                         continue;
                 }
-                push(c, &l, v);
+                l[k] = strdup(v);
+                if (!l[k]) {
+                        ctx_oom(c);
+                        return NULL;
+                }
+                k++;
         }
         return ok ? TAKE_PTR(l) : NULL;
 }
@@ -523,6 +600,7 @@ static void parse_hosts(Ctx *c, const YNode *n)
                         continue;
                 check_keys(c, v, keys, "a host");
                 h->name = dup_or_oom(c, k->value);
+                names_add(c, &c->hosts, k->value);
                 p->n_hosts++;
                 f = map_get(v, "address");
                 if (!f)
@@ -546,8 +624,7 @@ static void parse_hosts(Ctx *c, const YNode *n)
                 if (f && get_text(c, f, "environment", "write a name such as production", &s) &&
                     check_name(c, f, "environment name")) {
                         h->environment = dup_or_oom(c, s);
-                        if (!strv_contains(c->environments, s))
-                                push(c, &c->environments, s);
+                        names_add(c, &c->environments, s);
                 }
                 f = map_get(v, "cluster");
                 if (f && get_text(c, f, "cluster", "write a cluster name such as pve", &s) &&
@@ -591,8 +668,7 @@ static void parse_approvals(Ctx *c, const YNode *n)
                         continue;
                 p->approvals[p->n_approvals].environment = dup_or_oom(c, k->value);
                 p->approvals[p->n_approvals++].approvers = (unsigned)u;
-                if (!strv_contains(c->environments, k->value))
-                        push(c, &c->environments, k->value);
+                names_add(c, &c->environments, k->value);
         }
 }
 
@@ -722,6 +798,7 @@ static void parse_profiles(Ctx *c, const YNode *n)
                         continue;
                 pr = &p->profiles[p->n_profiles++];
                 pr->name = dup_or_oom(c, k->value);
+                names_add(c, &c->profiles, k->value);
                 parse_profile(c, k, v, pr);
         }
 }
@@ -740,17 +817,17 @@ static void check_refs(Ctx *c, const YNode *n, char *const *names, const char *w
 
 static bool known_host(Ctx *c, const char *name)
 {
-        return streq(name, "local") || policy_find_host(c->p, name);
+        return streq(name, "local") || names_has(&c->hosts, name);
 }
 
 static bool known_environment(Ctx *c, const char *name)
 {
-        return strv_contains(c->environments, name);
+        return names_has(&c->environments, name);
 }
 
 static bool known_profile(Ctx *c, const char *name)
 {
-        return streq(name, "default") || policy_find_profile(c->p, name);
+        return streq(name, "default") || names_has(&c->profiles, name);
 }
 
 static bool check_path_glob(Ctx *c, const YNode *n, const char *what)
@@ -795,7 +872,7 @@ static void parse_network_effect(Ctx *c, const YNode *v, PolicyRule *r)
                         "NAME, environment: ENV, port: N}");
         if ((f = map_get(v, "host")) &&
             get_text(c, f, "host", "write an inventory host name", &s)) {
-                if (!policy_find_host(c->p, s))
+                if (!names_has(&c->hosts, s))
                         ctx_err(c, f,
                                 "unknown host '%s' in a network condition — add it under hosts: "
                                 "or use outside-inventory",
@@ -1084,9 +1161,16 @@ static void policy_build(Ctx *c, const YNode *root)
 
         p->default_action = POLICY_APPROVE; /* when default: is left out (documented) */
         p->request_ttl_usec = POLICY_DEFAULT_TTL_USEC;
-        for (size_t i = 0; i < ELEMENTSOF(order); i++)
+        for (size_t i = 0; i < ELEMENTSOF(order); i++) {
                 if ((f = map_get(root, order[i].key)))
                         order[i].parse(c, f);
+                if (streq(order[i].key, "profiles")) {
+                        /* rules come next and look names up */
+                        names_sort(&c->hosts);
+                        names_sort(&c->environments);
+                        names_sort(&c->profiles);
+                }
+        }
         if ((f = map_get(root, "protect")))
                 p->protect = get_list(c, f, "protected path", false,
                                       "write workspace-relative globs such as .git/hooks/**",
@@ -1223,7 +1307,9 @@ int policy_check_string(const char *text, size_t len, const char *name, Policy *
         c.name = name;
         c.p = p;
         policy_build(&c, root);
-        strv_free(c.environments);
+        free(c.environments.v);
+        free(c.hosts.v);
+        free(c.profiles.v);
         if (c.oom) {
                 free(c.errors);
                 return -ENOMEM;
@@ -1448,4 +1534,14 @@ const char *policy_effect_kind_to_string(PolicyEffectKind k)
                 return "contacts";
         }
         return "none";
+}
+
+const PolicyHost *policy_find_host_by_address(const Policy *p, const char *address)
+{
+        if (!p || !address)
+                return NULL;
+        for (size_t i = 0; i < p->n_hosts; i++)
+                if (p->hosts[i].address && streq(p->hosts[i].address, address))
+                        return &p->hosts[i];
+        return NULL;
 }

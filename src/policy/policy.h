@@ -160,12 +160,35 @@ int policy_environment_approvals(const Policy *p, const char *environment);
 /* Formats an error as "FILE:LINE:COLUMN: message" (or "FILE: message"). */
 void policy_error_format(const PolicyError *err, char *buf, size_t size);
 
+/* One network connection a plan attempted. */
+typedef struct {
+        const char *host;    /* the inventory host it resolves to; NULL = outside the inventory */
+        const char *address; /* the address as attempted (for reasons); may be NULL */
+        uint16_t port;       /* 0 = unknown */
+} PolicyConnection;
+
+/*
+ * The effects of a request, as its plan observed them (issue 6). Every
+ * list is NULL-terminated and may be NULL (= no such effect). Paths are
+ * absolute. Borrowed by policy_evaluate().
+ */
+typedef struct {
+        char *const *secrets_read;           /* secret files the command opened for reading */
+        char *const *secret_content_written; /* files that received a secret's bytes */
+        char *const *writes;                 /* files created or modified */
+        char *const *deletes;                /* files deleted */
+        const PolicyConnection *connections;
+        size_t n_connections;
+        char *const *contacts; /* daemons contacted: unit names, D-Bus names, "corosync" */
+} PolicyEffects;
+
 /* What is being asked: filled by the caller, borrowed by policy_evaluate(). */
 typedef struct {
-        char *const *argv;   /* the command (NULL-terminated) */
-        const char *host;    /* target host name; NULL = the local host */
-        const char *agent;   /* agent name; NULL = a human outside any sandbox */
-        const char *profile; /* sandbox profile the request came from; NULL = unknown */
+        char *const *argv;            /* the command (NULL-terminated) */
+        const char *host;             /* target host name; NULL = the local host */
+        const char *agent;            /* agent name; NULL = a human outside any sandbox */
+        const char *profile;          /* sandbox profile the request came from; NULL = unknown */
+        const PolicyEffects *effects; /* its plan's effects; NULL = not planned */
 } PolicyRequest;
 
 typedef struct {
@@ -177,7 +200,9 @@ typedef struct {
 
 /*
  * Evaluates a request against the rules (first match wins; a rule with an
- * effect condition never matches a request without a plan). Pure: no I/O.
+ * effect condition matches only when req->effects holds such an effect, so
+ * never for a request without a plan; its other conditions must hold too).
+ * The reason names the matching effect. Pure: no I/O.
  * Always fills *ret; starts from deny. Returns 0, or -EINVAL for a request
  * with no argv (decision stays deny).
  */
@@ -222,12 +247,16 @@ int policy_check_string(const char *text, size_t len, const char *name, Policy *
 
 /*
  * Whether rule would match req, ignoring the order of rules. When it does
- * not and why is non-NULL, writes the first condition that failed. A rule
- * with an effect condition never matches (there is no plan yet). Returns
+ * not and why is non-NULL, writes the first condition that failed. When it
+ * does and the rule has an effect condition, why holds the matching effect
+ * (e.g. "reads secret /etc/corosync/authkey"). Returns
  * 1, 0, or -1 if a pattern was too complex to evaluate.
  */
 int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
                         char *why, size_t why_size);
+
+/* The inventory host whose address is exactly address, or NULL. */
+const PolicyHost *policy_find_host_by_address(const Policy *p, const char *address);
 
 const char *policy_action_to_string(PolicyAction a);
 const char *policy_net_mode_to_string(PolicyNetMode m);

@@ -25,13 +25,16 @@ YNode *ynode_free(YNode *n)
 
 static int ynode_append(YNode *parent, YNode *child)
 {
-        YNode **t;
+        if (parent->n_items == parent->cap) {
+                size_t cap = parent->cap ? parent->cap * 2 : 8;
+                YNode **t = reallocarray(parent->items, cap, sizeof(YNode *));
 
-        t = reallocarray(parent->items, parent->n_items + 1, sizeof(YNode *));
-        if (!t)
-                return -ENOMEM;
-        t[parent->n_items++] = child;
-        parent->items = t;
+                if (!t)
+                        return -ENOMEM;
+                parent->items = t;
+                parent->cap = cap;
+        }
+        parent->items[parent->n_items++] = child;
         return 0;
 }
 

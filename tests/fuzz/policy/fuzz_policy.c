@@ -56,6 +56,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         assert(d.action != POLICY_APPROVE || d.approvers > 0);
                 }
         }
+        {
+                static char *const paths[] = { (char *)"/etc/corosync/authkey",
+                                               (char *)"/etc/pve/priv/x", NULL };
+                static char *const units[] = { (char *)"corosync.service", NULL };
+                PolicyConnection conns[] = {
+                        { .host = p->n_hosts ? p->hosts[0].name : NULL,
+                          .address = "a",
+                          .port = 22 },
+                        { .address = "198.51.100.1", .port = 5405 },
+                };
+                PolicyEffects e = {
+                        .secrets_read = NULL,
+                        .secret_content_written = NULL,
+                        .writes = paths,
+                        .deletes = paths,
+                        .connections = conns,
+                        .n_connections = ELEMENTSOF(conns),
+                        .contacts = units,
+                };
+                PolicyRequest req = { .argv = argvs[0], .agent = "claude", .effects = &e };
+                PolicyDecision d;
+
+                assert(policy_evaluate(p, &req, &d) == 0);
+                e.secrets_read = paths;
+                e.secret_content_written = paths;
+                assert(policy_evaluate(p, &req, &d) == 0);
+        }
         (void)policy_path_is_secret(p, "/etc/corosync/authkey");
         (void)policy_path_is_secret(p, "/home/a/.ssh/id_rsa");
         return 0;

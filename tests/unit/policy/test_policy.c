@@ -229,6 +229,27 @@ static void test_errors(void **state)
         load_bad("approvers: {users: [\"a b\"]}\n", 1, 21, "bad approver user");
 }
 
+static void test_duplicates(void **state)
+{
+        static const char text[] = "hosts:\n"
+                                   "  b: {address: x}\n"
+                                   "  a: {address: x}\n"
+                                   "  b: {address: y}\n"
+                                   "  c: {address: x}\n"
+                                   "  b: {address: z}\n";
+        PolicyError *errs = NULL;
+        size_t n = 0;
+
+        assert_int_equal(policy_check_string(text, strlen(text), "t", NULL, &errs, &n), -EINVAL);
+        assert_int_equal(n, 2);
+        assert_int_equal(errs[0].line, 4);
+        assert_int_equal(errs[0].column, 3);
+        assert_non_null(strstr(errs[0].message, "duplicate key 'b' in hosts (first at line 2)"));
+        assert_int_equal(errs[1].line, 6);
+        assert_non_null(strstr(errs[1].message, "(first at line 2)"));
+        free(errs);
+}
+
 static void test_yaml_errors(void **state)
 {
         load_bad("a: [\n", 2, 1, "YAML syntax error");
@@ -481,6 +502,99 @@ static void test_evaluate_edge(void **state)
         assert_int_equal(d.action, POLICY_ALLOW);
 }
 
+static void test_evaluate_effects(void **state)
+{
+        _cleanup_(policy_freep) Policy *p =
+                load_ok("secrets: [/etc/corosync/authkey]\n"
+                        "hosts:\n"
+                        "  pve1: {address: 10.0.0.1, environment: production}\n"
+                        "  lab: {address: 10.0.0.2, environment: test}\n"
+                        "rules:\n"
+                        "  - {effect: reads-secret, action: deny, reason: secret}\n"
+                        "  - {effect: writes-secret-content, action: deny}\n"
+                        "  - {effect: {network: outside-inventory}, action: deny}\n"
+                        "  - {effect: {network: {host: lab, port: 22}}, action: allow}\n"
+                        "  - {effect: {network: {environment: production}}, action: approve, "
+                        "approvers: 3}\n"
+                        "  - {effect: {writes: /etc/corosync/**}, action: approve, approvers: 2}\n"
+                        "  - {effect: {deletes: /var/**}, match: [rm, \"**\"], action: deny}\n"
+                        "  - {effect: {contacts: \"corosync*\"}, action: approve, approvers: 4}\n"
+                        "  - {match: [ls, \"**\"], action: allow}\n"
+                        "default: approve\n");
+        char *argv[] = { (char *)"x", NULL }, *rm[] = { (char *)"rm", (char *)"-r", NULL };
+        char *secret[] = { (char *)"/etc/corosync/authkey", NULL };
+        char *conf[] = { (char *)"/etc/corosync/corosync.conf", NULL };
+        char *other[] = { (char *)"/etc/hosts", NULL };
+        char *var[] = { (char *)"/var/lib/x", NULL };
+        char *units[] = { (char *)"nginx.service", (char *)"corosync.service", NULL };
+        PolicyConnection outside = { .address = "1.2.3.4", .port = 443 };
+        PolicyConnection lab22 = { .host = "lab", .address = "10.0.0.2", .port = 22 };
+        PolicyConnection lab80 = { .host = "lab", .address = "10.0.0.2", .port = 80 };
+        PolicyConnection pve = { .host = "pve1", .address = "10.0.0.1", .port = 8006 };
+        PolicyEffects e = {};
+        PolicyRequest req = { .argv = argv, .effects = &e };
+        PolicyDecision d;
+
+        /* a plan with no effects: no effect rule matches */
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_null(d.rule);
+        /* without a plan, effect rules are skipped */
+        req.effects = NULL;
+        e.secrets_read = secret;
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_null(d.rule);
+        req.effects = &e;
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.action, POLICY_DENY);
+        assert_int_equal(d.rule->index, 1);
+        assert_non_null(
+                strstr(d.reason, "deny — secret (the plan reads secret /etc/corosync/authkey)"));
+        e = (PolicyEffects){ .secret_content_written = other };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 2);
+        assert_non_null(strstr(d.reason, "writes a secret's content to /etc/hosts"));
+        e = (PolicyEffects){ .connections = &outside, .n_connections = 1 };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 3);
+        assert_non_null(strstr(d.reason, "connects to 1.2.3.4:443 (outside the inventory)"));
+        e = (PolicyEffects){ .connections = &lab22, .n_connections = 1 };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.action, POLICY_ALLOW);
+        assert_int_equal(d.rule->index, 4);
+        e = (PolicyEffects){ .connections = &lab80, .n_connections = 1 };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_null(d.rule);
+        e = (PolicyEffects){ .connections = &pve, .n_connections = 1 };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 5);
+        assert_int_equal(d.approvers, 3);
+        e = (PolicyEffects){ .writes = conf };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 6);
+        assert_int_equal(d.approvers, 2);
+        e = (PolicyEffects){ .writes = other };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_null(d.rule);
+        /* effect and argv must both hold */
+        e = (PolicyEffects){ .deletes = var };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_null(d.rule);
+        req.argv = rm;
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 7);
+        req.argv = argv;
+        e = (PolicyEffects){ .contacts = units };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 8);
+        assert_non_null(strstr(d.reason, "contacts corosync.service"));
+        /* the first rule in order wins, whatever the effect */
+        e = (PolicyEffects){ .writes = conf, .secrets_read = secret };
+        assert_int_equal(policy_evaluate(p, &req, &d), 0);
+        assert_int_equal(d.rule->index, 1);
+        assert_non_null(policy_find_host_by_address(p, "10.0.0.2"));
+        assert_null(policy_find_host_by_address(p, "10.0.0.9"));
+}
+
 static void test_rule_matches_why(void **state)
 {
         _cleanup_(policy_freep) Policy *p = load_ok("hosts: {h: {address: x, environment: e}}\n"
@@ -551,10 +665,11 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_full),       cmocka_unit_test(test_parse_defaults),
                 cmocka_unit_test(test_digest),           cmocka_unit_test(test_errors),
-                cmocka_unit_test(test_yaml_errors),      cmocka_unit_test(test_size_cap),
-                cmocka_unit_test(test_all_errors),       cmocka_unit_test(test_embedded_default),
-                cmocka_unit_test(test_secrets),          cmocka_unit_test(test_secret_globs),
-                cmocka_unit_test(test_evaluate),         cmocka_unit_test(test_evaluate_edge),
+                cmocka_unit_test(test_yaml_errors),      cmocka_unit_test(test_duplicates),
+                cmocka_unit_test(test_size_cap),         cmocka_unit_test(test_all_errors),
+                cmocka_unit_test(test_embedded_default), cmocka_unit_test(test_secrets),
+                cmocka_unit_test(test_secret_globs),     cmocka_unit_test(test_evaluate),
+                cmocka_unit_test(test_evaluate_edge),    cmocka_unit_test(test_evaluate_effects),
                 cmocka_unit_test(test_rule_matches_why), cmocka_unit_test(test_error_format),
                 cmocka_unit_test(test_load_file),
         };

@@ -1,0 +1,1833 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * airlockd: the broker. The only process that makes changes on behalf of an
+ * agent: it takes requests on session sockets (one per sandbox: the socket is
+ * the agent's identity) and on the admin socket (humans, outside every
+ * sandbox), decides by policy, keeps pending requests until enough distinct
+ * approvers say yes over the admin socket, runs approved commands itself and
+ * records every transition in the audit log and in SQLite first.
+ *
+ * Threads: the main thread accepts connections and handles signals and
+ * expiry; each connection gets a thread; each execution gets a thread. One
+ * mutex (B.lock) guards the policy, the sessions, the active requests and the
+ * database handle.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "audit/audit.h"
+#include "broker/audit-sink.h"
+#include "broker/broker.h"
+#include "broker/exec.h"
+#include "broker/peer.h"
+#include "broker/proto.h"
+#include "broker/state.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "config.h"
+
+#define MAX_CONNECTIONS_TOTAL    4096
+#define MAX_ADMIN_CONN_PER_UID   64
+#define MAX_SESSIONS_PER_UID     1024
+#define MAX_CONN_PER_SESSION     32
+#define MAX_PENDING_PER_SESSION  32
+#define MAX_PENDING_PER_UID      32
+#define MAX_LIST                 200
+#define DEFAULT_TTL_USEC         (15ULL * 60 * 1000000)
+#define DEFAULT_EXEC_TIMEOUT_SEC 600
+#define OUTPUT_MAX_PER_STREAM    (1024 * 1024)
+
+#define EPOLL_ADMIN  0
+#define EPOLL_SIGNAL UINT64_MAX
+
+typedef struct {
+        uid_t uid;
+        unsigned admin_conns;
+        unsigned sessions;
+        unsigned pending;
+} UidCount;
+
+static struct {
+        pthread_mutex_t lock;
+        Policy *policy;
+        const char *policy_path;
+        bool policy_standard;
+        char *state_dir, *runtime_dir, *sessions_dir, *admin_path;
+        State *state;
+        int epoll_fd;
+        int admin_fd;
+        uint64_t exec_timeout_usec;
+
+        Session **sessions;
+        size_t n_sessions;
+        Req **active;
+        size_t n_active;
+        UidCount *uids;
+        size_t n_uids;
+        unsigned n_connections;
+} B = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -EBADF, .admin_fd = -EBADF };
+
+typedef struct {
+        int fd;
+        ProtoChannel channel;
+        Peer peer;
+        Session *session; /* the session this socket is (session channel) or holds (holder) */
+        bool counted_admin;
+} Conn;
+
+/* ---- small helpers (callers hold B.lock where noted) ---- */
+
+static UidCount *uid_count(uid_t uid)
+{
+        UidCount *n;
+
+        for (size_t i = 0; i < B.n_uids; i++)
+                if (B.uids[i].uid == uid)
+                        return &B.uids[i];
+        n = realloc(B.uids, sizeof(UidCount) * (B.n_uids + 1));
+        if (!n)
+                return NULL;
+        B.uids = n;
+        B.uids[B.n_uids] = (UidCount){ .uid = uid };
+        return &B.uids[B.n_uids++];
+}
+
+static Session *session_find(uint64_t id)
+{
+        for (size_t i = 0; i < B.n_sessions; i++)
+                if (B.sessions[i]->id == id)
+                        return B.sessions[i];
+        return NULL;
+}
+
+static void session_unref(Session *s)
+{
+        if (!s || --s->refs > 0)
+                return;
+        free(s->agent);
+        free(s->workspace);
+        free(s->profile);
+        free(s->socket_path);
+        free(s->starter_name);
+        safe_close(s->listen_fd);
+        free(s);
+}
+
+static Req *active_find(uint64_t id)
+{
+        for (size_t i = 0; i < B.n_active; i++)
+                if (B.active[i]->id == id)
+                        return B.active[i];
+        return NULL;
+}
+
+static int active_add(Req *r)
+{
+        Req **n = realloc(B.active, sizeof(Req *) * (B.n_active + 1));
+
+        if (!n)
+                return -ENOMEM;
+        B.active = n;
+        B.active[B.n_active++] = req_ref(r);
+        r->active = true;
+        return 0;
+}
+
+/* Removes a request that reached a final state from the active list; wakes its waiters. */
+static void active_remove(Req *r)
+{
+        for (size_t i = 0; i < B.n_active; i++)
+                if (B.active[i] == r) {
+                        B.active[i] = B.active[--B.n_active];
+                        break;
+                }
+        if (r->active) {
+                r->active = false;
+                pthread_cond_broadcast(&r->cond);
+                req_unref(r);
+        }
+}
+
+/* Pending-count bookkeeping for the limits: called when a request leaves "pending". */
+static void pending_release(Req *r)
+{
+        if (r->session_id) {
+                Session *s = session_find(r->session_id);
+
+                if (s && s->n_pending > 0)
+                        s->n_pending--;
+        } else {
+                UidCount *u = uid_count(r->requester_uid);
+
+                if (u && u->pending > 0)
+                        u->pending--;
+        }
+}
+
+static json_t *strv_to_json(char *const *l)
+{
+        json_t *a = json_array();
+
+        STRV_FOREACH (x, l)
+                if (a)
+                        json_array_append_new(a, json_string(*x));
+        return a;
+}
+
+/* The audit record's common part for a request: id, who (the agent), argv, target. */
+static json_t *record_for(const Req *r)
+{
+        json_t *j, *argv = json_array();
+        char id[32];
+
+        if (!argv)
+                return NULL;
+        STRV_FOREACH (a, r->argv)
+                json_array_append_new(argv, json_string(*a));
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)r->id);
+        j = json_pack("{s:s, s:o}", "request", id, "argv", argv);
+        if (j && r->host)
+                json_object_set_new(j, "target", json_string(r->host));
+        if (j && r->session_id) {
+                char sid[32];
+
+                snprintf(sid, sizeof(sid), "%llu", (unsigned long long)r->session_id);
+                json_object_set_new(j, "agent",
+                                    json_pack("{s:s, s:s, s:I, s:s}", "name", r->agent, "session",
+                                              sid, "uid", (json_int_t)r->session_starter_uid,
+                                              "started_by", r->session_starter));
+        }
+        return j;
+}
+
+/*
+ * Writes one record about r to the audit log, with details (borrowed, may
+ * be NULL). Returns 0 or -errno: the caller must not make the transition
+ * when this fails.
+ */
+static int audit_transition(const char *event, const Req *r, json_t *details)
+{
+        _cleanup_(json_decrefp) json_t *j = record_for(r);
+        int k;
+
+        if (!j)
+                return -ENOMEM;
+        json_object_set_new(j, "details", details ? json_deep_copy(details) : json_object());
+        k = audit_sink_write(event, j);
+        if (k < 0)
+                log_error("cannot write the audit log (%s): refusing the transition '%s' of "
+                          "request %llu",
+                          strerror(-k), event, (unsigned long long)r->id);
+        return k;
+}
+
+static const char *audit_event_for(ReqState to)
+{
+        switch (to) {
+        case REQ_APPROVED:
+                return AUDIT_EVENT_REQUEST_DECIDED; /* the approvals reached the quorum */
+        case REQ_EXECUTING:
+                return AUDIT_EVENT_EXEC_START;
+        case REQ_SUCCEEDED:
+        case REQ_FAILED:
+        case REQ_INTERRUPTED:
+                return AUDIT_EVENT_EXEC_END;
+        case REQ_DENIED:
+                return AUDIT_EVENT_REQUEST_DENIED;
+        case REQ_EXPIRED:
+                return AUDIT_EVENT_REQUEST_EXPIRED;
+        case REQ_PENDING:
+        case _REQ_STATE_MAX:
+                break;
+        }
+        return NULL;
+}
+
+/*
+ * Moves r to a new state: audit record first, then the database, then
+ * memory. Caller holds B.lock. On failure nothing changed.
+ */
+static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
+{
+        ReqState from = r->state;
+        char *old_detail = r->detail, *nd = NULL;
+        uint64_t old_finished = r->finished_usec;
+        _cleanup_(json_decrefp) json_t *ex = extra ? json_incref(extra) : json_object();
+        int k;
+
+        if (detail) {
+                nd = strdup(detail);
+                if (!nd)
+                        return -ENOMEM;
+        }
+        if (!audit_event_for(to) || !ex) {
+                free(nd);
+                return -EINVAL;
+        }
+        json_object_set_new(ex, "from", json_string(req_state_to_string(from)));
+        json_object_set_new(ex, "state", json_string(req_state_to_string(to)));
+        if (detail)
+                json_object_set_new(ex, "detail", json_string(detail));
+        if (to == REQ_APPROVED) {
+                json_object_set_new(ex, "decision", json_string("approved"));
+                json_object_set_new(ex, "approvals",
+                                    json_integer((json_int_t)req_count_approvals(r)));
+        }
+        if (to == REQ_EXPIRED)
+                json_object_set_new(
+                        ex, "ttl_sec",
+                        json_integer((json_int_t)((r->expires_usec - r->created_usec) / 1000000)));
+        if (to == REQ_INTERRUPTED)
+                json_object_set_new(ex, "interrupted", json_true());
+        r->state = to;
+        if (req_state_is_final(to))
+                r->finished_usec = now_realtime_usec();
+        if (nd)
+                r->detail = nd;
+        if ((to == REQ_SUCCEEDED || to == REQ_FAILED) && r->exit_status >= 0) {
+                json_object_set_new(ex, "exit_status", json_integer(r->exit_status));
+                json_object_set_new(ex, "output_bytes",
+                                    json_integer((json_int_t)(r->out_bytes[0] + r->out_bytes[1])));
+        }
+        k = audit_transition(audit_event_for(to), r, ex);
+        if (k >= 0)
+                k = state_update_request(B.state, r);
+        if (k < 0) {
+                r->state = from;
+                r->finished_usec = old_finished;
+                if (nd) {
+                        r->detail = old_detail;
+                        free(nd);
+                }
+                return k;
+        }
+        if (nd)
+                free(old_detail);
+        if (from == REQ_PENDING)
+                pending_release(r);
+        pthread_cond_broadcast(&r->cond);
+        if (req_state_is_final(to))
+                active_remove(r);
+        return 0;
+}
+
+static int send_json(int fd, json_t *j)
+{
+        int k;
+
+        if (!j)
+                return -ENOMEM;
+        k = proto_write(fd, j);
+        json_decref(j);
+        return k;
+}
+
+static int reply_error(Conn *c, const char *code, const char *fmt, ...) _printf_(3, 4);
+static int reply_error(Conn *c, const char *code, const char *fmt, ...)
+{
+        _cleanup_free_ char *m = NULL;
+        va_list ap;
+        int k;
+
+        va_start(ap, fmt);
+        k = vasprintf(&m, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return -ENOMEM;
+        return proto_write_error(c->fd, code, m);
+}
+
+static int send_request(int fd, const char *type, const Req *r)
+{
+        return send_json(fd, json_pack("{s:s, s:o}", "type", type, "request", req_to_json(r)));
+}
+
+/* ---- execution ---- */
+
+static void on_output(void *userdata, int stream, const uint8_t *buf, size_t len)
+{
+        Req *r = userdata;
+        Chunk *c, **n;
+        size_t room;
+
+        pthread_mutex_lock(&B.lock);
+        room = OUTPUT_MAX_PER_STREAM - r->out_bytes[stream];
+        if (len > room) {
+                r->truncated = true;
+                len = room;
+        }
+        if (len == 0)
+                goto out;
+        c = malloc(sizeof(Chunk) + len);
+        n = c ? realloc(r->chunks, sizeof(Chunk *) * (r->n_chunks + 1)) : NULL;
+        if (!n) {
+                free(c);
+                r->truncated = true;
+                goto out;
+        }
+        c->stream = stream;
+        c->len = len;
+        memcpy(c->data, buf, len);
+        r->chunks = n;
+        r->chunks[r->n_chunks++] = c;
+        r->out_bytes[stream] += len;
+        pthread_cond_broadcast(&r->cond);
+out:
+        pthread_mutex_unlock(&B.lock);
+}
+
+static void *executor_thread(void *userdata)
+{
+        Req *r = userdata;
+        char detail[512];
+        _cleanup_free_ uint8_t *out = NULL, *err = NULL;
+        size_t lens[2] = {};
+        int status = -1, k;
+        ExecSpec spec;
+
+        pthread_mutex_lock(&B.lock);
+        /* allowed requests were recorded as executing when they were submitted */
+        if (r->state != REQ_EXECUTING &&
+            (r->state != REQ_APPROVED || transition(r, REQ_EXECUTING, NULL, NULL) < 0)) {
+                if (r->state == REQ_APPROVED)
+                        log_error("request %llu stays approved and did not run: the transition "
+                                  "to executing could not be recorded",
+                                  (unsigned long long)r->id);
+                pthread_mutex_unlock(&B.lock);
+                req_unref(r);
+                return NULL;
+        }
+        spec = (ExecSpec){
+                .command = r->command,
+                .env = r->env,
+                .cwd = r->cwd,
+                .user = r->run_as,
+                .timeout_usec = B.exec_timeout_usec,
+                .on_output = on_output,
+                .userdata = r,
+        };
+        pthread_mutex_unlock(&B.lock);
+
+        k = exec_run(&spec, &status, detail, sizeof(detail));
+
+        pthread_mutex_lock(&B.lock);
+        out = malloc(r->out_bytes[0] + 1);
+        err = malloc(r->out_bytes[1] + 1);
+        if (out && err)
+                for (size_t i = 0; i < r->n_chunks; i++) {
+                        Chunk *c = r->chunks[i];
+
+                        memcpy((c->stream ? err : out) + lens[c->stream], c->data, c->len);
+                        lens[c->stream] += c->len;
+                }
+        r->exit_status = k < 0 ? 127 : status;
+        if (state_begin(B.state) < 0 ||
+            state_save_output(B.state, r->id, out, lens[0], err, lens[1], r->truncated) < 0 ||
+            transition(r, k >= 0 && status == 0 ? REQ_SUCCEEDED : REQ_FAILED,
+                       detail[0] ? detail : NULL, NULL) < 0 ||
+            state_commit(B.state) < 0) {
+                state_rollback(B.state);
+                log_error("request %llu ran (exit status %d) but its result could not be "
+                          "recorded; it will show as interrupted after a restart",
+                          (unsigned long long)r->id, r->exit_status);
+                /* the command ran: release waiters with what happened, in memory */
+                r->state = REQ_FAILED;
+                active_remove(r);
+        }
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&B.lock);
+        req_unref(r);
+        return NULL;
+}
+
+static int start_executor(Req *r)
+{
+        pthread_attr_t a;
+        pthread_t t;
+        int k;
+
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 512 * 1024);
+        k = -pthread_create(&t, &a, executor_thread, req_ref(r));
+        pthread_attr_destroy(&a);
+        if (k < 0) {
+                req_unref(r);
+                (void)transition(r, REQ_FAILED, "the broker could not start a thread to run it",
+                                 NULL);
+        }
+        return k;
+}
+
+/* ---- waiting and streaming ---- */
+
+static bool client_gone(int fd)
+{
+        struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static int send_output(int fd, int stream, const uint8_t *buf, size_t len)
+{
+        for (size_t off = 0; off < len || len == 0;) {
+                size_t n = len - off > PROTO_OUTPUT_CHUNK ? PROTO_OUTPUT_CHUNK : len - off;
+                _cleanup_free_ char *b64 = proto_base64_encode(buf + off, n);
+                int k;
+
+                if (!b64)
+                        return -ENOMEM;
+                k = send_json(fd, json_pack("{s:s, s:s, s:s}", "type", "output", "stream",
+                                            stream ? "stderr" : "stdout", "data", b64));
+                if (k < 0)
+                        return k;
+                off += n;
+                if (len == 0)
+                        break;
+        }
+        return 0;
+}
+
+/*
+ * Streams r's output to the client and ends with "done" (final state) or
+ * "still-pending" (deadline passed while pending). Called with B.lock held
+ * and a reference on r; returns with B.lock released.
+ */
+static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
+{
+        size_t sent = 0;
+        int k;
+
+        for (;;) {
+                while (sent < r->n_chunks) {
+                        Chunk *ch = r->chunks[sent++];
+
+                        pthread_mutex_unlock(&B.lock);
+                        k = send_output(c->fd, ch->stream, ch->data, ch->len);
+                        pthread_mutex_lock(&B.lock);
+                        if (k < 0) {
+                                pthread_mutex_unlock(&B.lock);
+                                return k;
+                        }
+                }
+                if (req_state_is_final(r->state)) {
+                        json_t *j = req_to_json(r);
+
+                        pthread_mutex_unlock(&B.lock);
+                        return send_json(c->fd,
+                                         json_pack("{s:s, s:o}", "type", "done", "request", j));
+                }
+                if (r->state == REQ_PENDING && now_realtime_usec() >= deadline_usec) {
+                        json_t *j = req_to_json(r);
+
+                        pthread_mutex_unlock(&B.lock);
+                        return send_json(c->fd, json_pack("{s:s, s:o}", "type", "still-pending",
+                                                          "request", j));
+                }
+                {
+                        uint64_t until = now_realtime_usec() + 500000;
+                        struct timespec ts;
+
+                        if (r->state == REQ_PENDING && deadline_usec < until)
+                                until = deadline_usec;
+                        ts.tv_sec = (time_t)(until / 1000000);
+                        ts.tv_nsec = (long)(until % 1000000) * 1000;
+                        pthread_cond_timedwait(&r->cond, &B.lock, &ts);
+                }
+                if (client_gone(c->fd)) {
+                        pthread_mutex_unlock(&B.lock);
+                        return -ECONNRESET;
+                }
+        }
+}
+
+/* A final request from the database: its stored output, then "done". Caller holds no lock. */
+static int stream_stored(Conn *c, Req *r)
+{
+        _cleanup_free_ uint8_t *out = NULL, *err = NULL;
+        size_t ol = 0, el = 0;
+        int k;
+
+        pthread_mutex_lock(&B.lock);
+        k = state_load_output(B.state, r->id, &out, &ol, &err, &el);
+        pthread_mutex_unlock(&B.lock);
+        if (k >= 0) {
+                if (ol > 0 && (k = send_output(c->fd, OUT_STDOUT, out, ol)) < 0)
+                        return k;
+                if (el > 0 && (k = send_output(c->fd, OUT_STDERR, err, el)) < 0)
+                        return k;
+        }
+        return send_request(c->fd, "done", r);
+}
+
+/* ---- visibility ---- */
+
+static bool conn_is_approver(Conn *c)
+{
+        return peer_is_approver(B.policy, &c->peer);
+}
+
+/* Whether c may see r. Caller holds B.lock. */
+static bool may_see(Conn *c, const Req *r)
+{
+        if (c->channel == PROTO_CHANNEL_SESSION)
+                return c->session && r->session_id == c->session->id;
+        if (conn_is_approver(c))
+                return true;
+        if (r->session_id)
+                return r->session_starter_uid == c->peer.uid;
+        return r->requester_uid == c->peer.uid;
+}
+
+/* Finds a request in memory (new reference) or loads it. Caller holds B.lock. */
+static int lookup(uint64_t id, Req **ret)
+{
+        Req *r = active_find(id);
+
+        if (r) {
+                *ret = req_ref(r);
+                return 0;
+        }
+        return state_load_request(B.state, id, ret);
+}
+
+/* ---- handlers ---- */
+
+static const char *host_default_connect[] = { "ssh", "-T", "-o", "BatchMode=yes", "--" };
+
+static int build_command(const Policy *p, const char *host, char *const *argv, char ***ret,
+                         char *err, size_t err_size)
+{
+        _cleanup_strv_free_ char **cmd = calloc(1, sizeof(char *));
+        const PolicyHost *h;
+
+        if (!cmd)
+                return -ENOMEM;
+        if (!host) {
+                STRV_FOREACH (a, argv)
+                        if (strv_extend(&cmd, *a) < 0)
+                                return -ENOMEM;
+                *ret = TAKE_PTR(cmd);
+                return 0;
+        }
+        h = policy_find_host(p, host);
+        if (!h) {
+                _cleanup_free_ char *esc = escape_for_terminal(host);
+
+                snprintf(err, err_size,
+                         "unknown host '%s' — the hosts: section of the policy lists the hosts "
+                         "requests may name",
+                         esc ? esc : "?");
+                return -ENOENT;
+        }
+        if (h->connect) {
+                /* the inventory's own argv prefix; the command's argv follows unchanged */
+                STRV_FOREACH (a, h->connect)
+                        if (strv_extend(&cmd, *a) < 0)
+                                return -ENOMEM;
+                STRV_FOREACH (a, argv)
+                        if (strv_extend(&cmd, *a) < 0)
+                                return -ENOMEM;
+        } else {
+                _cleanup_free_ char *dest = NULL, *line = NULL;
+
+                /* ssh joins its arguments for the remote shell: send one quoted line */
+                for (size_t i = 0; i < ELEMENTSOF(host_default_connect) - 1; i++)
+                        if (strv_extend(&cmd, host_default_connect[i]) < 0)
+                                return -ENOMEM;
+                if (asprintf(&dest, "root@%s", h->address) < 0)
+                        return -ENOMEM;
+                line = argv_to_display(argv);
+                if (!line || strv_extend(&cmd, "--") < 0 || strv_extend(&cmd, dest) < 0 ||
+                    strv_extend(&cmd, line) < 0)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(cmd);
+        return 0;
+}
+
+static bool path_is_clean_absolute(const char *p)
+{
+        if (!p || p[0] != '/')
+                return false;
+        for (const char *s = p; *s; s++)
+                if (s[0] == '/' && s[1] == '.' && s[2] == '.' && (s[3] == '/' || s[3] == '\0'))
+                        return false;
+        return true;
+}
+
+static int handle_exec(Conn *c, const ProtoRequest *q)
+{
+        _cleanup_(req_unrefp) Req *r = NULL;
+        PolicyDecision d = {};
+        PolicyRequest pr;
+        char err[512] = "";
+        uint64_t now = now_realtime_usec();
+        int k;
+
+        if (!path_is_clean_absolute(q->cwd))
+                return reply_error(c, "bad-request",
+                                   "the working directory must be an absolute path without '..'");
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->refs = 1;
+        r->exit_status = -1;
+        pthread_cond_init(&r->cond, NULL);
+        r->requester_uid = c->peer.uid;
+        r->requester_pid = c->peer.pid;
+        r->requester_name = strdup(c->peer.user);
+        r->argv = strv_copy((char *const *)q->argv);
+        r->run_as = strdup("root");
+        r->cwd = strdup(q->host ? "/" : q->cwd);
+        r->host = q->host ? strdup(q->host) : NULL;
+        r->why = q->why ? strdup(q->why) : NULL;
+        r->env = exec_clean_env("root", 0);
+        if (!r->requester_name || !r->argv || !r->run_as || !r->cwd || !r->env ||
+            (q->host && !r->host) || (q->why && !r->why))
+                return -ENOMEM;
+
+        pthread_mutex_lock(&B.lock);
+        if (c->channel == PROTO_CHANNEL_SESSION) {
+                Session *s = c->session;
+
+                if (s->ended) {
+                        pthread_mutex_unlock(&B.lock);
+                        return reply_error(c, "session-ended",
+                                           "session %llu has ended — start a new sandbox with "
+                                           "'airlock run'",
+                                           (unsigned long long)s->id);
+                }
+                r->session_id = s->id;
+                r->agent = strdup(s->agent);
+                r->session_workspace = strdup(s->workspace);
+                r->session_profile = strdup(s->profile);
+                r->session_starter = strdup(s->starter_name);
+                r->session_starter_uid = s->starter_uid;
+                r->session_started_usec = s->started_usec;
+                if (!r->agent || !r->session_workspace || !r->session_profile ||
+                    !r->session_starter) {
+                        pthread_mutex_unlock(&B.lock);
+                        return -ENOMEM;
+                }
+        }
+        k = build_command(B.policy, q->host, r->argv, &r->command, err, sizeof(err));
+        if (k < 0) {
+                pthread_mutex_unlock(&B.lock);
+                return k == -ENOENT ? reply_error(c, "unknown-host", "%s", err) : k;
+        }
+        pr = (PolicyRequest){
+                .argv = r->argv, .host = r->host, .agent = r->agent, .profile = r->session_profile
+        };
+        (void)policy_evaluate(B.policy, &pr, &d);
+        r->action = d.action;
+        r->approvers_needed = d.action == POLICY_APPROVE ? (d.approvers ?: 1) : 0;
+        r->reason = strdup(d.reason);
+        memcpy(r->policy_digest, B.policy->digest, sizeof(r->policy_digest));
+        r->created_usec = now;
+        r->expires_usec =
+                now + (B.policy->request_ttl_usec ? B.policy->request_ttl_usec : DEFAULT_TTL_USEC);
+        r->state = d.action == POLICY_ALLOW     ? REQ_EXECUTING
+                   : d.action == POLICY_APPROVE ? REQ_PENDING
+                                                : REQ_DENIED;
+        if (r->state == REQ_DENIED)
+                r->finished_usec = now;
+        if (!r->reason || req_compute_digest(r) < 0) {
+                pthread_mutex_unlock(&B.lock);
+                return -ENOMEM;
+        }
+        if (r->state == REQ_PENDING) {
+                unsigned *pending;
+                UidCount *u = NULL;
+
+                if (r->session_id)
+                        pending = &c->session->n_pending;
+                else {
+                        u = uid_count(c->peer.uid);
+                        if (!u) {
+                                pthread_mutex_unlock(&B.lock);
+                                return -ENOMEM;
+                        }
+                        pending = &u->pending;
+                }
+                if (*pending >= (r->session_id ? MAX_PENDING_PER_SESSION : MAX_PENDING_PER_UID)) {
+                        pthread_mutex_unlock(&B.lock);
+                        return reply_error(c, "limit",
+                                           "%u requests are already waiting for approval — wait "
+                                           "for them to be decided or to expire ('airlock "
+                                           "requests')",
+                                           *pending);
+                }
+        }
+
+        /* record first: audit, then the database, then act */
+        k = state_begin(B.state);
+        if (k >= 0)
+                k = state_insert_request(B.state, r);
+        if (k >= 0) {
+                /* submitted (what, by whom, the requester's words), decided, and for an
+                 * allowed request: executing */
+                _cleanup_(json_decrefp) json_t *sub =
+                        json_pack("{s:s?, s:s, s:s, s:o, s:s, s:I, s:s, s:I}", "why", r->why, "cwd",
+                                  r->cwd, "run_as", r->run_as, "command", strv_to_json(r->command),
+                                  "digest", r->digest, "uid", (json_int_t)r->requester_uid, "user",
+                                  r->requester_name, "pid", (json_int_t)r->requester_pid);
+                _cleanup_(json_decrefp) json_t *dec = json_pack(
+                        "{s:s, s:s, s:i, s:s}", "decision", policy_action_to_string(r->action),
+                        "rules", r->reason, "approvers_needed", (int)r->approvers_needed,
+                        "policy_sha256", r->policy_digest);
+                _cleanup_(json_decrefp) json_t *start = json_pack("{s:s}", "from", "submitted");
+
+                k = sub && dec && start ? 0 : -ENOMEM;
+                if (k >= 0)
+                        k = audit_transition(AUDIT_EVENT_REQUEST_SUBMITTED, r, sub);
+                if (k >= 0)
+                        k = audit_transition(AUDIT_EVENT_REQUEST_DECIDED, r, dec);
+                if (k >= 0 && r->state == REQ_DENIED) {
+                        json_object_set_new(start, "by", json_string("policy"));
+                        json_object_set_new(start, "why", json_string(r->reason));
+                        k = audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, start);
+                }
+                if (k >= 0 && r->state == REQ_EXECUTING)
+                        k = audit_transition(AUDIT_EVENT_EXEC_START, r, start);
+        }
+        if (k >= 0)
+                k = state_commit(B.state);
+        if (k < 0) {
+                state_rollback(B.state);
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "audit-failed",
+                                   "the broker could not record the request (%s), so it did not "
+                                   "act on it — see the broker's log",
+                                   strerror(-k));
+        }
+        if (r->state == REQ_PENDING) {
+                if (r->session_id)
+                        c->session->n_pending++;
+                else
+                        uid_count(c->peer.uid)->pending++;
+        }
+        if (!req_state_is_final(r->state)) {
+                if (active_add(r) < 0) {
+                        pthread_mutex_unlock(&B.lock);
+                        return -ENOMEM;
+                }
+                if (r->state == REQ_EXECUTING)
+                        (void)start_executor(r);
+        }
+        /* first reply: the request as recorded (the client learns its id) */
+        {
+                json_t *j = req_to_json(r);
+
+                pthread_mutex_unlock(&B.lock);
+                k = send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));
+                if (k < 0)
+                        return k;
+        }
+        pthread_mutex_lock(&B.lock);
+        return wait_and_stream(c, r, now + q->wait_ms * 1000);
+}
+
+static int handle_wait_or_show(Conn *c, const ProtoRequest *q)
+{
+        _cleanup_(req_unrefp) Req *r = NULL;
+        int k;
+
+        pthread_mutex_lock(&B.lock);
+        k = lookup(q->id, &r);
+        if (k < 0 || !may_see(c, r)) {
+                pthread_mutex_unlock(&B.lock);
+                if (k < 0 && k != -ENOENT)
+                        return reply_error(c, "internal", "cannot read request %llu: %s",
+                                           (unsigned long long)q->id, strerror(-k));
+                return reply_error(c, "not-found",
+                                   "no request %llu that you may see — 'airlock requests --all' "
+                                   "lists yours",
+                                   (unsigned long long)q->id);
+        }
+        if (q->type == PROTO_REQ_SHOW) {
+                json_t *j = req_to_json(r);
+
+                pthread_mutex_unlock(&B.lock);
+                return send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));
+        }
+        if (r->active)
+                return wait_and_stream(c, r, now_realtime_usec() + q->wait_ms * 1000);
+        pthread_mutex_unlock(&B.lock);
+        return stream_stored(c, r);
+}
+
+static int handle_list(Conn *c, const ProtoRequest *q)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        json_t *list;
+        size_t n = 0;
+        int k;
+
+        list = json_array();
+        if (!list)
+                return -ENOMEM;
+        pthread_mutex_lock(&B.lock);
+        k = state_list_requests(B.state, q->all, MAX_LIST, &ids, &n);
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                _cleanup_(req_unrefp) Req *r = NULL;
+
+                if (lookup(ids[i], &r) < 0)
+                        continue;
+                if (may_see(c, r))
+                        json_array_append_new(list, req_to_json(r));
+        }
+        pthread_mutex_unlock(&B.lock);
+        if (k < 0) {
+                json_decref(list);
+                return reply_error(c, "internal", "cannot list requests: %s", strerror(-k));
+        }
+        return send_json(c->fd, json_pack("{s:s, s:o}", "type", "requests", "requests", list));
+}
+
+/* The checks every verdict (approve or deny) passes, whatever the outcome. */
+static int check_verdict_peer(Conn *c, const ProtoRequest *q, bool approve)
+{
+        char why[512] = "";
+        int k;
+
+        k = peer_check_unconfined(&c->peer, why, sizeof(why));
+        if (k < 0) {
+                /* the audit vocabulary has no event for a refused attempt: the broker's log */
+                log_warning("refused %s of request %llu by %s (uid %u, pid %d): %s",
+                            approve ? "an approval" : "a denial", (unsigned long long)q->id,
+                            c->peer.user, (unsigned)c->peer.uid, (int)c->peer.pid, why);
+                reply_error(c, "confined",
+                            "%s — approvals come only from a terminal outside every sandbox", why);
+                return -EPERM;
+        }
+        return 0;
+}
+
+static int add_verdict(Req *r, Conn *c, const char *why, bool deny)
+{
+        Verdict v = { .uid = c->peer.uid, .deny = deny, .at_usec = now_realtime_usec() };
+        Verdict *n;
+
+        v.user = strdup(c->peer.user);
+        v.why = why ? strdup(why) : NULL;
+        n = realloc(r->verdicts, sizeof(Verdict) * (r->n_verdicts + 1));
+        if (!v.user || (why && !v.why) || !n) {
+                free(v.user);
+                free(v.why);
+                if (n)
+                        r->verdicts = n;
+                return -ENOMEM;
+        }
+        r->verdicts = n;
+        r->verdicts[r->n_verdicts++] = v;
+        return 0;
+}
+
+static int expire_if_due(Req *r, uint64_t now)
+{
+        if (r->state == REQ_PENDING && now >= r->expires_usec)
+                return transition(r, REQ_EXPIRED, "nobody approved it before it expired", NULL);
+        return 0;
+}
+
+static int handle_verdict(Conn *c, const ProtoRequest *q)
+{
+        _cleanup_(req_unrefp) Req *r = NULL;
+        bool approve = q->type == PROTO_REQ_APPROVE;
+        _cleanup_(json_decrefp) json_t *ex = NULL;
+        bool approver, requester;
+        int k;
+
+        if (check_verdict_peer(c, q, approve) < 0)
+                return 0;
+        pthread_mutex_lock(&B.lock);
+        k = lookup(q->id, &r);
+        if (k < 0 || !may_see(c, r)) {
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "not-found",
+                                   "no request %llu — 'airlock requests' lists them",
+                                   (unsigned long long)q->id);
+        }
+        approver = conn_is_approver(c);
+        requester = r->session_id ? false : r->requester_uid == c->peer.uid;
+        if (approve && !approver) {
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "not-approver",
+                                   "%s (uid %u) is not an approver — the policy's approvers: "
+                                   "section lists who may approve",
+                                   c->peer.user, (unsigned)c->peer.uid);
+        }
+        if (!approve && !approver && !requester &&
+            !(r->session_id && r->session_starter_uid == c->peer.uid)) {
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "not-approver",
+                                   "%s (uid %u) may deny only requests it made — ask an approver",
+                                   c->peer.user, (unsigned)c->peer.uid);
+        }
+        (void)expire_if_due(r, now_realtime_usec());
+        if (r->state != REQ_PENDING) {
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "not-pending",
+                                   "request %llu is %s, not pending — nothing to %s",
+                                   (unsigned long long)r->id, req_state_to_string(r->state),
+                                   approve ? "approve" : "deny");
+        }
+        if (approve && requester) {
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "requester-cannot-approve",
+                                   "%s asked for request %llu and cannot approve it — another "
+                                   "approver must",
+                                   c->peer.user, (unsigned long long)r->id);
+        }
+        for (size_t i = 0; approve && i < r->n_verdicts; i++)
+                if (r->verdicts[i].uid == c->peer.uid) {
+                        pthread_mutex_unlock(&B.lock);
+                        return reply_error(c, "already-approved",
+                                           "%s already approved request %llu — it needs %u "
+                                           "distinct approvers",
+                                           c->peer.user, (unsigned long long)r->id,
+                                           r->approvers_needed);
+                }
+        if (approve && !streq(q->digest, r->digest)) {
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "digest-mismatch",
+                                   "request %llu is not what you were shown (digest %.12s…, "
+                                   "yours %.12s…) — run 'airlock show %llu' and approve again",
+                                   (unsigned long long)r->id, r->digest, q->digest,
+                                   (unsigned long long)r->id);
+        }
+        if (approve && !streq(r->policy_digest, B.policy->digest)) {
+                _cleanup_(json_decrefp) json_t *by = json_pack("{s:s}", "by", "policy-reload");
+
+                k = transition(r, REQ_DENIED,
+                               "the policy changed after it was requested; it must be asked "
+                               "again",
+                               by);
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "policy-changed",
+                                   "the policy was reloaded after request %llu was made, so it "
+                                   "was denied — the requester must ask again",
+                                   (unsigned long long)q->id);
+        }
+
+        ex = approve ? json_pack("{s:I, s:s, s:I, s:s?, s:s}", "approver_uid",
+                                 (json_int_t)c->peer.uid, "approver_name", c->peer.user, "pid",
+                                 (json_int_t)c->peer.pid, "why", q->why, "shown_sha256", q->digest)
+                     : json_pack("{s:s, s:I, s:s, s:I, s:s?}", "by", "approver", "approver_uid",
+                                 (json_int_t)c->peer.uid, "approver_name", c->peer.user, "pid",
+                                 (json_int_t)c->peer.pid, "why", q->why);
+        if (!ex || add_verdict(r, c, q->why, !approve) < 0) {
+                pthread_mutex_unlock(&B.lock);
+                return -ENOMEM;
+        }
+        k = state_begin(B.state);
+        if (k >= 0 && approve)
+                k = audit_transition(AUDIT_EVENT_REQUEST_APPROVED, r, ex);
+        if (k >= 0)
+                k = state_insert_verdict(B.state, r->id, &r->verdicts[r->n_verdicts - 1]);
+        if (k >= 0 && !approve)
+                k = transition(r, REQ_DENIED, NULL, ex);
+        else if (k >= 0 && req_count_approvals(r) >= r->approvers_needed)
+                k = transition(r, REQ_APPROVED, NULL, NULL);
+        if (k >= 0)
+                k = state_commit(B.state);
+        if (k < 0) {
+                state_rollback(B.state);
+                r->n_verdicts--;
+                free(r->verdicts[r->n_verdicts].user);
+                free(r->verdicts[r->n_verdicts].why);
+                pthread_mutex_unlock(&B.lock);
+                return reply_error(c, "audit-failed",
+                                   "the verdict could not be recorded (%s), so it was not taken "
+                                   "— see the broker's log",
+                                   strerror(-k));
+        }
+        if (r->state == REQ_APPROVED)
+                (void)start_executor(r);
+        {
+                json_t *j = req_to_json(r);
+
+                pthread_mutex_unlock(&B.lock);
+                return send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));
+        }
+}
+
+static bool name_is_clean(const char *s)
+{
+        if (isempty(s))
+                return false;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p < 0x21 || *p == 0x7f || *p == '/' || *p == '\\')
+                        return false;
+        return true;
+}
+
+static json_t *session_record(const Session *s)
+{
+        char sid[32];
+
+        snprintf(sid, sizeof(sid), "%llu", (unsigned long long)s->id);
+        return json_pack("{s:{s:s, s:s, s:I, s:s}}", "agent", "name", s->agent, "session", sid,
+                         "uid", (json_int_t)s->starter_uid, "started_by", s->starter_name);
+}
+
+static void session_close(Session *s, const char *why)
+{
+        _cleanup_(json_decrefp) json_t *j = NULL;
+
+        if (s->ended)
+                return;
+        j = session_record(s);
+        if (j)
+                json_object_set_new(j, "details", json_pack("{s:s}", "why", why));
+        /* ending a session takes nothing away from the record: log failure, end it anyway */
+        if (!j || audit_sink_write(AUDIT_EVENT_SESSION_END, j) < 0)
+                log_error("cannot record the end of session %llu in the audit log",
+                          (unsigned long long)s->id);
+        (void)state_end_session(B.state, s->id, now_realtime_usec());
+        s->ended = true;
+        s->ended_usec = now_realtime_usec();
+        if (s->listen_fd >= 0) {
+                (void)epoll_ctl(B.epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+                s->listen_fd = safe_close(s->listen_fd);
+        }
+        if (s->socket_path)
+                (void)unlink(s->socket_path);
+        for (size_t i = 0; i < B.n_sessions; i++)
+                if (B.sessions[i] == s) {
+                        B.sessions[i] = B.sessions[--B.n_sessions];
+                        session_unref(s);
+                        break;
+                }
+        {
+                UidCount *u = uid_count(s->starter_uid);
+
+                if (u && u->sessions > 0)
+                        u->sessions--;
+        }
+}
+
+static int bind_listen(const char *path, mode_t mode, int *ret_fd)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        (void)unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -errno;
+        /*
+         * Who may connect is decided per request from SO_PEERCRED, not by the
+         * file mode: the mode only has to let the intended peers reach it.
+         */
+        if (chmod(path, mode) < 0 || listen(fd, 256) < 0) {
+                int k = -errno;
+
+                (void)unlink(path);
+                return k;
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int handle_open_session(Conn *c, const ProtoRequest *q)
+{
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        char why[512];
+        Session *s, **n;
+        UidCount *u;
+        int k;
+
+        /*
+         * A session confers an agent identity; only an unconfined human may
+         * create one (no sandbox can reach this socket anyway; this is the
+         * second wall).
+         */
+        if (peer_check_unconfined(&c->peer, why, sizeof(why)) < 0)
+                return reply_error(c, "confined", "%s — sessions are opened from outside a sandbox",
+                                   why);
+        if (!name_is_clean(q->agent) || !name_is_clean(q->profile))
+                return reply_error(c, "bad-request",
+                                   "agent and profile names must be non-empty, without spaces, "
+                                   "control characters or '/'");
+        if (!path_is_clean_absolute(q->workspace))
+                return reply_error(c, "bad-request",
+                                   "the workspace must be an absolute path without '..'");
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->refs = 1;
+        s->listen_fd = -EBADF;
+        s->agent = strdup(q->agent);
+        s->workspace = strdup(q->workspace);
+        s->profile = strdup(q->profile);
+        s->starter_name = strdup(c->peer.user);
+        s->starter_uid = c->peer.uid;
+        s->starter_pid = c->peer.pid;
+        s->started_usec = now_realtime_usec();
+        if (!s->agent || !s->workspace || !s->profile || !s->starter_name) {
+                session_unref(s);
+                return -ENOMEM;
+        }
+
+        pthread_mutex_lock(&B.lock);
+        if (!policy_find_profile(B.policy, q->profile)) {
+                pthread_mutex_unlock(&B.lock);
+                session_unref(s);
+                return reply_error(c, "unknown-profile",
+                                   "the policy has no profile '%s' — see 'airlock policy check'",
+                                   q->profile);
+        }
+        u = uid_count(c->peer.uid);
+        if (!u || u->sessions >= MAX_SESSIONS_PER_UID) {
+                pthread_mutex_unlock(&B.lock);
+                session_unref(s);
+                return reply_error(c, "limit", "too many open sessions for uid %u — end some",
+                                   (unsigned)c->peer.uid);
+        }
+        k = state_begin(B.state);
+        if (k >= 0)
+                k = state_insert_session(B.state, s);
+        if (k >= 0 && asprintf(&s->socket_path, "%s/%llu.sock", B.sessions_dir,
+                               (unsigned long long)s->id) < 0)
+                k = -ENOMEM;
+        if (k >= 0) {
+                j = session_record(s);
+                if (j)
+                        json_object_set_new(j, "details",
+                                            json_pack("{s:s, s:s, s:I, s:s}", "profile", s->profile,
+                                                      "workspace", s->workspace, "pid",
+                                                      (json_int_t)s->starter_pid, "socket",
+                                                      s->socket_path));
+                k = j ? audit_sink_write(AUDIT_EVENT_SESSION_START, j) : -ENOMEM;
+        }
+        /*
+         * The session socket lives in a root-only (0700) directory, so no
+         * host user can reach it; the sandbox gets it by bind mount, and its
+         * mode 0666 lets the agent's uid inside connect.
+         */
+        if (k >= 0)
+                k = bind_listen(s->socket_path, 0666, &s->listen_fd);
+        if (k >= 0) {
+                struct epoll_event ev = { .events = EPOLLIN, .data.u64 = s->id };
+
+                if (epoll_ctl(B.epoll_fd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0)
+                        k = -errno;
+        }
+        n = k >= 0 ? realloc(B.sessions, sizeof(Session *) * (B.n_sessions + 1)) : NULL;
+        if (k >= 0 && !n)
+                k = -ENOMEM;
+        if (k >= 0)
+                k = state_commit(B.state);
+        if (k < 0) {
+                state_rollback(B.state);
+                if (s->listen_fd >= 0) {
+                        (void)epoll_ctl(B.epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+                        (void)unlink(s->socket_path);
+                }
+                if (n)
+                        B.sessions = n;
+                pthread_mutex_unlock(&B.lock);
+                session_unref(s);
+                return reply_error(c, "internal", "cannot open a session: %s", strerror(-k));
+        }
+        B.sessions = n;
+        B.sessions[B.n_sessions++] = s;
+        u->sessions++;
+        /* this connection now only holds the session: it accepts close-session, nothing else */
+        c->channel = PROTO_CHANNEL_HOLDER;
+        c->session = s;
+        s->refs++;
+        if (c->counted_admin) {
+                if (u->admin_conns > 0)
+                        u->admin_conns--;
+                c->counted_admin = false;
+        }
+        pthread_mutex_unlock(&B.lock);
+        return send_json(c->fd, json_pack("{s:s, s:I, s:s}", "type", "session", "session",
+                                          (json_int_t)s->id, "socket", s->socket_path));
+}
+
+static int dispatch(Conn *c, json_t *msg)
+{
+        ProtoRequest q;
+        char err[256];
+        int k;
+
+        k = proto_decode_request(c->channel, msg, &q, err, sizeof(err));
+        if (k < 0)
+                return proto_write_error(c->fd, k == -EOPNOTSUPP ? "unknown-request" : "malformed",
+                                         err);
+        switch (q.type) {
+        case PROTO_REQ_EXEC:
+                k = handle_exec(c, &q);
+                break;
+        case PROTO_REQ_WAIT:
+        case PROTO_REQ_SHOW:
+                k = handle_wait_or_show(c, &q);
+                break;
+        case PROTO_REQ_LIST:
+                k = handle_list(c, &q);
+                break;
+        case PROTO_REQ_APPROVE:
+        case PROTO_REQ_DENY:
+                k = handle_verdict(c, &q);
+                break;
+        case PROTO_REQ_OPEN_SESSION:
+                k = handle_open_session(c, &q);
+                break;
+        case PROTO_REQ_CLOSE_SESSION:
+                pthread_mutex_lock(&B.lock);
+                session_close(c->session, "closed by airlock run");
+                pthread_mutex_unlock(&B.lock);
+                k = send_json(c->fd, json_pack("{s:s}", "type", "ok"));
+                break;
+        case PROTO_REQ_INVALID:
+        case _PROTO_REQ_MAX:
+        default:
+                k = proto_write_error(c->fd, "internal", "unhandled request");
+                break;
+        }
+        if (k == -ENOMEM)
+                k = proto_write_error(c->fd, "internal", "the broker is out of memory");
+        proto_request_done(&q);
+        return k;
+}
+
+/*
+ * After refusing an oversized message: stop writing, then discard a bounded
+ * amount of what the client is still sending, so that closing does not reset
+ * the connection before the client has read the error.
+ */
+static void drain_and_close_write(int fd)
+{
+        struct timeval tv = { .tv_sec = 1 };
+        char buf[16384];
+        size_t total = 0;
+        ssize_t n;
+
+        (void)shutdown(fd, SHUT_WR);
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        while (total < PROTO_MAX_MESSAGE && (n = read(fd, buf, sizeof(buf))) > 0)
+                total += (size_t)n;
+}
+
+static void *conn_thread(void *userdata)
+{
+        Conn *c = userdata;
+
+        for (;;) {
+                _cleanup_(json_decrefp) json_t *msg = NULL;
+                int k = proto_read(c->fd, &msg);
+
+                if (k == 0 || k == -ECONNRESET)
+                        break;
+                if (k == -EMSGSIZE) {
+                        /* the stream cannot be resynchronised without reading it: reply, close */
+                        (void)proto_write_error(c->fd, "too-large",
+                                                "message larger than 1 MiB — the connection is "
+                                                "closed; nothing was done");
+                        drain_and_close_write(c->fd);
+                        break;
+                }
+                if (k == -EBADMSG) {
+                        if (proto_write_error(c->fd, "malformed",
+                                              "the message is not a JSON object — nothing was "
+                                              "done") < 0)
+                                break;
+                        continue;
+                }
+                if (k < 0)
+                        break;
+                if (dispatch(c, msg) < 0)
+                        break;
+        }
+
+        pthread_mutex_lock(&B.lock);
+        if (c->channel == PROTO_CHANNEL_HOLDER && c->session)
+                session_close(c->session, "the airlock run that opened it ended");
+        if (c->channel == PROTO_CHANNEL_SESSION && c->session && c->session->n_conns > 0)
+                c->session->n_conns--;
+        if (c->counted_admin) {
+                UidCount *u = uid_count(c->peer.uid);
+
+                if (u && u->admin_conns > 0)
+                        u->admin_conns--;
+        }
+        B.n_connections--;
+        session_unref(c->session);
+        pthread_mutex_unlock(&B.lock);
+        safe_close(c->fd);
+        peer_done(&c->peer);
+        free(c);
+        return NULL;
+}
+
+static void accept_one(int listen_fd, uint64_t session_id)
+{
+        _cleanup_close_ int fd = -EBADF;
+        pthread_attr_t a;
+        pthread_t t;
+        Conn *c;
+        const char *refuse = NULL;
+
+        fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return;
+        c->fd = -EBADF;
+        if (peer_get(fd, &c->peer) < 0) {
+                free(c);
+                return;
+        }
+        {
+                /* replies are written with blocking sends; a reader that stops reading is cut off
+                 */
+                struct timeval tv = { .tv_sec = 30 };
+
+                (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        }
+        pthread_mutex_lock(&B.lock);
+        if (B.n_connections >= MAX_CONNECTIONS_TOTAL)
+                refuse = "the broker has too many connections — try again later";
+        else if (session_id == EPOLL_ADMIN) {
+                UidCount *u = uid_count(c->peer.uid);
+
+                if (!u || u->admin_conns >= MAX_ADMIN_CONN_PER_UID)
+                        refuse = "too many connections from your uid — close some";
+                else {
+                        u->admin_conns++;
+                        c->counted_admin = true;
+                        c->channel = PROTO_CHANNEL_ADMIN;
+                }
+        } else {
+                Session *s = session_find(session_id);
+
+                if (!s || s->ended)
+                        refuse = "this session has ended — start a new 'airlock run'";
+                else if (s->n_conns >= MAX_CONN_PER_SESSION)
+                        refuse = "too many connections on this session — close some";
+                else {
+                        s->n_conns++;
+                        s->refs++;
+                        c->session = s;
+                        c->channel = PROTO_CHANNEL_SESSION;
+                }
+        }
+        if (!refuse)
+                B.n_connections++;
+        pthread_mutex_unlock(&B.lock);
+        if (refuse) {
+                (void)proto_write_error(fd, "limit", refuse);
+                peer_done(&c->peer);
+                free(c);
+                return;
+        }
+        c->fd = TAKE_FD(fd);
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 512 * 1024);
+        if (pthread_create(&t, &a, conn_thread, c) != 0) {
+                pthread_mutex_lock(&B.lock);
+                B.n_connections--;
+                if (c->counted_admin)
+                        uid_count(c->peer.uid)->admin_conns--;
+                if (c->session) {
+                        c->session->n_conns--;
+                        session_unref(c->session);
+                }
+                pthread_mutex_unlock(&B.lock);
+                (void)proto_write_error(c->fd, "limit", "the broker cannot start a thread");
+                safe_close(c->fd);
+                peer_done(&c->peer);
+                free(c);
+        }
+        pthread_attr_destroy(&a);
+}
+
+/* ---- startup, signals, expiry ---- */
+
+static int load_policy(Policy **ret)
+{
+        PolicyError e = {};
+        char buf[1024];
+        int k;
+
+        k = B.policy_standard ? policy_load_standard(B.policy_path, ret, &e)
+                              : policy_load_file(B.policy_path, ret, &e);
+        if (k < 0) {
+                policy_error_format(&e, buf, sizeof(buf));
+                log_error("invalid policy %s: %s — fix it ('airlock policy check %s')",
+                          B.policy_path, buf, B.policy_path);
+        }
+        return k;
+}
+
+static void reload_policy(void)
+{
+        _cleanup_(policy_freep) Policy *p = NULL;
+        _cleanup_(json_decrefp) json_t *j = NULL;
+
+        if (load_policy(&p) < 0) {
+                log_error("kept the previous policy (version %.12s)", B.policy->digest);
+                return;
+        }
+        pthread_mutex_lock(&B.lock);
+        j = json_pack("{s:{s:s, s:s, s:s}}", "details", "path", B.policy_path, "sha256", p->digest,
+                      "previous_sha256", B.policy->digest);
+        if (audit_sink_write(AUDIT_EVENT_POLICY_LOADED, j) < 0) {
+                pthread_mutex_unlock(&B.lock);
+                log_error("cannot record the policy reload in the audit log; kept the previous "
+                          "policy");
+                return;
+        }
+        policy_free(B.policy);
+        B.policy = TAKE_PTR(p);
+        pthread_mutex_unlock(&B.lock);
+        log_info("reloaded the policy %s (version %.12s)", B.policy_path, B.policy->digest);
+}
+
+static void expire_due(void)
+{
+        uint64_t now = now_realtime_usec();
+
+        pthread_mutex_lock(&B.lock);
+        for (size_t i = 0; i < B.n_active;) {
+                Req *r = B.active[i];
+                size_t before = B.n_active;
+
+                (void)expire_if_due(r, now);
+                if (B.n_active == before)
+                        i++;
+        }
+        pthread_mutex_unlock(&B.lock);
+}
+
+static int recover(void)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n = 0;
+        int k;
+
+        k = state_recover(B.state, now_realtime_usec(), &ids, &n);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(req_unrefp) Req *r = NULL;
+                bool ran;
+
+                k = state_load_request(B.state, ids[i], &r);
+                if (k < 0)
+                        return k;
+                ran = r->state == REQ_EXECUTING;
+                k = transition(r, REQ_INTERRUPTED,
+                               ran ? "the broker stopped while it ran; it was not run again — "
+                                     "check its effect and ask again if needed"
+                                   : "the broker stopped before it ran; nothing ran — ask again",
+                               NULL);
+                if (k < 0)
+                        return k;
+                log_warning("request %llu was %s when the broker stopped: marked interrupted",
+                            (unsigned long long)r->id, ran ? "executing" : "approved");
+        }
+        /* pending requests stay pending: load them back into memory */
+        free(ids);
+        ids = NULL;
+        k = state_list_requests(B.state, false, SIZE_MAX >> 1, &ids, &n);
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(req_unrefp) Req *r = NULL;
+
+                k = state_load_request(B.state, ids[i], &r);
+                if (k < 0)
+                        return k;
+                if (r->state != REQ_PENDING)
+                        continue;
+                k = active_add(r);
+                if (k < 0)
+                        return k;
+                if (!r->session_id)
+                        uid_count(r->requester_uid)->pending++;
+        }
+        return 0;
+}
+
+static int mkdir_mode(const char *path, mode_t mode)
+{
+        struct stat st;
+
+        if (mkdir(path, mode) < 0 && errno != EEXIST)
+                return -errno;
+        if (lstat(path, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (st.st_uid != geteuid())
+                return -EPERM;
+        if (chmod(path, mode) < 0)
+                return -errno;
+        return 0;
+}
+
+static void clean_stale_sockets(void)
+{
+        DIR *d = opendir(B.sessions_dir);
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        (void)unlinkat(dirfd(d), de->d_name, 0);
+        closedir(d);
+}
+
+static const char usage[] =
+        "Usage: airlockd [--config FILE] [--state-dir DIR] [--runtime-dir DIR]\n"
+        "                [--exec-timeout SEC] [--debug]\n\n"
+        "The airlock broker: takes requests from sandboxes (session sockets) and humans\n"
+        "(the admin socket), decides by policy, waits for approvals, runs approved\n"
+        "commands and records every step. Runs in the foreground; see airlockd(8).\n\n"
+        "  --config FILE       the policy (default " AIRLOCK_POLICY_PATH ")\n"
+        "  --state-dir DIR     the database and outputs (default " AIRLOCK_STATE_DIR ")\n"
+        "  --runtime-dir DIR   the sockets (default " AIRLOCK_RUNTIME_DIR ")\n"
+        "  --exec-timeout SEC  kill a command after SEC seconds (default 600)\n";
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "state-dir", required_argument, NULL, 's' },
+                { "runtime-dir", required_argument, NULL, 'r' },
+                { "exec-timeout", required_argument, NULL, 't' },
+                { "debug", no_argument, NULL, 'd' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        const char *state_dir = AIRLOCK_STATE_DIR, *runtime_dir = AIRLOCK_RUNTIME_DIR;
+        uint64_t timeout = DEFAULT_EXEC_TIMEOUT_SEC;
+        char err[512];
+        _cleanup_close_ int sfd = -EBADF;
+        sigset_t mask;
+        int o, k;
+
+        log_set_program("airlockd");
+        B.policy_path = AIRLOCK_POLICY_PATH;
+        B.policy_standard = true;
+        while ((o = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
+                switch (o) {
+                case 'c':
+                        B.policy_path = optarg;
+                        B.policy_standard = false;
+                        break;
+                case 's':
+                        state_dir = optarg;
+                        break;
+                case 'r':
+                        runtime_dir = optarg;
+                        break;
+                case 't':
+                        if (parse_u64(optarg, 7 * 24 * 3600, &timeout) < 0 || timeout == 0) {
+                                log_error("--exec-timeout: '%s' is not a number of seconds "
+                                          "(1..604800) — e.g. --exec-timeout 600",
+                                          optarg);
+                                return 64;
+                        }
+                        break;
+                case 'd':
+                        log_set_level(LOG_LEVEL_DEBUG);
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        return 0;
+                case 'V':
+                        printf("airlockd %s\n", AIRLOCK_VERSION);
+                        return 0;
+                default:
+                        fputs(usage, stderr);
+                        return 64;
+                }
+        if (optind < argc) {
+                log_error("unexpected argument '%s' — see 'airlockd --help'", argv[optind]);
+                return 64;
+        }
+        B.exec_timeout_usec = timeout * 1000000;
+        /* commands inherit it; the broker's own files get explicit modes */
+        umask(0022);
+        if (geteuid() != 0)
+                log_warning("not running as root: commands run as root will fail");
+
+        /* fail closed: no valid policy, no broker */
+        if (load_policy(&B.policy) < 0)
+                return 78; /* EX_CONFIG */
+        if (peer_init_reference() < 0) {
+                log_error("cannot read this process's namespaces from /proc — is /proc mounted?");
+                return 71;
+        }
+        B.state_dir = strdup(state_dir);
+        B.runtime_dir = strdup(runtime_dir);
+        if (!B.state_dir || !B.runtime_dir ||
+            asprintf(&B.sessions_dir, "%s/sessions", runtime_dir) < 0 ||
+            asprintf(&B.admin_path, "%s/admin.sock", runtime_dir) < 0)
+                return 70;
+        if ((k = mkdir_mode(state_dir, 0700)) < 0 || (k = mkdir_mode(runtime_dir, 0755)) < 0 ||
+            (k = mkdir_mode(B.sessions_dir, 0700)) < 0) {
+                log_error("cannot create %s or %s with the right owner and mode: %s — create them "
+                          "as root or pick other directories (--state-dir, --runtime-dir)",
+                          state_dir, runtime_dir, strerror(-k));
+                return 73;
+        }
+        /* before any thread starts (the audit writer has one): they all inherit it */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        k = audit_sink_open(state_dir, err, sizeof(err));
+        if (k < 0) {
+                log_error("%s — the broker does not run without its audit log", err);
+                return 73;
+        }
+        k = state_open(state_dir, &B.state, err, sizeof(err));
+        if (k < 0) {
+                log_error("%s", err);
+                return 73;
+        }
+        {
+                _cleanup_(json_decrefp) json_t *j =
+                        json_pack("{s:{s:s, s:i}}", "details", "version", AIRLOCK_VERSION, "pid",
+                                  (int)getpid());
+                _cleanup_(json_decrefp) json_t *pl =
+                        json_pack("{s:{s:s, s:s}}", "details", "path", B.policy_path, "sha256",
+                                  B.policy->digest);
+
+                if (audit_sink_write(AUDIT_EVENT_BROKER_START, j) < 0 ||
+                    audit_sink_write(AUDIT_EVENT_POLICY_LOADED, pl) < 0) {
+                        log_error("cannot write the audit log in %s — the broker does not run "
+                                  "without it",
+                                  state_dir);
+                        return 73;
+                }
+        }
+        k = recover();
+        if (k < 0) {
+                log_error("cannot recover the state in %s: %s", state_dir, strerror(-k));
+                return 73;
+        }
+        clean_stale_sockets();
+
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        B.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (sfd < 0 || B.epoll_fd < 0)
+                return 71;
+        /*
+         * The admin socket is open to every local user (0666): what each may
+         * do is decided per request from SO_PEERCRED (approvers by policy,
+         * everyone else only their own requests). Sandboxes never see it:
+         * they get a fresh /run.
+         */
+        k = bind_listen(B.admin_path, 0666, &B.admin_fd);
+        if (k < 0) {
+                log_error("cannot listen on %s: %s — is another airlockd running?", B.admin_path,
+                          strerror(-k));
+                return 71;
+        }
+        {
+                struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EPOLL_ADMIN };
+                struct epoll_event sev = { .events = EPOLLIN, .data.u64 = EPOLL_SIGNAL };
+
+                if (epoll_ctl(B.epoll_fd, EPOLL_CTL_ADD, B.admin_fd, &ev) < 0 ||
+                    epoll_ctl(B.epoll_fd, EPOLL_CTL_ADD, sfd, &sev) < 0)
+                        return 71;
+        }
+        log_info("listening on %s (policy %s, version %.12s)", B.admin_path, B.policy_path,
+                 B.policy->digest);
+        (void)sd_notify(0, "READY=1\nSTATUS=Accepting requests");
+
+        for (;;) {
+                struct epoll_event evs[32];
+                int n = epoll_wait(B.epoll_fd, evs, ELEMENTSOF(evs), 1000);
+
+                if (n < 0 && errno != EINTR) {
+                        log_error("epoll_wait: %s", strerror(errno));
+                        break;
+                }
+                for (int i = 0; i < n; i++) {
+                        uint64_t id = evs[i].data.u64;
+
+                        if (id == EPOLL_SIGNAL) {
+                                struct signalfd_siginfo si;
+
+                                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                                        if (si.ssi_signo == SIGHUP) {
+                                                (void)sd_notify(0, "RELOADING=1");
+                                                reload_policy();
+                                                (void)sd_notify(0, "READY=1");
+                                        } else {
+                                                log_info("stopping on signal %u", si.ssi_signo);
+                                                (void)sd_notify(0, "STOPPING=1");
+                                                (void)unlink(B.admin_path);
+                                                {
+                                                        _cleanup_(json_decrefp) json_t *j =
+                                                                json_pack("{s:{s:s}}", "details",
+                                                                          "reason", "signal");
+
+                                                        (void)audit_sink_write(
+                                                                AUDIT_EVENT_BROKER_STOP, j);
+                                                }
+                                                audit_sink_close();
+                                                /* the state is durable; requests in flight
+                                                 * become interrupted on the next start */
+                                                _exit(0);
+                                        }
+                                }
+                        } else if (id == EPOLL_ADMIN) {
+                                accept_one(B.admin_fd, EPOLL_ADMIN);
+                        } else {
+                                int lfd = -EBADF;
+
+                                pthread_mutex_lock(&B.lock);
+                                {
+                                        Session *s = session_find(id);
+
+                                        /* a duplicate: the number cannot be
+                                         * reused by another session's socket
+                                         * while we accept on it */
+                                        if (s && !s->ended)
+                                                lfd = fcntl(s->listen_fd, F_DUPFD_CLOEXEC, 3);
+                                }
+                                pthread_mutex_unlock(&B.lock);
+                                if (lfd >= 0) {
+                                        accept_one(lfd, id);
+                                        safe_close(lfd);
+                                }
+                        }
+                }
+                expire_due();
+        }
+        return 70;
+}

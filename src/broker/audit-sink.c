@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <stdio.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "broker/audit-sink.h"
+#include "common/util.h"
+
+static AuditWriter *writer;
+
+int audit_sink_open(const char *state_dir, char *err, size_t err_size)
+{
+        AuditOptions o = { .state_dir = state_dir, .copy = AUDIT_COPY_AUTO };
+        int r;
+
+        r = audit_open(&o, &writer);
+        if (r < 0)
+                snprintf(err, err_size, "cannot open the audit log %s/%s: %s", state_dir,
+                         AUDIT_LOG_FILE, strerror(-r));
+        return r;
+}
+
+void audit_sink_close(void)
+{
+        (void)audit_close(writer);
+        writer = NULL;
+}
+
+int audit_sink_write(const char *event, json_t *fields)
+{
+        json_t *rec;
+        int r;
+
+        if (!writer)
+                return -EBADF;
+        rec = fields ? json_copy(fields) : json_object();
+        if (!rec)
+                return -ENOMEM;
+        json_object_set_new(rec, "event", json_string(event));
+        r = audit_append(writer, rec, NULL);
+        json_decref(rec);
+        return r;
+}

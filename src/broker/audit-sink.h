@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/*
+ * The one place airlockd writes audit records: every state transition
+ * (session started/ended, request submitted and decided, each approval,
+ * approved, denied, expired, executing, finished, interrupted; policy
+ * loaded) goes through here, durably, before it takes effect; when the write
+ * fails the broker refuses to act and says why. Backed by the audit module's
+ * hash-chained, sealed log (STATE_DIR/audit.log, see airlock-log(5)).
+ */
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+/* Opens the audit log under state_dir. Returns 0 or -errno with a reason in err. */
+int audit_sink_open(const char *state_dir, char *err, size_t err_size);
+
+/* Writes the closing record and closes the log. */
+void audit_sink_close(void);
+
+/*
+ * Appends one record and returns once it is durable. event is one of the
+ * audit vocabulary's AUDIT_EVENT_*; fields (borrowed, may be NULL) holds the
+ * other keys audit_append() takes: "request" (string), "agent" (object),
+ * "argv", "target", "details". Thread-safe. Returns 0 or -errno: the caller
+ * must then not perform the transition.
+ */
+int audit_sink_write(const char *event, json_t *fields);

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Pid 1 of the sandbox and the agent. Pid 1 builds the mount namespace with
+ * the capabilities it holds in the new user namespace, drops every
+ * privilege, forks the agent and then only reaps and forwards signals. When
+ * it exits the kernel kills everything left in the pid namespace: nothing
+ * the agent started survives the session. The agent, before exec, enters a
+ * Landlock domain and the seccomp filter and checks from the inside that
+ * every layer is in force.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/sandbox-internal.h"
+
+void sbx_report(int fd, const SbxError *err)
+{
+        char buf[sizeof err->message + 8];
+        int n = snprintf(buf, sizeof buf, "%d %s", err->exit_code, err->message);
+
+        if (n > 0)
+                (void)write_all(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+_noreturn_ static void die(int fd, const SbxError *err)
+{
+        sbx_report(fd, err);
+        _exit(127);
+}
+
+static void noop_handler(int sig)
+{
+        (void)sig;
+}
+
+/*
+ * execvpe() reports EACCES when any PATH directory is unsearchable (the
+ * agent cannot enter /root/bin, say), hiding "not found": look up by hand,
+ * so a missing command is 127 and an unexecutable one 126, as in a shell.
+ */
+static void exec_in_path(char *const *argv, char *const *envp, SbxError *err)
+{
+        const char *path = NULL;
+        int saved = ENOENT;
+
+        if (strchr(argv[0], '/')) {
+                execve(argv[0], argv, envp);
+                sbx_fail(err, errno == ENOENT ? 127 : 126, -errno, "cannot execute %s: %m",
+                         argv[0]);
+                return;
+        }
+        for (char *const *e = envp; *e; e++)
+                if (strneq(*e, "PATH=", 5))
+                        path = *e + 5;
+        if (!path)
+                path = "/usr/local/bin:/usr/bin:/bin";
+        for (const char *d = path; d;) {
+                const char *end = strchr(d, ':');
+                size_t n = end ? (size_t)(end - d) : strlen(d);
+                char full[4096];
+
+                if (n > 0 && n + strlen(argv[0]) + 2 < sizeof full) {
+                        snprintf(full, sizeof full, "%.*s/%s", (int)n, d, argv[0]);
+                        execve(full, argv, envp);
+                        if (errno != ENOENT && errno != ENOTDIR &&
+                            !(errno == EACCES && access(full, F_OK) < 0))
+                                saved = errno;
+                }
+                d = end ? end + 1 : NULL;
+        }
+        errno = saved;
+        sbx_fail(err, saved == ENOENT ? 127 : 126, -saved,
+                 saved == ENOENT ? "%s: command not found in the sandbox's PATH"
+                                 : "cannot execute %s: %m",
+                 argv[0]);
+}
+
+_noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
+{
+        const SbxConfig *c = p->cfg;
+        int errfd = p->err_fd;
+        sigset_t none;
+
+        sigemptyset(&none);
+        for (int s = 1; s < NSIG; s++)
+                signal(s, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (sbx_pty_make_controlling(p->pty_slave, err) < 0)
+                die(errfd, err);
+        /* Only 0-2 and the error pipe (close-on-exec) survive until exec. */
+        if (errfd > 3)
+                close_range(3, (unsigned)errfd - 1, 0);
+        close_range((unsigned)errfd + 1, ~0U, 0);
+        if (chdir(p->binds[0].path) < 0) {
+                sbx_fail(err, 71, -errno, "cannot enter the workspace %s: %m", p->binds[0].path);
+                die(errfd, err);
+        }
+        sbx_timing("agent: forked");
+        if (sbx_landlock_apply(p, err) < 0)
+                die(errfd, err);
+        sbx_timing("agent: landlock");
+        if (sbx_seccomp_apply(p, err) < 0)
+                die(errfd, err);
+        sbx_timing("agent: seccomp");
+        if (sbx_selfcheck(p, err) < 0)
+                die(errfd, err);
+        sbx_timing("agent: ready to exec");
+        if (sbx_limit_address_space(p, err) < 0)
+                die(errfd, err);
+        exec_in_path(c->argv, p->envp, err);
+        die(errfd, err);
+}
+
+_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
+{
+        SbxError err = { 0 };
+        SbxMountsCtx m;
+        int errfd = p->err_fd, wstatus = 0;
+        pid_t agent;
+        char go;
+        sigset_t all;
+
+        /* If airlock dies, so does the sandbox (and with pid 1, everything in it). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(127);
+        /* The parent writes our uid/gid maps and places us in the cgroup, then says go. */
+        if (read(sync_fd, &go, 1) != 1)
+                _exit(127); /* parent gone or refused: start nothing */
+
+        sbx_timing("child: go");
+        if (sbx_mounts_begin(p, &m, &err) < 0)
+                die(errfd, &err);
+        if (p->privileged) {
+                /*
+                 * Become the agent user (mapped to itself): keep the
+                 * capabilities of this user namespace for the mounts below;
+                 * they are all dropped before anything of the agent runs.
+                 */
+                if (setgroups(0, NULL) < 0 || setresgid(p->gid, p->gid, p->gid) < 0) {
+                        sbx_fail(&err, 71, -errno, "cannot switch to the agent's group: %m");
+                        die(errfd, &err);
+                }
+                if (prctl(PR_SET_KEEPCAPS, 1) < 0 || setresuid(p->uid, p->uid, p->uid) < 0) {
+                        sbx_fail(&err, 71, -errno, "cannot switch to the agent user: %m");
+                        die(errfd, &err);
+                }
+                if (sbx_restore_effective_caps(&err) < 0)
+                        die(errfd, &err);
+                /*
+                 * Changing credentials cleared the parent-death signal: set
+                 * it again, then make sure airlock did not die in between
+                 * (its end of the sync pipe would be closed).
+                 */
+                struct pollfd pf = { .fd = sync_fd, .events = POLLIN };
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&pf, 1, 0) != 0)
+                        _exit(127);
+        }
+        if (sbx_mounts_finish(p, &m, &err) < 0)
+                die(errfd, &err);
+        sbx_mounts_ctx_done(&m);
+        sbx_timing("child: mounts");
+        /* Placed in the session's cgroup by now: a cgroup namespace rooted there. */
+        if (unshare(CLONE_NEWCGROUP) < 0) {
+                sbx_fail(&err, 71, -errno, "cannot create the cgroup namespace: %m");
+                die(errfd, &err);
+        }
+        if (p->cfg->net == SBX_NET_NONE && sbx_loopback_up(&err) < 0)
+                die(errfd, &err);
+        for (size_t i = 0; i < p->n_binds; i++)
+                p->binds[i].mount_fd = safe_close(p->binds[i].mount_fd);
+        /* Our memory and /proc entries are nobody's business: not dumpable, not ptraceable. */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0 || sbx_drop_privileges(p, &err) < 0)
+                die(errfd, &err);
+
+        /*
+         * As pid 1 we ignore every signal we have no handler for: install
+         * handlers (never run: the signals stay blocked for sigwaitinfo)
+         * so those airlock forwards reach us and we pass them on.
+         */
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        for (int s = 1; s < NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        signal(s, noop_handler);
+
+        sbx_timing("child: privileges dropped");
+        agent = fork();
+        if (agent < 0) {
+                sbx_fail(&err, 71, -errno, "cannot start the agent: %m");
+                die(errfd, &err);
+        }
+        if (agent == 0) {
+                close(status_fd);
+                close(sync_fd);
+                agent_main(p, &err);
+        }
+        close(errfd);
+        close(sync_fd);
+        p->pty_slave = safe_close(p->pty_slave);
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(&all, &si);
+
+                if (sig < 0)
+                        continue;
+                if (sig == SIGCHLD) {
+                        pid_t r;
+                        int st;
+                        while ((r = waitpid(-1, &st, WNOHANG)) > 0)
+                                if (r == agent) {
+                                        wstatus = st;
+                                        (void)write_all(status_fd, &wstatus, sizeof wstatus);
+                                        _exit(0);
+                                }
+                        continue;
+                }
+                kill(agent, sig);
+        }
+}

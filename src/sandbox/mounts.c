@@ -1,0 +1,1439 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The sandbox's mount namespace: a recursive read-only clone of the host
+ * tree, with fresh /proc, a minimal /dev, empty tmpfs over the runtime and
+ * temporary directories, the workspace and --rw paths writable, every
+ * secret masked by an empty read-only file or directory, and the protected
+ * workspace files read-only.
+ *
+ * The parent resolves and checks every path (canonical, no symlink on the
+ * way) before anything starts; the child then opens each path again with
+ * RESOLVE_NO_SYMLINKS and acts on the fd, so a symlink swapped in between
+ * makes the launch fail instead of redirecting a mount.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <net/if.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/sandbox-internal.h"
+
+#define MAX_MASKS      4096
+#define MAX_WALK_NODES 100000
+
+dev_t sbx_mask_dev;
+ino_t sbx_mask_file_ino, sbx_mask_dir_ino;
+
+/* Directories replaced by an empty tmpfs inside (their host content is invisible). */
+static const char *const tmpfs_dirs[] = { "/run", "/var/run", "/tmp", "/var/tmp", "/dev", "/proc" };
+
+static int openat2_nofollow(int dirfd, const char *path, int flags, uint64_t resolve)
+{
+        struct open_how how = {
+                .flags = (uint64_t)flags | O_CLOEXEC,
+                .resolve = resolve | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+
+        return fd < 0 ? -errno : fd;
+}
+
+static bool path_startswith(const char *path, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        if (streq(prefix, "/"))
+                return true;
+        return strneq(path, prefix, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Lexically normalizes an absolute path in place: collapses "//", "/./" and "x/..". */
+static void path_normalize_lexical(char *p)
+{
+        char *out = p, *in = p;
+
+        while (*in) {
+                while (*in == '/')
+                        in++;
+                if (!*in)
+                        break;
+                char *seg = in;
+                while (*in && *in != '/')
+                        in++;
+                size_t len = (size_t)(in - seg);
+                if (len == 1 && seg[0] == '.')
+                        continue;
+                if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+                        while (out > p && *(out - 1) != '/')
+                                out--;
+                        if (out > p)
+                                out--;
+                        continue;
+                }
+                *out++ = '/';
+                memmove(out, seg, len);
+                out += len;
+        }
+        if (out == p)
+                *out++ = '/';
+        *out = '\0';
+}
+
+/*
+ * Makes path absolute and canonical; refuses one that goes through a
+ * symlink (the human named one place, the kernel would mount another).
+ */
+static int canonical_path(const char *path, const char *what, char **ret, SbxError *err)
+{
+        _cleanup_free_ char *abs = NULL, *real = NULL;
+
+        if (isempty(path))
+                return sbx_fail(err, 64, -EINVAL, "%s: empty path — give a directory", what);
+        if (path[0] == '/')
+                abs = strdup(path);
+        else {
+                char cwd[PATH_MAX];
+
+                if (!getcwd(cwd, sizeof cwd))
+                        return sbx_fail(err, 71, -errno,
+                                        "cannot read the current directory: %m — cd somewhere "
+                                        "that exists");
+                if (asprintf(&abs, "%s/%s", cwd, path) < 0)
+                        abs = NULL;
+        }
+        if (!abs)
+                return -ENOMEM;
+        path_normalize_lexical(abs);
+        real = realpath(abs, NULL);
+        if (!real)
+                return sbx_fail(err, errno == ENOENT ? 64 : 71, -errno,
+                                "%s %s: %m — create it or give an existing path", what, abs);
+        if (!streq(real, abs))
+                return sbx_fail(err, 64, -ELOOP,
+                                "%s %s resolves through a symlink to %s — give %s itself", what,
+                                abs, real, real);
+        *ret = TAKE_PTR(real);
+        return 0;
+}
+
+/* A writable path must not expose the host: not /, not a system directory, not a home. */
+static int check_writable_path(const char *path, const char *what, SbxError *err)
+{
+        static const char *const refused[] = {
+                "/",    "/etc",     "/usr", "/bin", "/sbin", "/lib",  "/lib32", "/lib64", "/boot",
+                "/var", "/var/lib", "/opt", "/srv", "/home", "/root", "/mnt",   "/media",
+        };
+        struct passwd *pw;
+
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++)
+                if (streq(path, refused[i]))
+                        return sbx_fail(err, 64, -EPERM,
+                                        "%s %s would make a system directory writable — give a "
+                                        "project directory",
+                                        what, path);
+        if (path_startswith(path, "/proc") || path_startswith(path, "/sys") ||
+            path_startswith(path, "/dev"))
+                return sbx_fail(err, 64, -EPERM,
+                                "%s %s is a kernel interface and cannot be writable — give a "
+                                "project directory",
+                                what, path);
+        setpwent();
+        while ((pw = getpwent()))
+                if (pw->pw_dir && streq(pw->pw_dir, path)) {
+                        endpwent();
+                        return sbx_fail(err, 64, -EPERM,
+                                        "%s %s is the home directory of %s: the agent could plant "
+                                        ".ssh/authorized_keys or shell startup files — give a "
+                                        "project directory below it",
+                                        what, path, pw->pw_name);
+                }
+        endpwent();
+        return 0;
+}
+
+static int add_bind(SbxPlan *p, const char *path, bool writable, const char *what, SbxError *err)
+{
+        _cleanup_free_ char *canon = NULL;
+        struct stat st;
+        SbxBind *t;
+        int r;
+
+        r = canonical_path(path, what, &canon, err);
+        if (r < 0)
+                return r;
+        if (writable) {
+                r = check_writable_path(canon, what, err);
+                if (r < 0)
+                        return r;
+        }
+        if (stat(canon, &st) < 0)
+                return sbx_fail(err, 71, -errno, "%s %s: %m", what, canon);
+        for (size_t i = 0; i < p->n_binds; i++)
+                if (streq(p->binds[i].path, canon)) {
+                        p->binds[i].writable = p->binds[i].writable || writable;
+                        return 0;
+                }
+        t = realloc(p->binds, sizeof(SbxBind) * (p->n_binds + 1));
+        if (!t)
+                return -ENOMEM;
+        p->binds = t;
+        p->binds[p->n_binds++] = (SbxBind){
+                .path = TAKE_PTR(canon),
+                .writable = writable,
+                .is_dir = S_ISDIR(st.st_mode),
+                .mount_fd = -EBADF,
+        };
+        return 0;
+}
+
+/*
+ * Root mode: an idmapped mount needs CAP_SYS_ADMIN in the initial user
+ * namespace, so the parent (root) prepares it as a detached mount and the
+ * child attaches it. The id mapping lives in a throwaway user namespace
+ * whose only job is to carry "owner -> agent": files of the path's owner
+ * appear as the agent's, files the agent creates land on disk as the
+ * owner's. Safe because the mount is also nosuid+nodev and seccomp refuses
+ * setuid/setgid mode bits (see seccomp.c), so the agent cannot plant a
+ * setuid-owner binary for the human.
+ */
+static int idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
+{
+        char path[64], map[64];
+        int pfd[2], fd, saved;
+        pid_t pid;
+
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return -errno;
+        pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+        if (pid < 0) {
+                saved = -errno;
+                close(pfd[0]);
+                close(pfd[1]);
+                return saved;
+        }
+        if (pid == 0) {
+                char c;
+
+                close(pfd[1]);
+                (void)!read(pfd[0], &c, 1);
+                _exit(0);
+        }
+        close(pfd[0]);
+        fd = -EBADF;
+        snprintf(map, sizeof map, "%u %u 1\n", (unsigned)from_uid, (unsigned)to_uid);
+        snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+        saved = 0;
+        {
+                _cleanup_close_ int m = open(path, O_WRONLY | O_CLOEXEC);
+                if (m < 0 || write_all(m, map, strlen(map)) < 0)
+                        saved = -EIO;
+        }
+        snprintf(map, sizeof map, "%u %u 1\n", (unsigned)from_gid, (unsigned)to_gid);
+        snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+        if (saved == 0) {
+                _cleanup_close_ int m = open(path, O_WRONLY | O_CLOEXEC);
+                if (m < 0 || write_all(m, map, strlen(map)) < 0)
+                        saved = -EIO;
+        }
+        if (saved == 0) {
+                snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        saved = -errno;
+        }
+        close(pfd[1]);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        return saved < 0 ? saved : fd;
+}
+
+static int prepare_idmapped(SbxPlan *p, SbxBind *b, SbxError *err)
+{
+        _cleanup_close_ int fd = -EBADF, mnt = -EBADF, userns = -EBADF;
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                   .propagation = MS_PRIVATE };
+        struct stat st;
+
+        fd = openat2_nofollow(AT_FDCWD, b->path, O_PATH, 0);
+        if (fd < 0)
+                return sbx_fail(err, 71, fd, "cannot open %s without following symlinks: %s",
+                                b->path, strerror(-fd));
+        if (fstat(fd, &st) < 0)
+                return sbx_fail(err, 71, -errno, "cannot stat %s: %m", b->path);
+        if (!b->writable)
+                attr.attr_set |= MOUNT_ATTR_RDONLY;
+        if (b->writable && (st.st_uid != p->uid || st.st_gid != p->gid)) {
+                userns = idmap_userns(st.st_uid, st.st_gid, p->uid, p->gid);
+                if (userns < 0)
+                        return sbx_fail(err, 71, userns,
+                                        "cannot create the user namespace for the idmapped mount "
+                                        "of %s: %s",
+                                        b->path, strerror(-userns));
+                attr.attr_set |= MOUNT_ATTR_IDMAP;
+                attr.userns_fd = (uint64_t)userns;
+                b->idmapped = true;
+        }
+        mnt = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (mnt < 0)
+                return sbx_fail(err, 71, -errno, "cannot clone the mount of %s: %m", b->path);
+        if (mount_setattr(mnt, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+                return sbx_fail(err, 71, -errno,
+                                "cannot make %s writable for the agent (idmapped mount): %m — "
+                                "the filesystem must support idmapped mounts (ext4, xfs, btrfs, "
+                                "tmpfs do), or chown it to the agent user",
+                                b->path);
+        b->mount_fd = TAKE_FD(mnt);
+        return 0;
+}
+
+int sbx_prepare_binds(SbxPlan *p, SbxError *err)
+{
+        const SbxConfig *c = p->cfg;
+        int r;
+
+        r = add_bind(p, c->workspace, true, "workspace", err);
+        if (r < 0)
+                return r;
+        if (!p->binds[0].is_dir)
+                return sbx_fail(err, 64, -ENOTDIR,
+                                "workspace %s is not a directory — give a directory",
+                                p->binds[0].path);
+        STRV_FOREACH (s, c->rw) {
+                r = add_bind(p, *s, true, "--rw path", err);
+                if (r < 0)
+                        return r;
+        }
+        STRV_FOREACH (s, c->ro) {
+                r = add_bind(p, *s, false, "--ro path", err);
+                if (r < 0)
+                        return r;
+        }
+        if (p->privileged)
+                for (size_t i = 0; i < p->n_binds; i++) {
+                        r = prepare_idmapped(p, &p->binds[i], err);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
+/* ---- secrets --------------------------------------------------------------------------- */
+
+static bool hidden_by_tmpfs(const SbxPlan *p, const char *path)
+{
+        for (size_t i = 0; i < p->n_binds; i++)
+                if (path_startswith(path, p->binds[i].path))
+                        return false;
+        for (size_t i = 0; i < ELEMENTSOF(tmpfs_dirs); i++)
+                if (path_startswith(path, tmpfs_dirs[i]))
+                        return true;
+        return false;
+}
+
+static int add_mask(SbxPlan *p, const char *glob_pattern, const char *match, SbxError *err)
+{
+        _cleanup_free_ char *real = NULL;
+        struct stat st;
+        SbxMask *t;
+
+        real = realpath(match, NULL);
+        if (!real) {
+                if (errno == ENOENT) /* a dangling symlink: nothing to read */
+                        return 0;
+                return sbx_fail(err, 71, -errno,
+                                "secret %s (from %s) cannot be resolved: %m — cannot prove it is "
+                                "masked, refusing to start",
+                                match, glob_pattern);
+        }
+        if (hidden_by_tmpfs(p, real))
+                return 0;
+        if (stat(real, &st) < 0)
+                return sbx_fail(err, 71, -errno, "secret %s cannot be examined: %m", real);
+        /*
+         * A second hard link would show the same bytes under a name we do
+         * not mask: refuse rather than pretend the secret is hidden.
+         */
+        if (!S_ISDIR(st.st_mode) && st.st_nlink > 1)
+                return sbx_fail(err, 71, -EMLINK,
+                                "secret %s has %ju hard links: the other names would still show "
+                                "its content — remove the extra links (find / -xdev -samefile "
+                                "%s) or list them as secrets too",
+                                real, (uintmax_t)st.st_nlink, real);
+        for (size_t i = 0; i < p->n_masks; i++)
+                if (streq(p->masks[i].path, real))
+                        return 0;
+        if (p->n_masks >= MAX_MASKS)
+                return sbx_fail(err, 71, -E2BIG,
+                                "more than %d secret paths match the policy — narrow the secret "
+                                "globs",
+                                MAX_MASKS);
+        t = realloc(p->masks, sizeof(SbxMask) * (p->n_masks + 1));
+        if (!t)
+                return -ENOMEM;
+        p->masks = t;
+        p->masks[p->n_masks++] = (SbxMask){ .path = TAKE_PTR(real), .is_dir = S_ISDIR(st.st_mode) };
+        return 0;
+}
+
+/* State for walking a tree for a pattern with "**" in the middle. */
+static struct {
+        SbxPlan *plan;
+        SbxError *err;
+        const char *glob;
+        char *flat; /* the glob with "**" turned into "*" matched without FNM_PATHNAME */
+        size_t nodes;
+        int r;
+} walk;
+
+static int walk_cb(const char *fpath, const struct stat *sb, int type, struct FTW *ftw)
+{
+        if (++walk.nodes > MAX_WALK_NODES) {
+                walk.r = sbx_fail(walk.err, 71, -E2BIG,
+                                  "secret glob %s covers more than %d files — narrow it", walk.glob,
+                                  MAX_WALK_NODES);
+                return 1;
+        }
+        /*
+         * Without FNM_PATHNAME every '*' may cross '/': this matches a
+         * superset of the glob, so at worst we mask more, never less.
+         */
+        if (fnmatch(walk.flat, fpath, 0) == 0) {
+                walk.r = add_mask(walk.plan, walk.glob, fpath, walk.err);
+                if (walk.r < 0)
+                        return 1;
+                if (type == FTW_D)
+                        return FTW_SKIP_SUBTREE;
+        }
+        return 0;
+}
+
+static int expand_one(SbxPlan *p, const char *g, SbxError *err)
+{
+        const char *star2 = strstr(g, "**");
+        glob_t gl = { 0 };
+        int r = 0, gr;
+
+        if (g[0] != '/')
+                return sbx_fail(err, 65, -EINVAL,
+                                "secret glob '%s' is not absolute — fix the policy's secrets list",
+                                g);
+        if (star2) {
+                _cleanup_free_ char *prefix = strndup(g, (size_t)(star2 - g));
+                size_t n;
+
+                if (!prefix)
+                        return -ENOMEM;
+                n = strlen(prefix);
+                while (n > 1 && prefix[n - 1] == '/')
+                        prefix[--n] = '\0';
+                if (streq(star2, "**") && g[(size_t)(star2 - g) - 1] == '/') {
+                        /* "DIR/ **" (no space): masking DIR hides everything beneath it. */
+                        gr = glob(prefix, GLOB_BRACE | GLOB_NOSORT | GLOB_ONLYDIR, NULL, &gl);
+                        if (gr == 0)
+                                for (size_t i = 0; i < gl.gl_pathc && r >= 0; i++)
+                                        r = add_mask(p, g, gl.gl_pathv[i], err);
+                        globfree(&gl);
+                        return r;
+                }
+                /* "DIR/ ** /NAME" (no spaces): walk DIR physically (no symlink followed). */
+                if (strpbrk(prefix, "*?[{"))
+                        return sbx_fail(err, 65, -EINVAL,
+                                        "secret glob '%s': wildcards before '**' are not "
+                                        "supported — split it into several globs",
+                                        g);
+                if (access(prefix, F_OK) < 0)
+                        return 0;
+                walk.plan = p;
+                walk.err = err;
+                walk.glob = g;
+                walk.nodes = 0;
+                walk.r = 0;
+                walk.flat = strdup(g);
+                if (!walk.flat)
+                        return -ENOMEM;
+                for (char *s = walk.flat; (s = strstr(s, "**"));)
+                        memmove(s, s + 1, strlen(s + 1) + 1);
+                if (nftw(prefix, walk_cb, 16, FTW_PHYS | FTW_ACTIONRETVAL) < 0 && walk.r == 0)
+                        walk.r = sbx_fail(err, 71, -errno,
+                                          "cannot walk %s for secret glob %s: %m — masking "
+                                          "cannot be proven",
+                                          prefix, g);
+                free(walk.flat);
+                walk.flat = NULL;
+                return walk.r;
+        }
+        gr = glob(g, GLOB_BRACE | GLOB_NOSORT | GLOB_PERIOD, NULL, &gl);
+        if (gr == GLOB_NOSPACE)
+                r = -ENOMEM;
+        else if (gr == GLOB_ABORTED)
+                r = sbx_fail(err, 71, -EIO,
+                             "cannot read a directory while expanding secret glob %s — masking "
+                             "cannot be proven",
+                             g);
+        else if (gr == 0)
+                for (size_t i = 0; i < gl.gl_pathc && r >= 0; i++) {
+                        const char *base = strrchr(gl.gl_pathv[i], '/');
+                        /* GLOB_PERIOD lets '*' match dotfiles, but never "." and "..". */
+                        if (base && (streq(base, "/.") || streq(base, "/..")))
+                                continue;
+                        r = add_mask(p, g, gl.gl_pathv[i], err);
+                }
+        globfree(&gl);
+        return r;
+}
+
+typedef struct {
+        unsigned major, minor;
+        char *root, *mountpoint;
+} MountEntry;
+
+static void unescape_octal(char *s)
+{
+        char *o = s;
+
+        for (; *s; s++)
+                if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+                    s[3] >= '0' && s[3] <= '7') {
+                        *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+                        s += 3;
+                } else
+                        *o++ = *s;
+        *o = '\0';
+}
+
+static const char *strip_prefix(const char *path, const char *prefix)
+{
+        size_t n = strlen(prefix);
+
+        if (streq(prefix, "/"))
+                return path;
+        if (!strneq(path, prefix, n) || (path[n] != '\0' && path[n] != '/'))
+                return NULL;
+        return path + n;
+}
+
+/*
+ * A secret masked at one path is still readable wherever the host shows
+ * its filesystem a second time (a bind mount of /etc elsewhere, a container
+ * host's mounts). For every secret, find each other mount of the same
+ * device whose root contains the secret and mask the secret there too (if
+ * the same inode is visible there).
+ */
+static int mask_aliases(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *text = NULL;
+        MountEntry *mounts = NULL;
+        size_t n = 0, n_masks = p->n_masks;
+        int r;
+
+        if (n_masks == 0)
+                return 0;
+        r = read_full_file("/proc/self/mountinfo", 4 * 1024 * 1024, &text, NULL);
+        if (r < 0)
+                return sbx_fail(err, 71, r,
+                                "cannot read /proc/self/mountinfo to find other mounts of the "
+                                "secrets: %s",
+                                strerror(-r));
+        for (char *line = text, *next; line && *line; line = next) {
+                unsigned maj, min;
+                char root[4096], mp[4096];
+                MountEntry *t;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                if (sscanf(line, "%*u %*u %u:%u %4095s %4095s", &maj, &min, root, mp) != 4)
+                        continue;
+                t = realloc(mounts, sizeof(MountEntry) * (n + 1));
+                if (!t) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                mounts = t;
+                unescape_octal(root);
+                unescape_octal(mp);
+                mounts[n] = (MountEntry){ maj, min, strdup(root), strdup(mp) };
+                if (!mounts[n].root || !mounts[n].mountpoint) {
+                        n++;
+                        r = -ENOMEM;
+                        goto out;
+                }
+                n++;
+        }
+        r = 0;
+        for (size_t i = 0; i < n_masks && r >= 0; i++) {
+                _cleanup_free_ char *secret = strdup(p->masks[i].path), *fsrel = NULL;
+                const MountEntry *home = NULL;
+                struct stat st;
+
+                if (!secret)
+                        return -ENOMEM;
+                if (stat(secret, &st) < 0)
+                        continue;
+                /* The mount the secret is seen through: the last (topmost) longest match. */
+                for (size_t k = 0; k < n; k++) {
+                        const char *rest = strip_prefix(secret, mounts[k].mountpoint);
+                        if (rest &&
+                            (!home || strlen(mounts[k].mountpoint) >= strlen(home->mountpoint)))
+                                home = &mounts[k];
+                }
+                if (!home)
+                        continue;
+                if (asprintf(&fsrel, "%s%s", streq(home->root, "/") ? "" : home->root,
+                             strip_prefix(secret, home->mountpoint)) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (fsrel[0] == '\0') {
+                        free(fsrel);
+                        fsrel = strdup("/");
+                        if (!fsrel) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                }
+                for (size_t k = 0; k < n && r >= 0; k++) {
+                        _cleanup_free_ char *alias = NULL;
+                        const char *rest;
+                        struct stat ast;
+
+                        if (&mounts[k] == home || mounts[k].major != home->major ||
+                            mounts[k].minor != home->minor)
+                                continue;
+                        rest = strip_prefix(fsrel, mounts[k].root);
+                        if (!rest)
+                                continue;
+                        if (asprintf(&alias, "%s%s",
+                                     streq(mounts[k].mountpoint, "/") ? "" : mounts[k].mountpoint,
+                                     rest) < 0) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        if (streq(alias, secret) || stat(alias, &ast) < 0 ||
+                            ast.st_dev != st.st_dev || ast.st_ino != st.st_ino)
+                                continue;
+                        r = add_mask(p, secret, alias, err);
+                }
+        }
+out:
+        for (size_t k = 0; k < n; k++) {
+                free(mounts[k].root);
+                free(mounts[k].mountpoint);
+        }
+        free(mounts);
+        return r;
+}
+
+/*
+ * Pathname unix sockets are not per network namespace and a read-only
+ * mount does not stop connect(2); Landlock (ABI 7) has no right for it
+ * either. So every listening pathname socket the agent's uid could connect
+ * to (by its mode bits) is masked like a secret: connect then finds an
+ * empty file and fails. Sockets under /run and /tmp are already hidden by
+ * their tmpfs. A daemon that starts listening after the launch is not
+ * covered (documented).
+ */
+static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
+
+        if (r < 0)
+                return 0; /* no unix socket support: nothing to mask */
+        for (char *line = strchr(text, '\n'), *next; line && *line; line = next) {
+                unsigned long flags;
+                char *path;
+                struct stat st;
+
+                line++;
+                next = strchr(line, '\n');
+                if (next)
+                        *next = '\0';
+                /* "Num RefCount Protocol Flags Type St Inode Path" */
+                if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1 || !(flags & 0x10000))
+                        continue; /* not listening */
+                path = strchr(line, '/');
+                if (!path || path[-1] != ' ')
+                        continue; /* abstract or unnamed */
+                if (hidden_by_tmpfs(p, path) || stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                        continue;
+                if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
+                      (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
+                        continue; /* the agent's uid could not connect anyway */
+                r = add_mask(p, "a listening unix socket", path, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int sbx_expand_secrets(SbxPlan *p, SbxError *err)
+{
+        STRV_FOREACH (g, p->cfg->secret_globs) {
+                int r = expand_one(p, *g, err);
+                if (r < 0)
+                        return r;
+        }
+        {
+                int r = mask_aliases(p, err);
+                if (r < 0)
+                        return r;
+                r = mask_unix_sockets(p, err);
+                if (r < 0)
+                        return r;
+        }
+        /* A secret that contains the workspace would hide it: say so instead of surprising. */
+        for (size_t i = 0; i < p->n_masks; i++)
+                for (size_t j = 0; j < p->n_binds; j++)
+                        if (path_startswith(p->binds[j].path, p->masks[i].path))
+                                return sbx_fail(err, 64, -EPERM,
+                                                "%s %s is inside the secret %s — choose a path "
+                                                "outside it",
+                                                j == 0 ? "workspace" : "path", p->binds[j].path,
+                                                p->masks[i].path);
+        return 0;
+}
+
+/* ---- protected workspace files --------------------------------------------------------- */
+
+/*
+ * Inside the workspace, files the human later executes or that tools load
+ * automatically (.git/hooks, .envrc, shell rc files, agent configs) stay
+ * read-only: each existing match is bound read-only over itself.
+ *
+ * A name that does not exist cannot be mounted over, and creating
+ * placeholders in the human's workspace on every launch would litter it
+ * (an empty .mcp.json or .git/config breaks tools) and cost milliseconds of
+ * journaled writes. So a missing literal entry is remembered, and if the
+ * agent created it during the session, airlock says so loudly at the end
+ * (sbx_report_protect_created). Wildcard entries protect what exists at
+ * launch. Both limits are documented in airlock(1).
+ */
+int sbx_prepare_protect(SbxPlan *p, SbxError *err)
+{
+        const char *ws = p->binds[0].path;
+        struct stat wst;
+
+        if (stat(ws, &wst) < 0)
+                return sbx_fail(err, 71, -errno, "workspace %s: %m", ws);
+        STRV_FOREACH (g, p->cfg->protect_globs) {
+                _cleanup_free_ char *full = NULL;
+                glob_t gl = { 0 };
+                int gr;
+                bool literal = !strpbrk(*g, "*?[{");
+                size_t len;
+
+                if ((*g)[0] == '/' || strstr(*g, ".."))
+                        return sbx_fail(err, 65, -EINVAL,
+                                        "protected path '%s' must be relative to the workspace "
+                                        "without '..' — fix the policy",
+                                        *g);
+                if (asprintf(&full, "%s/%s", streq(ws, "/") ? "" : ws, *g) < 0)
+                        return -ENOMEM;
+                len = strlen(full);
+                /* A trailing slash-star-star protects the directory itself. */
+                if (len > 3 && streq(full + len - 3, "/**")) {
+                        full[len - 3] = '\0';
+                        literal = !strpbrk(full + strlen(ws), "*?[{");
+                } else if (len > 1 && full[len - 1] == '/')
+                        full[len - 1] = '\0';
+                if (literal) {
+                        /* No wildcard: one lstat; a missing name is remembered. */
+                        struct stat st;
+
+                        if (lstat(full, &st) < 0) {
+                                if (errno == ENOENT && strv_extend(&p->protect_missing, full) < 0)
+                                        return -ENOMEM;
+                                continue;
+                        }
+                        _cleanup_free_ char *real = realpath(full, NULL);
+                        if (real && path_startswith(real, ws) && !streq(real, ws) &&
+                            !strv_contains(p->protect, real) && strv_extend(&p->protect, real) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                gr = glob(full, GLOB_BRACE | GLOB_NOSORT | GLOB_PERIOD, NULL, &gl);
+                if (gr == 0)
+                        for (size_t i = 0; i < gl.gl_pathc; i++) {
+                                _cleanup_free_ char *real = realpath(gl.gl_pathv[i], NULL);
+                                /* Only what is really inside the workspace needs it. */
+                                if (!real || !path_startswith(real, ws) || streq(real, ws))
+                                        continue;
+                                if (!strv_contains(p->protect, real) &&
+                                    strv_extend(&p->protect, real) < 0) {
+                                        globfree(&gl);
+                                        return -ENOMEM;
+                                }
+                        }
+                globfree(&gl);
+        }
+        return 0;
+}
+
+/* ---- resolv.conf for net host ----------------------------------------------------------- */
+
+/*
+ * In net host mode UDP is refused by seccomp, so the resolver must speak
+ * TCP: the sandbox gets the host's nameservers with "options use-vc".
+ */
+int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *host = NULL, *out = NULL, *target = NULL;
+        size_t size = 0, n = 0;
+        FILE *f;
+        int r;
+
+        r = read_full_file("/etc/resolv.conf", 64 * 1024, &host, NULL);
+        if (r < 0 && r != -ENOENT)
+                return sbx_fail(err, 71, r, "cannot read /etc/resolv.conf: %s", strerror(-r));
+        f = open_memstream(&out, &size);
+        if (!f)
+                return -ENOMEM;
+        fputs("# written by airlock run: the sandbox resolves over TCP (UDP is blocked)\n", f);
+        for (char *line = host ? strtok(host, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+                if (strneq(line, "nameserver", 10) || strneq(line, "search", 6) ||
+                    strneq(line, "domain", 6)) {
+                        fprintf(f, "%s\n", line);
+                        n += strneq(line, "nameserver", 10);
+                }
+        }
+        if (n == 0)
+                fputs("nameserver 127.0.0.1\n", f);
+        fputs("options use-vc\n", f);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        /* If /etc/resolv.conf links into /run (systemd-resolved), write the target there. */
+        target = realpath("/etc/resolv.conf", NULL);
+        if (!target || !(path_startswith(target, "/run") || path_startswith(target, "/var/run"))) {
+                free(target);
+                target = strdup("/etc/resolv.conf");
+                if (!target)
+                        return -ENOMEM;
+        }
+        p->resolv_conf = TAKE_PTR(out);
+        p->resolv_target = TAKE_PTR(target);
+        return 0;
+}
+
+/* ---- in the child ----------------------------------------------------------------------- */
+
+#define MNT_FAIL(err, fmt, ...) sbx_fail(err, 71, -errno, fmt, ##__VA_ARGS__)
+
+/* Opens (creating directories as needed) path beneath rootfd; returns an O_PATH fd. */
+static int open_mountpoint(int rootfd, const char *abs, bool dir, SbxError *err)
+{
+        _cleanup_close_ int cur = -EBADF;
+        _cleanup_free_ char *copy = strdup(abs);
+        char *save = NULL, *seg;
+        int fd;
+
+        if (!copy)
+                return -ENOMEM;
+        cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+        if (cur < 0)
+                return -errno;
+        for (seg = strtok_r(copy, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+                bool last = !save || *save == '\0';
+                int flags = O_PATH | ((last && !dir) ? 0 : O_DIRECTORY);
+
+                fd = openat2_nofollow(cur, seg, flags, RESOLVE_BENEATH);
+                if (fd == -ENOENT) {
+                        /* Only under our own tmpfs: the host tree is read-only. */
+                        if (last && !dir) {
+                                int c = openat(cur, seg,
+                                               O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                                               0444);
+                                if (c < 0)
+                                        return sbx_fail(err, 71, -errno,
+                                                        "cannot create mount point %s: %m", abs);
+                                close(c);
+                        } else if (mkdirat(cur, seg, 0755) < 0 && errno != EEXIST)
+                                return sbx_fail(err, 71, -errno, "cannot create mount point %s: %m",
+                                                abs);
+                        fd = openat2_nofollow(cur, seg, flags, RESOLVE_BENEATH);
+                }
+                if (fd < 0)
+                        return sbx_fail(err, 71, fd,
+                                        "cannot open %s inside the sandbox without following "
+                                        "symlinks: %s",
+                                        abs, strerror(-fd));
+                safe_close(cur);
+                cur = fd;
+        }
+        return TAKE_FD(cur);
+}
+
+static int attach(int mnt, int target, const char *what, SbxError *err)
+{
+        if (move_mount(mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                return MNT_FAIL(err, "cannot mount %s: %m", what);
+        return 0;
+}
+
+static int mount_tmpfs(int rootfd, const char *abs, const char *mode, SbxError *err)
+{
+        _cleanup_close_ int target = -EBADF;
+        char opts[64];
+        char proc_path[64];
+
+        target = open_mountpoint(rootfd, abs, true, err);
+        if (target < 0)
+                return target;
+        snprintf(opts, sizeof opts, "mode=%s", mode);
+        snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", target);
+        /* mount(2) on the O_PATH fd's magic link: the target is the fd, not a path re-walked. */
+        if (mount("tmpfs", proc_path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                return MNT_FAIL(err, "cannot mount a tmpfs on %s: %m", abs);
+        return 0;
+}
+
+static int bind_dev(int devfd, const char *name, SbxError *err)
+{
+        char src[64], tgt[64];
+        int fd;
+
+        fd = openat(devfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0444);
+        if (fd < 0)
+                return MNT_FAIL(err, "cannot create /dev/%s: %m", name);
+        close(fd);
+        snprintf(src, sizeof src, "/dev/%s", name);
+        fd = openat2_nofollow(devfd, name, O_PATH, RESOLVE_BENEATH);
+        if (fd < 0)
+                return sbx_fail(err, 71, fd, "cannot open /dev/%s", name);
+        snprintf(tgt, sizeof tgt, "/proc/self/fd/%d", fd);
+        /* src is the host's device node (still reachable: we have not pivoted yet). */
+        if (mount(src, tgt, NULL, MS_BIND, NULL) < 0) {
+                int r = MNT_FAIL(err, "cannot bind /dev/%s: %m", name);
+                close(fd);
+                return r;
+        }
+        close(fd);
+        return 0;
+}
+
+static int setup_dev(int rootfd, SbxError *err)
+{
+        static const char *const devices[] = { "null", "zero", "full", "random", "urandom", "tty" };
+        static const struct {
+                const char *name, *target;
+        } links[] = {
+                { "ptmx", "pts/ptmx" },          { "fd", "/proc/self/fd" },
+                { "stdin", "/proc/self/fd/0" },  { "stdout", "/proc/self/fd/1" },
+                { "stderr", "/proc/self/fd/2" },
+        };
+        _cleanup_close_ int devfd = -EBADF;
+        char path[64];
+        int r;
+
+        r = mount_tmpfs(rootfd, "/dev", "0755", err);
+        if (r < 0)
+                return r;
+        devfd = openat2_nofollow(rootfd, "dev", O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+        if (devfd < 0)
+                return sbx_fail(err, 71, devfd, "cannot open the new /dev");
+        for (size_t i = 0; i < ELEMENTSOF(devices); i++) {
+                r = bind_dev(devfd, devices[i], err);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(links); i++)
+                if (symlinkat(links[i].target, devfd, links[i].name) < 0)
+                        return MNT_FAIL(err, "cannot create /dev/%s: %m", links[i].name);
+        if (mkdirat(devfd, "pts", 0755) < 0 || mkdirat(devfd, "shm", 01777) < 0)
+                return MNT_FAIL(err, "cannot create /dev/pts or /dev/shm: %m");
+        snprintf(path, sizeof path, "/proc/self/fd/%d/pts", devfd);
+        if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC,
+                  "newinstance,ptmxmode=0666,mode=620") < 0)
+                return MNT_FAIL(err, "cannot mount devpts on /dev/pts: %m");
+        r = mount_tmpfs(rootfd, "/dev/shm", "1777", err);
+        if (r < 0)
+                return r;
+        /* Nothing may be added to /dev: the tmpfs becomes read-only (the binds keep their flags).
+         */
+        snprintf(path, sizeof path, "/proc/self/fd/%d", devfd);
+        {
+                _cleanup_close_ int d2 =
+                        openat2_nofollow(rootfd, "dev", O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                                    MOUNT_ATTR_NOEXEC };
+                if (d2 < 0 || mount_setattr(d2, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+                        return MNT_FAIL(err, "cannot make /dev read-only: %m");
+        }
+        return 0;
+}
+
+/* The empty file and directory every mask is a read-only clone of. */
+static int make_mask_source(SbxError *err)
+{
+        _cleanup_close_ int fsfd = -EBADF, mnt = -EBADF;
+        struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY };
+        struct stat st;
+        int fd;
+
+        fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        if (fsfd < 0)
+                return MNT_FAIL(err, "cannot create the tmpfs for masks: %m");
+        if (fsconfig(fsfd, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+            fsconfig(fsfd, FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+            fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return MNT_FAIL(err, "cannot configure the tmpfs for masks: %m");
+        mnt = fsmount(fsfd, FSMOUNT_CLOEXEC,
+                      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        if (mnt < 0)
+                return MNT_FAIL(err, "cannot mount the tmpfs for masks: %m");
+        fd = openat(mnt, "file", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0444);
+        if (fd < 0 || fchmod(fd, 0444) < 0)
+                return MNT_FAIL(err, "cannot create the empty mask file: %m");
+        if (fstat(fd, &st) < 0)
+                return MNT_FAIL(err, "cannot stat the empty mask file: %m");
+        close(fd);
+        sbx_mask_dev = st.st_dev;
+        sbx_mask_file_ino = st.st_ino;
+        if (mkdirat(mnt, "dir", 0555) < 0 || fstatat(mnt, "dir", &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return MNT_FAIL(err, "cannot create the empty mask directory: %m");
+        sbx_mask_dir_ino = st.st_ino;
+        if (mount_setattr(mnt, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+                return MNT_FAIL(err, "cannot make the mask tmpfs read-only: %m");
+        return TAKE_FD(mnt);
+}
+
+static int open_mask_target(int rootfd, const SbxMask *m, SbxError *err)
+{
+        int target = openat2_nofollow(rootfd, m->path + 1, O_PATH, RESOLVE_BENEATH);
+
+        if (target == -ENOENT) /* removed since the launch was prepared: nothing to read */
+                return -ENOENT;
+        if (target < 0)
+                return sbx_fail(err, 71, target,
+                                "secret %s cannot be masked: %s (a symlink appeared on its path?) "
+                                "— refusing to start",
+                                m->path, strerror(-target));
+        return target;
+}
+
+/* target: an O_PATH fd of the secret inside the sandbox's tree (consumed). */
+static int apply_mask(int target_fd, int source, const SbxMask *m, SbxError *err)
+{
+        _cleanup_close_ int target = target_fd, clone = -EBADF;
+        struct stat st;
+
+        if (fstat(target, &st) < 0)
+                return MNT_FAIL(err, "secret %s cannot be masked: %m", m->path);
+        clone = open_tree(source, S_ISDIR(st.st_mode) ? "dir" : "file",
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (clone < 0)
+                return MNT_FAIL(err, "secret %s cannot be masked: cloning the empty source: %m",
+                                m->path);
+        if (move_mount(clone, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) <
+            0)
+                return MNT_FAIL(err, "secret %s cannot be masked: %m — refusing to start", m->path);
+        return 0;
+}
+
+/* A detached clone of b's host path (from the original tree, symlink-free). */
+static int clone_bind_source(const SbxBind *b, SbxError *err)
+{
+        _cleanup_close_ int src = -EBADF, mnt = -EBADF;
+        struct mount_attr a = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                .propagation = MS_PRIVATE };
+
+        if (b->mount_fd >= 0)
+                mnt = fcntl(b->mount_fd, F_DUPFD_CLOEXEC, 3);
+        else {
+                /* From the original tree (still our "/": not pivoted yet), symlink-free. */
+                src = openat2_nofollow(AT_FDCWD, b->path, O_PATH, 0);
+                if (src < 0)
+                        return sbx_fail(err, 71, src,
+                                        "%s cannot be opened without following symlinks: %s",
+                                        b->path, strerror(-src));
+                mnt = open_tree(src, "",
+                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+                if (mnt < 0)
+                        return MNT_FAIL(err, "cannot clone the mount of %s: %m", b->path);
+                if (!b->writable)
+                        a.attr_set |= MOUNT_ATTR_RDONLY;
+                if (mount_setattr(mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
+                        return MNT_FAIL(err, "cannot set the flags of %s: %m", b->path);
+        }
+        if (mnt < 0)
+                return MNT_FAIL(err, "cannot duplicate the mount of %s: %m", b->path);
+        return TAKE_FD(mnt);
+}
+
+static int bind_path(int rootfd, int mnt_fd, const SbxBind *b, SbxError *err)
+{
+        _cleanup_close_ int mnt = mnt_fd, target = -EBADF;
+
+        target = open_mountpoint(rootfd, b->path, b->is_dir, err);
+        if (target < 0)
+                return target;
+        return attach(mnt, target, b->path, err);
+}
+
+static int protect_path(int rootfd, const char *path, SbxError *err)
+{
+        _cleanup_close_ int target = -EBADF, mnt = -EBADF;
+        struct mount_attr a = { .attr_set =
+                                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                .propagation = MS_PRIVATE };
+
+        target = openat2_nofollow(rootfd, path + 1, O_PATH, RESOLVE_BENEATH);
+        if (target == -ENOENT)
+                return 0;
+        if (target < 0)
+                return sbx_fail(err, 71, target, "cannot protect %s: %s", path, strerror(-target));
+        mnt = open_tree(target, "",
+                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+        if (mnt < 0 || mount_setattr(mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0)
+                return MNT_FAIL(err, "cannot make %s read-only: %m", path);
+        return attach(mnt, target, path, err);
+}
+
+/*
+ * A read-only bind on .git/hooks does not stop `mv .git .git-old` and a new
+ * .git/hooks: rename only refuses a mount point itself. So the first
+ * component below the workspace of every protected path is bound onto
+ * itself (keeping its flags): a mount point cannot be renamed or removed.
+ */
+static int protect_anchors(int rootfd, const SbxPlan *p, SbxError *err)
+{
+        const char *ws = p->binds[0].path;
+        size_t wl = streq(ws, "/") ? 0 : strlen(ws);
+        _cleanup_strv_free_ char **done = NULL;
+
+        STRV_FOREACH (s, p->protect) {
+                _cleanup_free_ char *top = NULL;
+                const char *rest = *s + wl + 1, *slash = strchr(rest, '/');
+                _cleanup_close_ int target = -EBADF, mnt = -EBADF;
+
+                if (!slash)
+                        continue; /* the protected path is itself at the top: its own bind */
+                top = strndup(*s, (size_t)(slash - *s));
+                if (!top)
+                        return -ENOMEM;
+                if (strv_contains(done, top))
+                        continue;
+                target = openat2_nofollow(rootfd, top + 1, O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                if (target < 0)
+                        continue; /* not a directory (or gone): nothing to rename under it */
+                mnt = open_tree(target, "",
+                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+                if (mnt < 0)
+                        return MNT_FAIL(err, "cannot anchor %s: %m", top);
+                int r = attach(mnt, target, top, err);
+                if (r < 0)
+                        return r;
+                if (strv_consume(&done, TAKE_PTR(top)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int write_file_at(int rootfd, const char *abs, const char *text, SbxError *err)
+{
+        _cleanup_close_ int dir = -EBADF;
+        _cleanup_free_ char *parent = strdup(abs);
+        char *slash;
+        int fd, r;
+
+        if (!parent)
+                return -ENOMEM;
+        slash = strrchr(parent, '/');
+        *slash = '\0';
+        dir = open_mountpoint(rootfd, *parent ? parent : "/", true, err);
+        if (dir < 0)
+                return dir;
+        {
+                char p[64];
+                _cleanup_close_ int d = -EBADF;
+                snprintf(p, sizeof p, "/proc/self/fd/%d", dir);
+                d = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (d < 0)
+                        return MNT_FAIL(err, "cannot open %s: %m", parent);
+                fd = openat(d, slash + 1, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                            0444);
+        }
+        if (fd < 0)
+                return MNT_FAIL(err, "cannot write %s: %m", abs);
+        r = write_all(fd, text, strlen(text));
+        close(fd);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot write %s", abs);
+        return 0;
+}
+
+/* The sandbox's resolv.conf: a file in our tmpfs, or bound over the host's read-only one. */
+static int setup_resolv_conf(int rootfd, const SbxPlan *p, SbxError *err)
+{
+        _cleanup_close_ int src_mnt = -EBADF, fsfd = -EBADF, target = -EBADF;
+        int fd, r;
+
+        if (!p->resolv_conf)
+                return 0;
+        if (!streq(p->resolv_target, "/etc/resolv.conf"))
+                return write_file_at(rootfd, p->resolv_target, p->resolv_conf, err);
+        fsfd = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        if (fsfd < 0 || fsconfig(fsfd, FSCONFIG_SET_STRING, "size", "64k", 0) < 0 ||
+            fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return MNT_FAIL(err, "cannot create the tmpfs for resolv.conf: %m");
+        src_mnt = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (src_mnt < 0)
+                return MNT_FAIL(err, "cannot mount the tmpfs for resolv.conf: %m");
+        fd = openat(src_mnt, "resolv.conf", O_CREAT | O_WRONLY | O_CLOEXEC, 0444);
+        if (fd < 0)
+                return MNT_FAIL(err, "cannot create resolv.conf: %m");
+        r = write_all(fd, p->resolv_conf, strlen(p->resolv_conf));
+        close(fd);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot write resolv.conf");
+        {
+                _cleanup_close_ int clone =
+                        open_tree(src_mnt, "resolv.conf", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                struct mount_attr a = { .attr_set = MOUNT_ATTR_RDONLY };
+                if (clone < 0 || mount_setattr(clone, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+                        return MNT_FAIL(err, "cannot prepare resolv.conf: %m");
+                target = openat2_nofollow(rootfd, "etc/resolv.conf", O_PATH, RESOLVE_BENEATH);
+                if (target < 0)
+                        return sbx_fail(err, 71, target, "cannot open /etc/resolv.conf inside");
+                return attach(clone, target, "/etc/resolv.conf", err);
+        }
+}
+
+static int clone_session_socket(const char *host_path, SbxError *err)
+{
+        _cleanup_close_ int src = -EBADF;
+        int mnt;
+
+        src = openat2_nofollow(AT_FDCWD, host_path, O_PATH, 0);
+        if (src < 0)
+                return sbx_fail(err, 71, src, "session socket %s: %s — is airlockd running?",
+                                host_path, strerror(-src));
+        mnt = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (mnt < 0)
+                return MNT_FAIL(err, "cannot clone the session socket %s: %m", host_path);
+        return mnt;
+}
+
+static int bind_session_socket(int rootfd, int mnt_fd, SbxError *err)
+{
+        _cleanup_close_ int mnt = mnt_fd, target = -EBADF;
+
+        target = open_mountpoint(rootfd, SBX_SESSION_SOCKET_PATH, false, err);
+        if (target < 0)
+                return target;
+        return attach(mnt, target, SBX_SESSION_SOCKET_PATH, err);
+}
+
+static bool under_a_bind(const SbxPlan *p, const char *path)
+{
+        for (size_t i = 0; i < p->n_binds; i++)
+                if (path_startswith(path, p->binds[i].path))
+                        return true;
+        return false;
+}
+
+void sbx_mounts_ctx_done(SbxMountsCtx *m)
+{
+        safe_close(m->rootfd);
+        safe_close(m->session_socket);
+        for (size_t i = 0; m->bind_fds && i < m->n_binds; i++)
+                safe_close(m->bind_fds[i]);
+        for (size_t i = 0; m->mask_fds && i < m->n_masks; i++)
+                safe_close(m->mask_fds[i]);
+        free(m->bind_fds);
+        free(m->mask_fds);
+        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
+}
+
+/*
+ * First phase, in pid 1 of the sandbox, which holds every capability of
+ * the new user namespace (and none on the host), and, when started by
+ * root, still the host root's uid: so it can still traverse directories
+ * like /root to find the secrets to mask. It creates no file (it could not:
+ * its uid is not mapped). Every mount lives in the sandbox's own mount
+ * namespace; propagation is private both ways, so nothing leaks to the host
+ * and no later host mount can uncover a mask.
+ */
+int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
+{
+        _cleanup_close_ int tree = -EBADF;
+        struct mount_attr ro = { .attr_set =
+                                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                                 .propagation = MS_PRIVATE };
+
+        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
+        m->bind_fds = calloc(p->n_binds + 1, sizeof(int));
+        m->mask_fds = calloc(p->n_masks + 1, sizeof(int));
+        if (!m->bind_fds || !m->mask_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_binds; i++)
+                m->bind_fds[i] = -EBADF;
+        for (size_t i = 0; i < p->n_masks; i++)
+                m->mask_fds[i] = -EBADF;
+        m->n_binds = p->n_binds;
+        m->n_masks = p->n_masks;
+
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return MNT_FAIL(err, "cannot make the mount namespace private: %m");
+        /* Sources from the original tree, before anything covers a part of it. */
+        for (size_t i = 0; i < p->n_binds; i++) {
+                m->bind_fds[i] = clone_bind_source(&p->binds[i], err);
+                if (m->bind_fds[i] < 0)
+                        return m->bind_fds[i];
+        }
+        if (p->cfg->session_socket) {
+                m->session_socket = clone_session_socket(p->cfg->session_socket, err);
+                if (m->session_socket < 0)
+                        return m->session_socket;
+        }
+        /* The whole host tree, cloned and read-only in one recursive step. */
+        tree = open_tree(AT_FDCWD, "/", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree < 0)
+                return MNT_FAIL(err, "cannot clone the host's mount tree: %m");
+        if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &ro, sizeof ro) < 0)
+                return MNT_FAIL(err, "cannot make the host's tree read-only: %m");
+        /* Attach it somewhere in our private copy so we can work in it, then pivot into it. */
+        if (move_mount(tree, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return MNT_FAIL(err, "cannot attach the sandbox's root: %m");
+        m->rootfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (m->rootfd < 0)
+                return MNT_FAIL(err, "cannot open the sandbox's root: %m");
+        /* Secrets outside the binds: opened now, while directories like /root are searchable. */
+        for (size_t i = 0; i < p->n_masks; i++) {
+                if (under_a_bind(p, p->masks[i].path))
+                        continue;
+                m->mask_fds[i] = open_mask_target(m->rootfd, &p->masks[i], err);
+                if (m->mask_fds[i] < 0 && m->mask_fds[i] != -ENOENT)
+                        return m->mask_fds[i];
+        }
+        return 0;
+}
+
+/* Second phase, as the agent's uid (still with the namespace's capabilities). */
+int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
+{
+        _cleanup_close_ int masks = -EBADF;
+        int rootfd = m->rootfd;
+        char path[64];
+        int r;
+
+        /* Fresh /proc of our pid namespace: no other process of the host is visible. */
+        {
+                _cleanup_close_ int t =
+                        openat2_nofollow(rootfd, "proc", O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                if (t < 0)
+                        return sbx_fail(err, 71, t, "cannot open /proc inside");
+                snprintf(path, sizeof path, "/proc/self/fd/%d", t);
+                if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                          NULL) < 0)
+                        return MNT_FAIL(err, "cannot mount /proc: %m");
+        }
+        r = setup_dev(rootfd, err);
+        if (r < 0)
+                return r;
+        r = mount_tmpfs(rootfd, "/tmp", "1777", err);
+        if (r < 0)
+                return r;
+        r = mount_tmpfs(rootfd, "/run", "0755", err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < 2; i++) {
+                static const char *const more[] = { "var/tmp", "var/run" };
+                struct stat st;
+                if (fstatat(rootfd, more[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+                        continue; /* absent, or a symlink into /run or /tmp: already covered */
+                r = mount_tmpfs(rootfd, more[i][4] == 't' ? "/var/tmp" : "/var/run",
+                                more[i][4] == 't' ? "1777" : "0755", err);
+                if (r < 0)
+                        return r;
+        }
+        {
+                _cleanup_close_ int u = open_mountpoint(rootfd, "/run/user", true, err);
+                if (u < 0)
+                        return u;
+        }
+        for (size_t i = 0; i < p->n_binds; i++) {
+                r = bind_path(rootfd, TAKE_FD(m->bind_fds[i]), &p->binds[i], err);
+                if (r < 0)
+                        return r;
+        }
+        r = protect_anchors(rootfd, p, err);
+        if (r < 0)
+                return r;
+        STRV_FOREACH (s, p->protect) {
+                r = protect_path(rootfd, *s, err);
+                if (r < 0)
+                        return r;
+        }
+        masks = make_mask_source(err);
+        if (masks < 0)
+                return masks;
+        for (size_t i = 0; i < p->n_masks; i++) {
+                int t = m->mask_fds[i];
+                m->mask_fds[i] = -EBADF;
+                if (t == -EBADF && under_a_bind(p, p->masks[i].path))
+                        t = open_mask_target(rootfd, &p->masks[i], err);
+                if (t == -ENOENT || t == -EBADF)
+                        continue;
+                if (t < 0)
+                        return t;
+                r = apply_mask(t, masks, &p->masks[i], err);
+                if (r < 0)
+                        return r;
+        }
+        if (m->session_socket >= 0) {
+                r = bind_session_socket(rootfd, TAKE_FD(m->session_socket), err);
+                if (r < 0)
+                        return r;
+        }
+        r = setup_resolv_conf(rootfd, p, err);
+        if (r < 0)
+                return r;
+
+        /* Into the new root; the old one is detached, leaving nothing of it reachable. */
+        if (fchdir(rootfd) < 0)
+                return MNT_FAIL(err, "cannot enter the sandbox's root: %m");
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+                return MNT_FAIL(err, "pivot_root failed: %m");
+        if (umount2(".", MNT_DETACH) < 0)
+                return MNT_FAIL(err, "cannot detach the host's root: %m");
+        if (chdir("/") < 0)
+                return MNT_FAIL(err, "chdir / failed: %m");
+        if (p->home && path_startswith(p->home, "/tmp") && mkdir(p->home, 0700) < 0 &&
+            errno != EEXIST)
+                return MNT_FAIL(err, "cannot create the agent's home %s: %m", p->home);
+        return 0;
+}
+
+int sbx_loopback_up(SbxError *err)
+{
+        struct ifreq ifr = { 0 };
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return MNT_FAIL(err, "cannot open a socket to configure loopback: %m");
+        strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+        if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+                return MNT_FAIL(err, "cannot read loopback flags: %m");
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+                return MNT_FAIL(err, "cannot bring loopback up: %m");
+        return 0;
+}

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The agent never gets the human's terminal: a terminal it shares could be
+ * fed input (TIOCSTI), resized, or left in a strange mode. Where any of fds
+ * 0-2 is a terminal, the agent gets a pty of its own for exactly those fds;
+ * airlock relays bytes between it and the human's terminal (raw mode) and
+ * restores the terminal's modes when the session ends, also on signals.
+ * Non-terminal fds (pipes, files) are passed through unchanged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/sandbox-internal.h"
+
+static struct termios saved_termios;
+static bool termios_saved;
+
+static void restore_terminal(void)
+{
+        if (termios_saved) {
+                tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_termios);
+                termios_saved = false;
+        }
+}
+
+static int tty_out_fd(void)
+{
+        if (isatty(STDOUT_FILENO))
+                return STDOUT_FILENO;
+        if (isatty(STDERR_FILENO))
+                return STDERR_FILENO;
+        return -1;
+}
+
+int sbx_pty_open(SbxPlan *p, SbxError *err)
+{
+        _cleanup_close_ int master = -EBADF, slave = -EBADF;
+        struct winsize ws;
+        int ref = -1;
+
+        p->pty_master = p->pty_slave = -EBADF;
+        for (int fd = 0; fd <= 2; fd++)
+                if (isatty(fd)) {
+                        ref = fd;
+                        break;
+                }
+        if (ref < 0)
+                return 0;
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
+                return sbx_fail(err, 71, -errno, "cannot create the agent's terminal: %m");
+        slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+        if (slave < 0)
+                return sbx_fail(err, 71, -errno, "cannot open the agent's terminal: %m");
+        if (ioctl(ref, TIOCGWINSZ, &ws) == 0)
+                (void)ioctl(master, TIOCSWINSZ, &ws);
+        /* The agent's terminal starts with the human's modes (echo, line editing...). */
+        if (isatty(STDIN_FILENO)) {
+                struct termios t;
+                if (tcgetattr(STDIN_FILENO, &t) == 0)
+                        (void)tcsetattr(slave, TCSANOW, &t);
+        }
+        p->pty_master = TAKE_FD(master);
+        p->pty_slave = TAKE_FD(slave);
+        return 0;
+}
+
+int sbx_pty_make_controlling(int slave, SbxError *err)
+{
+        if (setsid() < 0)
+                return sbx_fail(err, 71, -errno, "setsid failed: %m");
+        if (slave < 0)
+                return 0;
+        if (ioctl(slave, TIOCSCTTY, 0) < 0)
+                return sbx_fail(err, 71, -errno, "cannot make the pty the agent's terminal: %m");
+        for (int fd = 0; fd <= 2; fd++)
+                if (isatty(fd) && dup2(slave, fd) < 0)
+                        return sbx_fail(err, 71, -errno, "dup2 of the pty failed: %m");
+        return 0;
+}
+
+static void copy_winsize(int master)
+{
+        struct winsize ws;
+        int ref = isatty(STDIN_FILENO) ? STDIN_FILENO : tty_out_fd();
+
+        if (ref >= 0 && ioctl(ref, TIOCGWINSZ, &ws) == 0)
+                (void)ioctl(master, TIOCSWINSZ, &ws);
+}
+
+/* Moves what is available from in to out; returns false at EOF or error of in. */
+static bool pump(int in, int out)
+{
+        char buf[16384];
+        ssize_t n = read(in, buf, sizeof buf);
+
+        if (n < 0)
+                return errno == EAGAIN || errno == EINTR;
+        if (n == 0)
+                return false;
+        if (out >= 0)
+                (void)write_all(out, buf, (size_t)n);
+        return true;
+}
+
+/*
+ * The parent's loop: forwards signals to pid 1 of the sandbox (which
+ * forwards them to the agent), relays the pty, and returns when pid 1 has
+ * exited, with the agent's wait status (as written by pid 1 to status_fd).
+ */
+int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status)
+{
+        static const int forwarded[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1,
+                                         SIGUSR2, SIGALRM, SIGCONT, SIGPIPE };
+        _cleanup_close_ int sfd = -EBADF;
+        int master = p->pty_master, out = tty_out_fd();
+        bool in_open = master >= 0 && isatty(STDIN_FILENO);
+        int wstatus = 0, agent_status = -1;
+        bool exited = false;
+        sigset_t mask;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGWINCH);
+        for (size_t i = 0; i < ELEMENTSOF(forwarded); i++)
+                sigaddset(&mask, forwarded[i]);
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                return -errno;
+
+        if (in_open && tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
+                struct termios raw = saved_termios;
+                cfmakeraw(&raw);
+                termios_saved = true;
+                atexit(restore_terminal);
+                (void)tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+        }
+        if (master >= 0)
+                (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+
+        while (!exited) {
+                struct pollfd pfd[3] = {
+                        { .fd = sfd, .events = POLLIN },
+                        { .fd = master, .events = POLLIN },
+                        { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
+                };
+                if (poll(pfd, 3, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                if (pfd[0].revents & POLLIN) {
+                        struct signalfd_siginfo si;
+                        while (read(sfd, &si, sizeof si) == sizeof si) {
+                                if (si.ssi_signo == SIGCHLD) {
+                                        pid_t r = waitpid(child, &wstatus, WNOHANG);
+                                        if (r == child)
+                                                exited = true;
+                                } else if (si.ssi_signo == SIGWINCH) {
+                                        if (master >= 0)
+                                                copy_winsize(master);
+                                } else
+                                        kill(child, (int)si.ssi_signo);
+                        }
+                }
+                if (master >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+                        if (!pump(master, out) && (pfd[1].revents & (POLLHUP | POLLERR)) &&
+                            !(pfd[1].revents & POLLIN)) {
+                                /* every slave closed: only wait for the exit now */
+                                master = -1;
+                        }
+                if (in_open && (pfd[2].revents & (POLLIN | POLLHUP | POLLERR)))
+                        if (!pump(STDIN_FILENO, p->pty_master))
+                                in_open = false;
+        }
+        /* What the agent wrote last is still in the pty. */
+        if (master >= 0)
+                while (pump(master, out)) {
+                        struct pollfd pf = { .fd = master, .events = POLLIN };
+                        if (poll(&pf, 1, 0) <= 0)
+                                break;
+                }
+        restore_terminal();
+        if (read(status_fd, &agent_status, sizeof agent_status) != sizeof agent_status)
+                agent_status = wstatus; /* pid 1 died without a word: report how it died */
+        if (WIFEXITED(agent_status))
+                *ret_status = WEXITSTATUS(agent_status);
+        else if (WIFSIGNALED(agent_status))
+                *ret_status = 128 + WTERMSIG(agent_status);
+        else
+                *ret_status = 70;
+        return 0;
+}

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* Shared between the sandbox's files; not part of the module's API. */
+
+#include <stdarg.h>
+#include <sys/types.h>
+
+#include "common/macros.h"
+#include "sandbox/sandbox.h"
+
+/* A path bound into the sandbox at the same place (workspace, --rw, --ro). */
+typedef struct {
+        char *path; /* canonical absolute host path (no symlink on the way) */
+        bool writable;
+        bool is_dir;
+        bool idmapped; /* root mode: files of the owner appear as the agent's */
+        int mount_fd;  /* root mode: a detached mount prepared by the parent, else -EBADF */
+} SbxBind;
+
+/* A secret to hide: an existing file or directory, canonical path. */
+typedef struct {
+        char *path;
+        bool is_dir;
+} SbxMask;
+
+typedef struct {
+        bool v1_pids, v1_memory; /* which limits are enforced by a cgroup */
+        char *pids_dir;          /* /sys/fs/cgroup/pids/airlock/SESSION, or NULL */
+        char *memory_dir;
+        uint64_t pids_max, memory_max;
+} SbxCgroup;
+
+/* Landlock as found on this kernel and as it will be applied. */
+typedef struct {
+        int abi;             /* 0: Landlock unavailable */
+        uint64_t fs_handled; /* filesystem rights handled (denied unless granted) */
+        uint64_t net_handled;
+        uint64_t scoped;
+} SbxLandlock;
+
+/* Everything prepared by the parent before the clone; read by the children. */
+typedef struct {
+        const SbxConfig *cfg;
+        bool privileged; /* started by root: agent runs as the agent user, idmapped workspace */
+        uid_t uid;       /* the agent's uid and gid on the host (== inside: identity map) */
+        gid_t gid;
+        char *home;
+        SbxBind *binds; /* binds[0] is the workspace */
+        size_t n_binds;
+        SbxMask *masks;
+        size_t n_masks;
+        char **protect;         /* canonical paths inside the workspace kept read-only */
+        char **protect_missing; /* literal protected names absent at launch (checked at the end) */
+        char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
+        char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run)
+                              */
+        char **envp;
+        SbxLandlock landlock;
+        SbxCgroup cgroup;
+        void *seccomp; /* scmp_filter_ctx */
+        char **weaker; /* layers missing on this kernel or setup, in words */
+        int pty_master, pty_slave;
+        int err_fd; /* child -> parent: setup error text; EOF at exec */
+} SbxPlan;
+
+/* Error helper: fills err (if set) and returns r (a negative errno). */
+int sbx_fail(SbxError *err, int exit_code, int r, const char *fmt, ...) _printf_(4, 5);
+
+/* Parent-side preparation and teardown (sandbox.c, mounts.c, limits.c, ...). */
+int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err);
+void sbx_plan_done(SbxPlan *p);
+
+/* mounts.c */
+int sbx_expand_secrets(SbxPlan *p, SbxError *err);
+int sbx_prepare_binds(SbxPlan *p, SbxError *err);
+int sbx_prepare_protect(SbxPlan *p, SbxError *err);
+int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);
+typedef struct {
+        int rootfd;    /* the sandbox's root, attached but not yet pivoted into */
+        int *bind_fds; /* detached clones of binds[] */
+        size_t n_binds;
+        int *mask_fds; /* O_PATH fds of secrets opened early, or -EBADF */
+        size_t n_masks;
+        int session_socket; /* detached clone of the session socket, or -EBADF */
+} SbxMountsCtx;
+/* In the child, with caps in the userns: begin before leaving host uid 0, finish after. */
+int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
+int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
+void sbx_mounts_ctx_done(SbxMountsCtx *m);
+int sbx_loopback_up(SbxError *err);
+
+/* landlock.c */
+int sbx_landlock_probe(SbxPlan *p, SbxError *err);
+int sbx_landlock_apply(const SbxPlan *p, SbxError *err); /* in the agent, after no_new_privs */
+
+/* seccomp.c */
+int sbx_seccomp_prepare(SbxPlan *p, SbxError *err);
+int sbx_seccomp_apply(const SbxPlan *p, SbxError *err);
+void sbx_seccomp_free(SbxPlan *p);
+
+/* limits.c */
+int sbx_cgroup_prepare(SbxPlan *p, SbxError *err);
+int sbx_cgroup_attach(const SbxPlan *p, pid_t pid, SbxError *err);
+void sbx_cgroup_cleanup(SbxPlan *p);
+int sbx_drop_privileges(const SbxPlan *p, SbxError *err); /* caps, securebits, NNP, rlimits */
+int sbx_restore_effective_caps(SbxError *err);
+int sbx_limit_address_space(const SbxPlan *p,
+                            SbxError *err); /* effective = permitted, after setresuid */
+
+/* pty.c */
+int sbx_pty_open(SbxPlan *p, SbxError *err);
+int sbx_pty_make_controlling(int slave, SbxError *err); /* in the agent */
+/* Relays between the human's terminal and the pty until the child exits; see pty.c. */
+int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status);
+
+/* selfcheck.c: in the agent, right before exec. */
+int sbx_selfcheck(const SbxPlan *p, SbxError *err);
+
+/* child.c: pid 1 of the sandbox; never returns. */
+_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd);
+
+/* The empty file and directory the masks are made of (mounts.c), for the self-check. */
+extern dev_t sbx_mask_dev;
+extern ino_t sbx_mask_file_ino, sbx_mask_dir_ino;
+
+/* Writes err->message to the error pipe (child side). */
+void sbx_report(int fd, const SbxError *err);
+
+/* AIRLOCK_DEBUG_TIMING=1: phase timestamps on stderr, for tuning the launch time. */
+void sbx_timing(const char *phase);

@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The parent side of `airlock run`: prepares everything that can be
+ * prepared (and refused) before anything starts, clones pid 1 of the
+ * sandbox into new namespaces, writes its uid/gid maps, places it in the
+ * session's cgroup, waits for the agent's exec (or for the reason the
+ * launch was refused), then relays the terminal and signals until the end.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "config.h"
+#include "sandbox/sandbox-internal.h"
+
+void sbx_timing(const char *phase)
+{
+        static int enabled = -1;
+        static uint64_t t0;
+        uint64_t now;
+
+        if (enabled < 0) {
+                const char *e = getenv("AIRLOCK_DEBUG_TIMING");
+                enabled = e && streq(e, "1");
+                t0 = now_monotonic_usec();
+        }
+        if (!enabled)
+                return;
+        now = now_monotonic_usec();
+        fprintf(stderr, "airlock: timing: %6.3f ms %s (pid %d)\n", (double)(now - t0) / 1000.0,
+                phase, (int)getpid());
+}
+
+int sbx_fail(SbxError *err, int exit_code, int r, const char *fmt, ...)
+{
+        int saved = errno;
+
+        if (err) {
+                va_list ap;
+                err->exit_code = exit_code;
+                errno = r < 0 ? -r : saved; /* for %m in fmt */
+                va_start(ap, fmt);
+                vsnprintf(err->message, sizeof err->message, fmt, ap);
+                va_end(ap);
+        }
+        errno = saved;
+        return r < 0 ? r : -EINVAL;
+}
+
+bool sbx_agent_name_valid(const char *name)
+{
+        size_t n;
+
+        if (isempty(name) || name[0] == '.' || name[0] == '-')
+                return false;
+        n = strlen(name);
+        if (n > 64)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char ch = name[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+                        return false;
+        }
+        return true;
+}
+
+int sbx_new_session_id(char *buf, size_t size)
+{
+        uint8_t raw[16];
+
+        if (size < 33)
+                return -ENOBUFS;
+        if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+                return -errno;
+        for (size_t i = 0; i < sizeof raw; i++)
+                snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+        return 0;
+}
+
+/*
+ * The agent user, created on first use. useradd runs by argv (no shell),
+ * with an empty environment, and only when getpwnam() says the user does
+ * not exist: every later run costs one getpwnam().
+ */
+static int ensure_agent_user(SbxPlan *p, bool create, SbxError *err)
+{
+        const char *name = p->cfg->agent_user ? p->cfg->agent_user : AIRLOCK_AGENT_USER;
+        struct passwd *pw = getpwnam(name);
+
+        if (!pw && create) {
+                char *const argv[] = { (char *)"/usr/sbin/useradd",
+                                       (char *)"--system",
+                                       (char *)"--no-create-home",
+                                       (char *)"--home-dir",
+                                       (char *)"/nonexistent",
+                                       (char *)"--shell",
+                                       (char *)"/usr/sbin/nologin",
+                                       (char *)"--user-group",
+                                       (char *)name,
+                                       NULL };
+                char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+                int st;
+                pid_t pid;
+
+                fprintf(stderr,
+                        "airlock: run: creating system user '%s' for the agent (first run)\n",
+                        name);
+                pid = fork();
+                if (pid < 0)
+                        return sbx_fail(err, 71, -errno, "cannot fork useradd: %m");
+                if (pid == 0) {
+                        execve(argv[0], argv, envp);
+                        _exit(127);
+                }
+                while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                        ;
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                        return sbx_fail(err, 71, -EIO,
+                                        "useradd %s failed (status %d) — create the user by hand: "
+                                        "useradd --system --no-create-home --shell "
+                                        "/usr/sbin/nologin %s",
+                                        name, WIFEXITED(st) ? WEXITSTATUS(st) : -1, name);
+                pw = getpwnam(name);
+        }
+        if (!pw) {
+                if (!create) { /* --explain: say what would happen */
+                        p->uid = 65533;
+                        p->gid = 65533;
+                        return 0;
+                }
+                return sbx_fail(err, 71, -ENOENT,
+                                "the agent user %s does not exist — create it: useradd --system "
+                                "--no-create-home --shell /usr/sbin/nologin %s",
+                                name, name);
+        }
+        if (pw->pw_uid == 0 || pw->pw_gid == 0)
+                return sbx_fail(err, 71, -EPERM,
+                                "the agent user %s has uid or gid 0 — it must be an unprivileged "
+                                "system user",
+                                name);
+        p->uid = pw->pw_uid;
+        p->gid = pw->pw_gid;
+        return 0;
+}
+
+static bool env_allowed(const SbxConfig *c, const char *entry)
+{
+        static const char *const base[] = { "PATH", "HOME", "TERM", "LANG", "COLORTERM", "TZ" };
+        size_t n = strcspn(entry, "=");
+
+        if (entry[n] != '=')
+                return false;
+        if (strneq(entry, "LC_", 3))
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(base); i++)
+                if (strlen(base[i]) == n && strneq(entry, base[i], n))
+                        return true;
+        STRV_FOREACH (s, c->env_allow)
+                if (strlen(*s) == n && strneq(entry, *s, n))
+                        return true;
+        return false;
+}
+
+extern char **environ;
+
+static int build_env(SbxPlan *p)
+{
+        const SbxConfig *c = p->cfg;
+        _cleanup_strv_free_ char **env = calloc(1, sizeof(char *));
+        char *s;
+
+        if (!env)
+                return -ENOMEM;
+        for (char **e = environ; e && *e; e++) {
+                if (strneq(*e, "HOME=", 5) || strneq(*e, "AIRLOCK_", 8))
+                        continue;
+                if (env_allowed(c, *e) && strv_extend(&env, *e) < 0)
+                        return -ENOMEM;
+        }
+        if (!getenv("PATH") &&
+            strv_extend(&env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") <
+                    0)
+                return -ENOMEM;
+        if (asprintf(&s, "HOME=%s", p->home) < 0 || strv_consume(&env, s) < 0)
+                return -ENOMEM;
+        if (asprintf(&s, "AIRLOCK_AGENT=%s", c->agent) < 0 || strv_consume(&env, s) < 0)
+                return -ENOMEM;
+        if (asprintf(&s, "AIRLOCK_SESSION_ID=%s", c->session_id) < 0 || strv_consume(&env, s) < 0)
+                return -ENOMEM;
+        if (c->session_socket &&
+            strv_extend(&env, "AIRLOCK_SESSION_SOCKET=" SBX_SESSION_SOCKET_PATH) < 0)
+                return -ENOMEM;
+        p->envp = TAKE_PTR(env);
+        return 0;
+}
+
+int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err)
+{
+        int r;
+
+        *p = (SbxPlan){ .cfg = c, .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF };
+        if (!c->argv || !c->argv[0])
+                return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
+        if (!sbx_agent_name_valid(c->agent))
+                return sbx_fail(err, 64, -EINVAL,
+                                "bad agent name '%s' — use 1-64 letters, digits, '.', '_', '-'",
+                                c->agent ? c->agent : "");
+        if (access("/proc/self/ns/user", F_OK) < 0)
+                return sbx_fail(err, 71, -EOPNOTSUPP,
+                                "this kernel has no user namespaces (CONFIG_USER_NS) — airlock run "
+                                "needs them");
+        p->privileged = geteuid() == 0;
+        sbx_timing("start");
+        if (p->privileged) {
+                r = ensure_agent_user(p, !for_explain, err);
+                if (r < 0)
+                        return r;
+                p->home = strdup("/tmp/home");
+        } else {
+                const char *h = getenv("HOME");
+                p->uid = getuid();
+                p->gid = getgid();
+                if (p->uid != geteuid())
+                        return sbx_fail(err, 71, -EPERM,
+                                        "airlock run is not meant to be setuid — run it as root "
+                                        "or as yourself");
+                p->home = strdup(h && h[0] == '/' ? h : "/tmp/home");
+        }
+        if (!p->home)
+                return -ENOMEM;
+        r = sbx_landlock_probe(p, err);
+        if (r < 0)
+                return r;
+        sbx_timing("user+landlock");
+        if (for_explain && p->privileged &&
+            !getpwnam(c->agent_user ? c->agent_user : AIRLOCK_AGENT_USER)) {
+                /* Nothing to idmap against yet; describe the binds without preparing them. */
+                p->privileged = false;
+                r = sbx_prepare_binds(p, err);
+                p->privileged = true;
+        } else
+                r = sbx_prepare_binds(p, err);
+        if (r < 0)
+                return r;
+        sbx_timing("binds");
+        r = sbx_expand_secrets(p, err);
+        if (r < 0)
+                return r;
+        sbx_timing("secrets");
+        r = sbx_prepare_protect(p, err);
+        if (r < 0)
+                return r;
+        if (c->net == SBX_NET_HOST) {
+                r = sbx_prepare_resolv_conf(p, err);
+                if (r < 0)
+                        return r;
+        }
+        sbx_timing("protect");
+        r = build_env(p);
+        if (r < 0)
+                return r;
+        if (for_explain) {
+                p->cgroup.pids_max = c->pids_max ? c->pids_max : SBX_DEFAULT_PIDS_MAX;
+                p->cgroup.memory_max = c->memory_max ? c->memory_max : SBX_DEFAULT_MEMORY_MAX;
+                p->cgroup.v1_pids = p->cgroup.v1_memory =
+                        p->privileged && access("/sys/fs/cgroup/pids", W_OK) == 0 &&
+                        access("/sys/fs/cgroup/memory", W_OK) == 0;
+                if (!p->privileged &&
+                    strv_extend(&p->weaker,
+                                "no cgroup (not started by root): pids are limited by "
+                                "RLIMIT_NPROC in the sandbox's user namespace, memory only per "
+                                "process by RLIMIT_AS") < 0)
+                        return -ENOMEM;
+                return 0;
+        }
+        r = sbx_seccomp_prepare(p, err);
+        if (r < 0)
+                return r;
+        sbx_timing("seccomp");
+        r = sbx_pty_open(p, err);
+        if (r < 0)
+                return r;
+        return sbx_cgroup_prepare(p, err);
+}
+
+/*
+ * A protected name that did not exist at launch could not be made
+ * read-only; if the agent created it, the human must know before running
+ * anything in the workspace.
+ */
+static void report_protect_created(const SbxPlan *p)
+{
+        STRV_FOREACH (path, p->protect_missing) {
+                struct stat st;
+                if (lstat(*path, &st) == 0)
+                        fprintf(stderr,
+                                "airlock: run: WARNING: the agent created %s, a protected name "
+                                "(it runs code or configures tools) — review it before using "
+                                "the workspace\n",
+                                *path);
+        }
+}
+
+void sbx_plan_done(SbxPlan *p)
+{
+        sbx_cgroup_cleanup(p);
+        for (size_t i = 0; i < p->n_binds; i++) {
+                free(p->binds[i].path);
+                safe_close(p->binds[i].mount_fd);
+        }
+        free(p->binds);
+        for (size_t i = 0; i < p->n_masks; i++)
+                free(p->masks[i].path);
+        free(p->masks);
+        strv_free(p->protect);
+        strv_free(p->protect_missing);
+        strv_free(p->envp);
+        strv_free(p->weaker);
+        free(p->home);
+        free(p->resolv_conf);
+        free(p->resolv_target);
+        sbx_seccomp_free(p);
+        safe_close(p->pty_master);
+        safe_close(p->pty_slave);
+        safe_close(p->err_fd);
+        *p = (SbxPlan){ .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF };
+}
+
+static int write_map(pid_t pid, const char *file, const char *text)
+{
+        char path[64];
+        _cleanup_close_ int fd = -EBADF;
+
+        snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return write_all(fd, text, strlen(text));
+}
+
+/* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
+static int read_report(int fd, SbxError *err)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0;
+        int r = read_full_fd(fd, sizeof err->message + 16, &buf, &n);
+        char *sp;
+
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot read the sandbox's setup report: %s",
+                                strerror(-r));
+        if (n == 0)
+                return 0;
+        err->exit_code = (int)strtol(buf, &sp, 10);
+        if (sp == buf || *sp != ' ')
+                err->exit_code = 71;
+        else
+                sp++;
+        snprintf(err->message, sizeof err->message, "%s", sp == buf ? buf : sp);
+        return -EPERM;
+}
+
+int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
+{
+        _cleanup_close_ int sync_r = -EBADF, sync_w = -EBADF, err_r = -EBADF, status_r = -EBADF,
+                            status_w = -EBADF;
+        SbxPlan plan;
+        sigset_t mask, old;
+        int fds[2], r, status = 0;
+        unsigned long flags =
+                CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+        pid_t pid;
+
+        r = sbx_plan_prepare(&plan, c, false, err);
+        if (r < 0)
+                goto finish;
+        if (c->net == SBX_NET_NONE)
+                flags |= CLONE_NEWNET;
+
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                goto fail_errno;
+        sync_r = fds[0];
+        sync_w = fds[1];
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                goto fail_errno;
+        err_r = fds[0];
+        plan.err_fd = fds[1];
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                goto fail_errno;
+        status_r = fds[0];
+        status_w = fds[1];
+
+        /* Signals wait in a signalfd (sbx_relay) from now on; pid 1 sets its own mask. */
+        sigemptyset(&mask);
+        for (int s = 1; s < NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP && s != SIGSEGV && s != SIGBUS && s != SIGILL &&
+                    s != SIGFPE && s != SIGTSTP && s != SIGTTIN && s != SIGTTOU)
+                        sigaddset(&mask, s);
+        sigprocmask(SIG_BLOCK, &mask, &old);
+
+        sbx_timing("cgroup+pipes");
+        fflush(NULL);
+        pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+        if (pid < 0) {
+                r = sbx_fail(err, 71, -errno,
+                             errno == EPERM || errno == ENOSPC
+                                     ? "cannot create the sandbox's namespaces: %m — user "
+                                       "namespaces may be disabled (sysctl "
+                                       "user.max_user_namespaces, "
+                                       "kernel.unprivileged_userns_clone)"
+                                     : "cannot create the sandbox's namespaces: %m");
+                sigprocmask(SIG_SETMASK, &old, NULL);
+                goto finish;
+        }
+        if (pid == 0) {
+                sync_w = safe_close(sync_w);
+                err_r = safe_close(err_r);
+                status_r = safe_close(status_r);
+                sbx_child_main(&plan, sync_r, status_w);
+        }
+        sync_r = safe_close(sync_r);
+        status_w = safe_close(status_w);
+        plan.err_fd = safe_close(plan.err_fd);
+        plan.pty_slave = safe_close(plan.pty_slave);
+
+        /*
+         * The identity map: the agent's uid and gid map to themselves and
+         * nothing else is mapped, so host root (and every other uid)
+         * is "nobody" inside and cannot be reached through the namespace.
+         */
+        {
+                char map[64];
+                if (!plan.privileged)
+                        r = write_map(pid, "setgroups", "deny");
+                else
+                        r = 0;
+                snprintf(map, sizeof map, "%u %u 1\n", (unsigned)plan.uid, (unsigned)plan.uid);
+                if (r >= 0)
+                        r = write_map(pid, "uid_map", map);
+                snprintf(map, sizeof map, "%u %u 1\n", (unsigned)plan.gid, (unsigned)plan.gid);
+                if (r >= 0)
+                        r = write_map(pid, "gid_map", map);
+                if (r < 0)
+                        r = sbx_fail(err, 71, r, "cannot write the sandbox's uid/gid map: %s",
+                                     strerror(-r));
+        }
+        sbx_timing("maps");
+        if (r >= 0)
+                r = sbx_cgroup_attach(&plan, pid, err);
+        sbx_timing("cgroup attach");
+        if (r >= 0 && write(sync_w, "g", 1) != 1)
+                r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
+        /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
+        if (r >= 0)
+                r = read_report(err_r, err);
+        sbx_timing("exec'd");
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                sigprocmask(SIG_SETMASK, &old, NULL);
+                goto finish;
+        }
+        r = sbx_relay(&plan, pid, status_r, &status);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (r < 0) {
+                kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                r = sbx_fail(err, 70, r, "lost track of the sandbox: %s", strerror(-r));
+                goto finish;
+        }
+        *ret_exit_status = status;
+        report_protect_created(&plan);
+        sbx_timing("exited");
+        r = 0;
+        goto finish;
+
+fail_errno:
+        r = sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
+finish:
+        sbx_plan_done(&plan);
+        return r;
+}

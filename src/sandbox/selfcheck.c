@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The last thing before exec: check from the inside, as the agent, that
+ * each layer is really in force. A layer that silently failed (a kernel
+ * that ignored a flag, a mount that did not stick) aborts the launch.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/sandbox-internal.h"
+
+static const char *status_field(const char *status, const char *key)
+{
+        size_t n = strlen(key);
+
+        for (const char *l = status; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+                if (strneq(l, key, n) && l[n] == ':') {
+                        l += n + 1;
+                        while (*l == ' ' || *l == '\t')
+                                l++;
+                        return l;
+                }
+        return NULL;
+}
+
+static bool field_is(const char *status, const char *key, const char *want)
+{
+        const char *v = status_field(status, key);
+
+        return v && strneq(v, want, strlen(want)) &&
+               (v[strlen(want)] == '\n' || v[strlen(want)] == '\0');
+}
+
+/* Our uid as the host sees it, from uid_map: never 0. */
+static int host_uid_of(uid_t inside, uid_t *ret)
+{
+        _cleanup_free_ char *map = NULL;
+        int r = read_full_file("/proc/self/uid_map", 64 * 1024, &map, NULL);
+
+        if (r < 0)
+                return r;
+        for (char *l = map; l && *l;) {
+                unsigned long a, b, n;
+                if (sscanf(l, "%lu %lu %lu", &a, &b, &n) == 3 && inside >= a && inside - a < n) {
+                        *ret = (uid_t)(b + (inside - a));
+                        return 0;
+                }
+                l = strchr(l, '\n');
+                if (l)
+                        l++;
+        }
+        return -ENOENT;
+}
+
+int sbx_selfcheck(const SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *status = NULL;
+        uid_t host;
+        int r, fd;
+
+#define CHECK(cond, ...)                                                                     \
+        do {                                                                                 \
+                if (!(cond))                                                                 \
+                        return sbx_fail(err, 71, -EPERM, "self-check failed: " __VA_ARGS__); \
+        } while (0)
+
+        r = read_full_file("/proc/self/status", 64 * 1024, &status, NULL);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "self-check: cannot read /proc/self/status");
+        CHECK(getuid() == p->uid && geteuid() == p->uid, "the agent's uid is %u, expected %u",
+              (unsigned)geteuid(), (unsigned)p->uid);
+        r = host_uid_of(geteuid(), &host);
+        CHECK(r == 0 && host != 0, "the agent would run as host uid 0");
+        CHECK(field_is(status, "CapEff", "0000000000000000"), "CapEff is not empty");
+        CHECK(field_is(status, "CapPrm", "0000000000000000"), "CapPrm is not empty");
+        CHECK(field_is(status, "CapInh", "0000000000000000"), "CapInh is not empty");
+        CHECK(field_is(status, "CapBnd", "0000000000000000"), "the bounding set is not empty");
+        CHECK(field_is(status, "CapAmb", "0000000000000000"), "CapAmb is not empty");
+        CHECK(field_is(status, "NoNewPrivs", "1"), "no_new_privs is not set");
+        CHECK(field_is(status, "Seccomp", "2"), "the seccomp filter is not in force");
+
+        /*
+         * Landlock: /run is a writable tmpfs (for the mount layer) that the
+         * Landlock ruleset does not grant, so creating anything there must
+         * fail with EACCES exactly when the domain is in force.
+         */
+        if (p->landlock.abi >= 1) {
+                fd = open("/run", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                CHECK(fd >= 0, "cannot open /run");
+                r = mkdirat(fd, ".airlock-landlock-probe", 0700);
+                int e = errno;
+                if (r == 0)
+                        unlinkat(fd, ".airlock-landlock-probe", AT_REMOVEDIR);
+                close(fd);
+                CHECK(r < 0 && e == EACCES, "the Landlock domain is not in force (%s)",
+                      r == 0 ? "a write outside the allowed paths worked" : strerror(e));
+        }
+        /* A write to the host tree must fail. */
+        fd = open("/etc/.airlock-probe", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+                close(fd);
+                unlink("/etc/.airlock-probe");
+        }
+        CHECK(fd < 0, "/etc is writable");
+
+        /* Each mask: the path is our empty file or directory. */
+        for (size_t i = 0; i < p->n_masks; i++) {
+                struct stat st;
+                if (lstat(p->masks[i].path, &st) < 0) {
+                        CHECK(errno == ENOENT || errno == EACCES, "cannot examine mask %s: %s",
+                              p->masks[i].path, strerror(errno));
+                        continue; /* gone or unreachable: nothing to read either way */
+                }
+                CHECK(st.st_dev == sbx_mask_dev &&
+                              st.st_ino ==
+                                      (S_ISDIR(st.st_mode) ? sbx_mask_dir_ino : sbx_mask_file_ino),
+                      "secret %s is not masked", p->masks[i].path);
+        }
+#undef CHECK
+        return 0;
+}

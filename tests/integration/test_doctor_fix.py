@@ -1,0 +1,103 @@
+"""airlock doctor --fix through a real broker on the corosync lab: with the
+incident reproduced, the doctor submits the incident report's checklist one
+step at a time as pending requests; a human (a test approver) approves each;
+afterwards the doctor looks again and the cluster is healthy: quorate with
+three members, xenon holds no key and runs no corosync. Every step is on the
+broker's audit log, and the key is in none of the outputs or records.
+"""
+import base64
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from broker_helpers import APPROVERS, Broker, ensure_users
+from conftest import AIRLOCK
+from doctor_helpers import MEMBERS, Lab, lab_fixture_name, require_lab
+
+
+@pytest.fixture(scope="module")
+def lab():
+    require_lab()
+    lab = Lab(lab_fixture_name("f"))
+    lab.down()
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+
+
+def broker_policy(lab, tmp_path):
+    inv = lab.policy(tmp_path / "inventory.yaml").read_text()
+    return (f"version: 1\napprovers: {{users: [{APPROVERS[0]}]}}\n{inv}"
+            "rules:\n  - match: [echo, \"**\"]\n    action: allow\ndefault: approve\n")
+
+
+def test_fix_through_broker_heals_the_cluster(lab, tmp_path):
+    ensure_users()
+    lab.incident("fourth-node")
+    broker = Broker(tmp_path, broker_policy(lab, tmp_path)).start()
+    outputs = []
+    try:
+        env = broker.env()
+        env["AIRLOCK_POLICY"] = str(broker.policy)
+        doc = subprocess.Popen([str(AIRLOCK), "doctor", "--policy", str(broker.policy), "--remote-airlock",
+                                str(AIRLOCK), "--recent", "0", "--fix", "--wait", "120", "--socket", str(broker.admin)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+        approved = []
+        deadline = time.monotonic() + 150
+        while doc.poll() is None and time.monotonic() < deadline:
+            r = broker.airlock("requests", "--json")
+            assert r.returncode == 0, r.stderr
+            for req in json.loads(r.stdout):
+                if req["state"] == "pending" and req["id"] not in approved:
+                    # Exactly one step is pending at a time: the plan goes in order.
+                    a = broker.airlock("approve", req["id"], "--why", "doctor plan step", user=APPROVERS[0])
+                    assert a.returncode == 0, a.stderr
+                    approved.append(req["id"])
+            time.sleep(0.2)
+        out, err = doc.communicate(timeout=30)
+        outputs += [out, err]
+        assert doc.returncode == 0, out + err
+        assert len(approved) == 9, (approved, out, err)
+        assert "The cluster is healthy again." in out
+        assert "Repair plan (9 steps" in out
+
+        # The requests, in order, with the hosts and commands of the checklist.
+        reqs = sorted(json.loads(broker.airlock("requests", "--all", "--json").stdout), key=lambda r: r["id"])
+        cmds = [(r["host"], r["argv"][:3]) for r in reqs]
+        assert cmds[0] == ("xenon", ["service", "corosync", "stop"])
+        assert cmds[1] == ("xenon", ["rm", "-f", "--"])
+        assert cmds[2] == ("xenon", ["systemctl", "disable", "corosync"])
+        assert [h for h, _ in cmds[3:]] == ["pve1", "pve1", "pve2", "pve2", "pve8", "pve8"]
+        assert all(r["state"] == "succeeded" for r in reqs)
+
+        # The lab itself: quorate with three, xenon clean.
+        for m in MEMBERS:
+            q = lab.enter(m, "corosync-quorumtool", "-s").stdout
+            assert re.search(r"^Quorate:\s+Yes", q, re.M) and re.search(r"^Total votes:\s+3$", q, re.M), q
+        # No key left (the checklist removes the keys; xenon's corosync.conf is not a secret and stays).
+        assert not [f for f in lab.enter("xenon", "ls", "/etc/corosync").stdout.split() if f.startswith("authkey")]
+        assert lab.enter("xenon", "sh", "-c", "pidof corosync").returncode != 0
+
+        # Every step is on the audit log: submitted, approved, and its outcome.
+        events = broker.audit_events()
+        blob = json.dumps(events)
+        for r in reqs:
+            ev = [e["event"] for e in events if e.get("request") == r["id"]]
+            assert ev[0] == "submitted" and "approved" in ev and ev[-1] == "succeeded", (r["id"], ev)
+        outputs.append(blob)
+        for p in broker.state.rglob("*"):
+            if p.is_file():
+                outputs.append(p.read_bytes().decode("latin-1"))
+    finally:
+        broker.stop()
+        lab.incident("reset")
+    key = lab.key()
+    text = "\n".join(outputs)
+    for needle in (key.hex(), key.hex().upper(), base64.b64encode(key).decode(), key[:32].hex()):
+        assert needle not in text
+    assert key[:32].decode("latin-1") not in text

@@ -1,0 +1,545 @@
+"""Functional tests of `airlock run`: identity, exit status, signals,
+environment, workspace, --ro/--rw, --explain, error lines, cleanup.
+
+Each security claim is shown both ways: the thing works (or exists)
+outside the sandbox and fails inside. The escape corpus (test_escape_*.py)
+attacks the sandbox; these tests pin its ordinary behaviour.
+"""
+import os
+import pathlib
+import pwd
+import shutil
+import tempfile
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import AIRLOCK
+
+ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A workspace, a secret outside it, and a policy naming the secret."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    # Secrets live outside /tmp: the sandbox's own /tmp would hide them anyway.
+    secrets = pathlib.Path(tempfile.mkdtemp(prefix="airlock-sbx-test-", dir="/var/lib"))
+    os.chmod(secrets, 0o755)
+    key = secrets / "authkey"
+    key.write_text("TOPSECRET\n")
+    sdir = secrets / "private"
+    sdir.mkdir()
+    (sdir / "ca.key").write_text("CAKEY\n")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\n"
+        "secrets:\n"
+        f"  - {key}\n"
+        f"  - {sdir}/**\n"
+        "profiles:\n"
+        "  default: {net: none}\n"
+        "  web: {net: host, ports: [443]}\n"
+        "protect:\n"
+        "  - .git/hooks/**\n"
+        "  - .bashrc\n"
+    )
+    # The agent user must be able to reach the test's files (pytest's tmp is 0700).
+    for p in [tmp_path, *tmp_path.parents]:
+        if str(p) in ("/", "/tmp"):
+            continue
+        os.chmod(p, os.stat(p).st_mode | 0o055)
+    yield {"ws": ws, "key": key, "sdir": sdir, "policy": policy, "tmp": tmp_path,
+           "secrets": secrets}
+    shutil.rmtree(secrets, ignore_errors=True)
+
+
+def run(env, *cmd, args=(), timeout=60, **kw):
+    full = [str(AIRLOCK), "run", "--policy", str(env["policy"]),
+            "--workspace", str(env["ws"]), *args, "--", *cmd]
+    e = dict(os.environ)
+    e.pop("AIRLOCK_POLICY", None)
+    e.update(kw.pop("extra_env", {}))
+    return subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=e,
+                          **kw)
+
+
+def one_error_line(r):
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("airlock: run: "), lines[0]
+    return lines[0]
+
+
+# ---- identity -------------------------------------------------------------------------
+
+def test_runs_the_command_and_passes_stdout(env):
+    r = run(env, "echo", "hello")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello\n"
+
+
+@pytest.mark.skipif(not ROOT, reason="the agent user is used only when started by root")
+def test_root_start_runs_as_the_agent_user_never_uid_0(env):
+    agent = pwd.getpwnam("airlock-agent")
+    r = run(env, "sh", "-c", "id -u; id -g; grep -E '^(Uid|Gid):' /proc/self/status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[0] == str(agent.pw_uid) and lines[0] != "0"
+    # Seen from the host, the agent's process is not uid 0 either.
+    marker = f"airlock-id-{os.getpid()}"
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]),
+                          "--workspace", str(env["ws"]), "--", "bash", "-c",
+                          f"exec -a {marker} sleep 30"])
+    try:
+        host_uids = set()
+        deadline = time.time() + 10
+        while time.time() < deadline and not host_uids:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+                    st = pathlib.Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                if cmd.split(b"\0")[0] == marker.encode():
+                    uid = [l for l in st.splitlines() if l.startswith("Uid:")][0].split()[1:]
+                    host_uids.update(uid)
+            time.sleep(0.05)
+        assert host_uids, "the agent's sleep was not found from the host"
+        assert "0" not in host_uids
+        assert host_uids == {str(agent.pw_uid)}
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def test_agent_name_and_session_id_are_exported(env):
+    r = run(env, "sh", "-c", 'echo "$AIRLOCK_AGENT $AIRLOCK_SESSION_ID"',
+            args=("--agent", "demo"))
+    agent, sid = r.stdout.split()
+    assert agent == "demo"
+    assert len(sid) == 32 and all(c in "0123456789abcdef" for c in sid)
+    r2 = run(env, "sh", "-c", 'echo "$AIRLOCK_SESSION_ID"')
+    assert r2.stdout.strip() != sid  # a new session each time
+
+
+def test_no_capabilities_no_new_privs_seccomp(env):
+    r = run(env, "grep", "-E", "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):",
+            "/proc/self/status")
+    fields = dict(l.split(":\t") for l in r.stdout.splitlines())
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert fields[cap] == "0000000000000000", (cap, fields)
+    assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2"
+    # Outside, this test process has a bounding set (both sides shown).
+    own = pathlib.Path("/proc/self/status").read_text()
+    assert "CapBnd:\t0000000000000000" not in own
+
+
+# ---- exit status and signals ----------------------------------------------------------
+
+@pytest.mark.parametrize("code", [0, 1, 3, 42, 255])
+def test_exit_status_is_the_commands(env, code):
+    assert run(env, "sh", "-c", f"exit {code}").returncode == code
+
+
+def test_killed_by_a_signal_gives_128_plus_n(env):
+    assert run(env, "sh", "-c", "kill -TERM $$").returncode == 128 + signal.SIGTERM
+    assert run(env, "sh", "-c", "kill -KILL $$").returncode == 128 + signal.SIGKILL
+
+
+def test_signals_are_forwarded(env):
+    marker = env["ws"] / "got"
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]),
+                          "--workspace", str(env["ws"]), "--", "sh", "-c",
+                          f"trap 'echo usr1 >> {marker}' USR1; "
+                          f"trap 'echo term >> {marker}; exit 7' TERM; "
+                          f"echo ready >> {marker}; while :; do sleep 0.05; done"],
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 10
+    while time.time() < deadline and not (marker.exists() and "ready" in marker.read_text()):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 7
+    assert marker.read_text().split() == ["ready", "usr1", "term"]
+
+
+def test_command_not_found_is_one_line_and_127(env):
+    r = run(env, "no-such-command-airlock")
+    assert r.returncode == 127
+    line = one_error_line(r)
+    assert "no-such-command-airlock" in line
+
+
+# ---- environment and fds --------------------------------------------------------------
+
+def test_environment_is_reduced_to_the_allowlist(env):
+    r = run(env, "env", extra_env={"SSH_AUTH_SOCK": "/tmp/agent.sock",
+                                    "GITHUB_TOKEN": "ghp_x", "LANG": "C.UTF-8",
+                                    "LC_TIME": "C", "TERM": "dumb"})
+    names = {l.split("=", 1)[0] for l in r.stdout.splitlines()}
+    assert "SSH_AUTH_SOCK" not in names and "GITHUB_TOKEN" not in names
+    assert {"LANG", "LC_TIME", "TERM", "PATH", "HOME", "AIRLOCK_AGENT",
+            "AIRLOCK_SESSION_ID"} <= names
+    assert names <= {"LANG", "LC_TIME", "TERM", "PATH", "HOME", "AIRLOCK_AGENT",
+                     "AIRLOCK_SESSION_ID", "TZ", "COLORTERM", "PWD", "SHLVL", "_"}, names
+
+
+def test_fds_above_2_are_closed(env):
+    rfd, wfd = os.pipe()
+    os.set_inheritable(wfd, True)
+    try:
+        r = run(env, "sh", "-c", "ls /proc/self/fd", pass_fds=(wfd,))
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+    fds = sorted(int(x) for x in r.stdout.split())
+    assert fds[:3] == [0, 1, 2]
+    assert str(wfd) not in r.stdout.split()[:3] and all(fd <= 3 for fd in fds), fds
+
+
+def test_stdin_is_passed_through_when_not_a_terminal(env):
+    r = run(env, "cat", input="from stdin\n")
+    assert r.stdout == "from stdin\n"
+
+
+# ---- filesystem -----------------------------------------------------------------------
+
+def test_workspace_is_writable_and_files_belong_to_its_owner(env):
+    r = run(env, "sh", "-c", "echo data > new.txt && pwd")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(env["ws"])
+    f = env["ws"] / "new.txt"
+    assert f.read_text() == "data\n"
+    # On disk the file is the workspace owner's, not the agent's (idmapped).
+    assert os.stat(f).st_uid == os.stat(env["ws"]).st_uid
+
+
+def test_host_is_read_only_outside_the_workspace(env):
+    outside = env["tmp"] / "outside.txt"
+    outside.write_text("x")
+    r = run(env, "sh", "-c", f"echo y > {outside}; echo y > /etc/airlock-test; "
+                             "mkdir /usr/airlock-test; echo rc=$?")
+    assert "rc=0" not in r.stdout and r.stdout.count("rc=") == 1
+    assert outside.read_text() == "x"
+    assert not os.path.exists("/etc/airlock-test") and not os.path.exists("/usr/airlock-test")
+
+
+def test_setuid_bits_cannot_be_planted_in_the_workspace(env):
+    r = run(env, "sh", "-c", "touch f && chmod 4755 f; echo rc=$?; stat -c %a f")
+    assert "rc=1" in r.stdout
+    assert (os.stat(env["ws"] / "f").st_mode & 0o6000) == 0
+    # Outside, the same chmod works (the bit itself is a normal thing to set).
+    g = env["ws"] / "g"
+    g.touch()
+    os.chmod(g, 0o4755)
+    assert os.stat(g).st_mode & 0o4000
+
+
+def test_secrets_read_as_empty(env):
+    assert env["key"].read_text() == "TOPSECRET\n"
+    r = run(env, "sh", "-c", f"cat {env['key']}; echo; ls -A {env['sdir']}; echo end")
+    assert "TOPSECRET" not in r.stdout and "ca.key" not in r.stdout
+    assert r.stdout.strip() == "end"
+
+
+def test_tmp_and_run_are_private_and_empty(env, tmp_path):
+    hostfile = pathlib.Path("/tmp") / f"airlock-sbx-test-{os.getpid()}"
+    hostfile.write_text("host")
+    try:
+        r = run(env, "sh", "-c", f"ls -A /run; cat {hostfile} 2>&1; echo x > /tmp/mine && cat /tmp/mine")
+        assert "host" not in r.stdout
+        assert "No such file" in r.stdout
+        assert r.stdout.strip().endswith("x")
+    finally:
+        hostfile.unlink()
+    assert not (pathlib.Path("/tmp") / "mine").exists()
+
+
+def test_minimal_dev(env):
+    r = run(env, "sh", "-c", "ls /dev")
+    names = set(r.stdout.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm"} <= names
+    assert not names & {"mem", "kmsg", "sda", "vda", "nvme0n1", "loop0", "port"}
+    assert os.path.exists("/dev/kmsg")  # the host has it
+
+
+def test_rw_and_ro_flags(env, tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    os.chmod(extra, 0o777)
+    r = run(env, "sh", "-c", f"echo a > {extra}/a; echo rc=$?", args=("--rw", str(extra)))
+    assert "rc=0" in r.stdout and (extra / "a").read_text() == "a\n"
+    sub = env["ws"] / "docs"
+    sub.mkdir()
+    r = run(env, "sh", "-c", f"echo b > {sub}/b; echo rc=$?", args=("--ro", str(sub)))
+    assert "rc=0" not in r.stdout and "rc=" in r.stdout and not (sub / "b").exists()
+
+
+def test_protected_workspace_files_are_read_only(env):
+    hooks = env["ws"] / ".git" / "hooks"
+    hooks.mkdir(parents=True)
+    (env["ws"] / ".bashrc").write_text("# rc\n")
+    r = run(env, "sh", "-c", "echo evil > .git/hooks/pre-commit; echo rc1=$?; "
+                             "echo evil >> .bashrc; echo rc2=$?; "
+                             "mv .git .git-old; echo rc3=$?; echo ok > normal; echo rc4=$?")
+    assert "rc1=0" not in r.stdout and "rc2=0" not in r.stdout and "rc3=0" not in r.stdout
+    assert "rc4=0" in r.stdout and "rc1=" in r.stdout
+    assert not (hooks / "pre-commit").exists()
+    assert (env["ws"] / ".bashrc").read_text() == "# rc\n"
+
+
+def test_creating_a_missing_protected_name_is_reported(env):
+    r = run(env, "sh", "-c", "echo x > .bashrc")
+    assert r.returncode == 0
+    assert "WARNING" in r.stderr and ".bashrc" in r.stderr
+
+
+def test_workspace_through_a_symlink_is_refused(env, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(env["ws"])
+    r = subprocess.run([str(AIRLOCK), "run", "--policy", str(env["policy"]),
+                        "--workspace", str(link), "--", "true"], capture_output=True, text=True)
+    assert r.returncode == 64
+    assert "symlink" in one_error_line(r)
+
+
+def test_home_or_root_as_workspace_is_refused(env):
+    for ws in ("/", "/etc", "/root"):
+        r = subprocess.run([str(AIRLOCK), "run", "--policy", str(env["policy"]),
+                            "--workspace", ws, "--", "true"], capture_output=True, text=True)
+        assert r.returncode == 64, (ws, r.stderr)
+        one_error_line(r)
+
+
+# ---- network --------------------------------------------------------------------------
+
+def test_net_none_has_only_loopback(env):
+    r = run(env, "cat", "/proc/net/dev")
+    ifaces = {l.split(":")[0].strip() for l in r.stdout.splitlines()[2:]}
+    assert ifaces == {"lo"}
+    host = {l.split(":")[0].strip() for l in pathlib.Path("/proc/net/dev").read_text().splitlines()[2:]}
+    assert host - {"lo"}, "the host has more interfaces than loopback"
+
+
+def test_net_host_refuses_udp(env):
+    code = ("import socket\n"
+            "try:\n socket.socket(socket.AF_INET, socket.SOCK_DGRAM); print('udp ok')\n"
+            "except OSError as e: print('udp', e.errno)\n")
+    r = run(env, "python3", "-c", code, args=("--profile", "web"))
+    assert "udp 1" in r.stdout, r.stdout + r.stderr
+    r = run(env, "python3", "-c", code)
+    assert "udp ok" in r.stdout  # net none: its own namespace, UDP is harmless there
+
+
+# ---- --explain ------------------------------------------------------------------------
+
+def test_explain_prints_the_layers_and_starts_nothing(env):
+    marker = env["ws"] / "ran"
+    r = run(env, "touch", str(marker), args=("--explain",))
+    assert r.returncode == 0, r.stderr
+    for word in ("identity", "namespaces", "secrets", "landlock", "seccomp", "limits",
+                 "not covered", str(env["key"])):
+        assert word in r.stdout, word
+    assert not marker.exists()
+
+
+# ---- errors: one clear line, exit code, nothing started -------------------------------
+
+def test_bad_flag(env):
+    r = run(env, "true", args=("--no-such-flag",))
+    assert r.returncode == 64
+    one_error_line(r)
+
+
+def test_no_command(env):
+    r = subprocess.run([str(AIRLOCK), "run", "--policy", str(env["policy"])],
+                       capture_output=True, text=True)
+    assert r.returncode == 64
+    assert "no command" in one_error_line(r)
+
+
+def test_unknown_profile(env):
+    r = run(env, "true", args=("--profile", "nope"))
+    assert r.returncode == 64
+    line = one_error_line(r)
+    assert "nope" in line and "default" in line
+
+
+def test_missing_workspace(env, tmp_path):
+    r = subprocess.run([str(AIRLOCK), "run", "--policy", str(env["policy"]),
+                        "--workspace", str(tmp_path / "missing"), "--", "true"],
+                       capture_output=True, text=True)
+    assert r.returncode == 64
+    assert "missing" in one_error_line(r)
+
+
+def test_bad_net_mode(env):
+    r = run(env, "true", args=("--net", "bridge"))
+    assert r.returncode == 64
+    one_error_line(r)
+
+
+def test_invalid_policy_gives_file_line_column_and_65(env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nsecrets:\n  - /etc/x\nbogus: 1\n")
+    marker = env["ws"] / "ran"
+    r = subprocess.run([str(AIRLOCK), "run", "--policy", str(bad), "--workspace",
+                        str(env["ws"]), "--", "touch", str(marker)],
+                       capture_output=True, text=True)
+    assert r.returncode == 65
+    line = one_error_line(r)
+    assert f"{bad}:4:1" in line
+    assert not marker.exists()
+
+
+def test_unmaskable_secret_refuses_to_start(env, tmp_path):
+    other = tmp_path / "hardlink"
+    os.link(env["key"], other)
+    marker = env["ws"] / "ran"
+    r = run(env, "touch", str(marker))
+    assert r.returncode == 71
+    line = one_error_line(r)
+    assert str(env["key"]) in line and "hard link" in line
+    assert not marker.exists()
+
+
+# ---- lifetime: nothing left behind ----------------------------------------------------
+
+def _pids_of(marker):
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                argv0 = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+                if argv0 == marker.encode():
+                    out.append(int(pid))
+            except OSError:
+                pass
+    return out
+
+
+def test_background_processes_end_with_the_session(env):
+    marker = f"airlock-bg-{os.getpid()}"
+    r = run(env, "bash", "-c", f"(exec -a {marker} sleep 60) & setsid bash -c 'exec -a {marker} sleep 60' & sleep 0.2; exit 0")
+    assert r.returncode == 0
+    time.sleep(0.3)
+    assert _pids_of(marker) == []
+
+
+def test_killing_airlock_ends_everything(env):
+    marker = f"airlock-kill-{os.getpid()}"
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]),
+                          "--workspace", str(env["ws"]), "--", "bash", "-c",
+                          f"(exec -a {marker} sleep 60) & exec -a {marker} sleep 60"])
+    deadline = time.time() + 10
+    while time.time() < deadline and len(_pids_of(marker)) < 2:
+        time.sleep(0.05)
+    assert len(_pids_of(marker)) == 2
+    p.kill()
+    p.wait(10)
+    deadline = time.time() + 5
+    while time.time() < deadline and _pids_of(marker):
+        time.sleep(0.05)
+    assert _pids_of(marker) == []
+
+
+@pytest.mark.skipif(not ROOT, reason="cgroups are made only when started by root")
+def test_no_cgroup_or_mount_left_behind(env):
+    before = pathlib.Path("/proc/self/mountinfo").read_text()
+    r = run(env, "sh", "-c", "echo $AIRLOCK_SESSION_ID; cat /proc/self/cgroup")
+    assert r.returncode == 0
+    sid = r.stdout.split()[0]
+    # Inside, the cgroup namespace is rooted at the session's cgroup.
+    assert "pids:/\n" in r.stdout
+    assert pathlib.Path("/proc/self/mountinfo").read_text() == before
+    for ctrl in ("pids", "memory"):
+        assert not pathlib.Path(f"/sys/fs/cgroup/{ctrl}/airlock/{sid}").exists()
+
+
+@pytest.mark.skipif(not ROOT, reason="cgroups are made only when started by root")
+def test_pids_limit_from_the_profile(env):
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "  default: {net: none}\n", "  default: {net: none, pids: 20}\n"))
+    code = ("import os, time\n"
+            "n = 0\n"
+            "for i in range(40):\n"
+            "    try:\n"
+            "        if os.fork() == 0:\n"
+            "            time.sleep(3); os._exit(0)\n"
+            "        n += 1\n"
+            "    except OSError:\n"
+            "        break\n"
+            "print(n)\n")
+    r = run(env, "python3", "-c", code)
+    n = int(r.stdout.split()[-1])
+    assert 5 < n < 20, r.stdout + r.stderr
+    # The same program outside forks all 40 (the limit is the sandbox's).
+    out = subprocess.run(["python3", "-c", code.replace("time.sleep(3)", "time.sleep(0.2)")],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "40"
+
+
+# ---- unprivileged start ---------------------------------------------------------------
+
+@pytest.mark.skipif(not ROOT, reason="needs root to switch to another user for the test")
+def test_ordinary_user_keeps_its_uid(env, tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    ws = tmp_path / "userws"
+    ws.mkdir()
+    os.chown(ws, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(env["policy"], 0o644)
+    r = subprocess.run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                        "--clear-groups", "--reset-env", str(AIRLOCK), "run", "--policy",
+                        str(env["policy"]), "--workspace", str(ws), "--allow-weaker", "--",
+                        "sh", "-c", "id -u; echo hi > f; cat /etc/shadow | wc -c"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    uid, _, size = r.stdout.split("\n")[:3]
+    assert uid == str(nobody.pw_uid)
+    assert (ws / "f").read_text() == "hi\n"
+    assert os.stat(ws / "f").st_uid == nobody.pw_uid
+
+
+# ---- terminal -------------------------------------------------------------------------
+
+def test_agent_gets_its_own_terminal_and_modes_are_restored(env):
+    import pty
+    import select
+    import termios
+
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    ours = os.stat(os.ttyname(slave)).st_rdev
+    code = ("import os, sys\n"
+            "st = os.fstat(0)\n"
+            "print('TTY', os.isatty(0), os.isatty(1), os.major(st.st_rdev), os.minor(st.st_rdev))\n")
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "python3", "-c", code],
+                         stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    out = b""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            out += chunk
+        if p.poll() is not None and not r:
+            break
+    assert p.wait(10) == 0, out
+    line = [l for l in out.decode().splitlines() if l.startswith("TTY")][0].split()
+    assert line[1:3] == ["True", "True"]
+    inside = os.makedev(int(line[3]), int(line[4]))
+    assert inside != ours  # a pty of its own, not the human's
+    assert termios.tcgetattr(slave) == before  # raw mode undone
+    os.close(master)
+    os.close(slave)
