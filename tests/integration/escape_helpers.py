@@ -40,6 +40,16 @@ MEMORY_MAX_MIB = 256
 ALLOWED_PORTS = (443, 53)
 
 
+def known_weakness(finding, what):
+    """Marks a technique that still gets through the sandbox on main.
+
+    strict: the day the sandbox stops it, the test XPASSes and fails, so the
+    marker cannot outlive the weakness unnoticed. The finding (FNN) is the
+    escape engineer's report to the sandbox engineer, with the details.
+    """
+    return pytest.mark.xfail(strict=True, reason=f"known sandbox weakness {finding}: {what}")
+
+
 RESULT_RE = re.compile(r"^(OK|ERR)(?: (\S+))?(.*)$", re.M)
 
 

@@ -18,7 +18,8 @@ def test_ps(lab):
     r = lab.inside("ps", "-eo", "pid,user,comm")
     expect_ran(r, "ps inside")
     assert "ps" in r.stdout.split(), describe(r)
-    r = lab.sh_inside("sleep 5 & ps -o pid,comm; kill $!")
+    r = lab.sh_inside("sleep 5 & p=$!; i=0; while [ \"$(cat /proc/$p/comm)\" != sleep ] && [ $i -lt 500 ]; "
+                      "do i=$((i+1)); done; ps -o pid,comm; kill $p")
     assert "sleep" in r.stdout, describe(r)
 
 

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from escape_helpers import (PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
+from escape_helpers import (known_weakness, PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
                             lab, outside, probe_outside, result)
 
 WRITE_ERRNOS = ("EROFS", "EACCES", "EPERM")
@@ -305,6 +305,7 @@ def test_git_dir_replaced_by_rename(lab, repo):
     assert (repo / ".git" / "config").exists()
 
 
+@known_weakness("F13", "a protected name missing at launch can be created (airlock only warns afterwards)")
 def test_shell_rc_file_that_does_not_exist_yet(lab):
     """.bashrc is protected even when the workspace has none yet: creating it (or writing a
     placeholder airlock may have put there) must fail, and nothing is left behind."""

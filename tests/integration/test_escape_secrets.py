@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from escape_helpers import (PROBE, describe, expect_denied, expect_empty_or_denied,
+from escape_helpers import (known_weakness, PROBE, describe, expect_denied, expect_empty_or_denied,
                             expect_ok, expect_ran, host_process, lab, outside,  # noqa: F401
                             probe_outside, result)
 
@@ -360,6 +360,7 @@ def wait_started(p):
     assert "waiting" in line, f"the sandbox did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
 
 
+@known_weakness("F4", "masks are per existing file: a secret created after launch is not masked")
 def test_secret_created_after_launch(lab):
     """A secret that does not exist when the sandbox starts (corosync-keygen runs later, a user
     makes a new ssh key): it must not appear unmasked inside a running sandbox."""
@@ -390,6 +391,7 @@ def test_secret_created_after_launch(lab):
             f.unlink(missing_ok=True)
 
 
+@known_weakness("F4", "a bind-mount mask stays on the old file when a new one is renamed over it")
 def test_secret_replaced_by_rename_after_launch(lab):
     """Key rotation the usual way (write a new file, rename it over the old one): a mask
     mounted on the old file must not leave the new one readable."""
