@@ -158,17 +158,25 @@ def test_agent_has_a_terminal_of_its_own(lab, term):
     assert ours not in ttys, f"the agent holds the human's terminal: {ttys}"
 
 
+def drain(fd, quiet=0.2):
+    """Everything readable from fd until it has been quiet for `quiet` seconds."""
+    got = b""
+    while True:
+        r, _, _ = select.select([fd], [], [], quiet)
+        if not r:
+            return got
+        got += os.read(fd, 4096)
+
+
 def test_human_terminal_by_path(lab, term):
     """Writing to the human's pty by its /dev/pts path (write(1), wall)."""
-    marker = "MARK-" + lab.tag
-    subprocess.run(["sh", "-c", f"echo {marker}-outside > {term.path}"], check=True)
-    r, _, _ = select.select([term.master], [], [], 1)
-    assert r and marker.encode() in os.read(term.master, 4096), "outside, any root process writes to the pty"
-    cp = lab.sh_inside(f"for t in /dev/pts/[0-9]* {term.path}; do echo {marker} > $t 2>/dev/null; done; echo done")
+    outside_marker = "OUTSIDE-" + lab.tag
+    inside_marker = "INSIDE-" + lab.tag
+    subprocess.run(["sh", "-c", f"echo {outside_marker} > {term.path}"], check=True)
+    assert outside_marker.encode() in drain(term.master, 1.0), "outside, any root process writes to the pty"
+    cp = lab.sh_inside(f"for t in /dev/pts/[0-9]* {term.path}; do echo {inside_marker} > $t 2>/dev/null; done; echo done")
     assert "done" in cp.stdout, describe(cp)
-    r, _, _ = select.select([term.master], [], [], 0.3)
-    got = os.read(term.master, 4096) if r else b""
-    assert marker.encode() not in got, "the agent wrote onto the human's terminal"
+    assert inside_marker.encode() not in drain(term.master, 0.3), "the agent wrote onto the human's terminal"
 
 
 def test_terminal_modes_are_restored(lab, term):
