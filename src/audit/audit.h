@@ -244,6 +244,13 @@ int audit_verify_file(const char *path, const AuditVerifyOptions *o, AuditVerify
 int audit_parse_head(const char *s, AuditVerifyOptions *o);
 
 /*
+ * Parses a record's "time" text ("2026-11-28T10:57:01.123456Z"), also
+ * "YYYY-MM-DDTHH:MM:SSZ" and a plain date "YYYY-MM-DD" (midnight UTC), into
+ * microseconds since the epoch. Returns 0 or -EINVAL.
+ */
+int audit_parse_time_text(const char *s, uint64_t *ret_usec);
+
+/*
  * Parses one record line (without newline) strictly: canonical form, all
  * fields present with their types. Returns 0 and *ret (a new reference) or
  * -EBADMSG. Used by `airlock log` to print the timeline.

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <syslog.h>
 #include <systemd/sd-journal.h>
@@ -48,9 +49,16 @@ static int syslog_connect(AuditCopy *c)
         if (strlen(c->path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, c->path);
-        c->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        c->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
                 return negative_errno();
+        /* Wait briefly when the daemon's queue is full (it holds only ~10
+         * datagrams), rather than drop copies in a burst; never stall long. */
+        {
+                struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
+
+                (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        }
         if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int r = negative_errno();
 

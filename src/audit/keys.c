@@ -177,6 +177,27 @@ static int key_read(int dir_fd, const char *name, AuditKeyState *ret)
         return r;
 }
 
+static int fsync_dir(int dir_fd);
+
+/* Wipes the old key in place (if any), then moves audit.key.new over it. */
+static int finish_store(int dir_fd)
+{
+        _cleanup_close_ int old = -EBADF;
+
+        old = openat(dir_fd, AUDIT_KEY_FILE, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (old >= 0) {
+                char zeros[KEY_LINE_LEN] = { 0 };
+
+                if (pwrite(old, zeros, sizeof(zeros), 0) != (ssize_t)sizeof(zeros) ||
+                    fdatasync(old) < 0)
+                        return negative_errno();
+        } else if (errno != ENOENT)
+                return negative_errno();
+        if (renameat(dir_fd, KEY_TMP_FILE, dir_fd, AUDIT_KEY_FILE) < 0)
+                return negative_errno();
+        return fsync_dir(dir_fd);
+}
+
 int audit_key_load(int dir_fd, AuditKeyState *ret)
 {
         AuditKeyState a = { 0 }, b = { 0 };
@@ -187,8 +208,9 @@ int audit_key_load(int dir_fd, AuditKeyState *ret)
         if (ra == -ENOENT && rb == -ENOENT)
                 return -ENOENT;
         if (rb == 0 && (ra < 0 || (streq(a.id, b.id) && b.epoch > a.epoch))) {
-                /* A store was interrupted after the new key was synced: finish it. */
-                r = audit_key_store(dir_fd, &b, false);
+                /* A store was interrupted after the new key was synced: finish it. The
+                 * new file is the only copy of the key now: rename it, never rewrite it. */
+                r = finish_store(dir_fd);
                 if (r < 0)
                         goto out;
                 *ret = b;
@@ -215,7 +237,7 @@ static int fsync_dir(int dir_fd)
 int audit_key_store(int dir_fd, const AuditKeyState *k, bool create)
 {
         char line[KEY_LINE_LEN + 1];
-        _cleanup_close_ int fd = -EBADF, old = -EBADF;
+        _cleanup_close_ int fd = -EBADF;
         int r;
 
         r = key_format(k, line);
@@ -248,24 +270,7 @@ int audit_key_store(int dir_fd, const AuditKeyState *k, bool create)
         if (r < 0)
                 goto out;
         /* Overwrite the old key's bytes in place before the rename frees them. */
-        old = openat(dir_fd, AUDIT_KEY_FILE, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (old >= 0) {
-                char zeros[KEY_LINE_LEN] = { 0 };
-
-                if (pwrite(old, zeros, sizeof(zeros), 0) != (ssize_t)sizeof(zeros) ||
-                    fdatasync(old) < 0) {
-                        r = negative_errno();
-                        goto out;
-                }
-        } else if (errno != ENOENT) {
-                r = negative_errno();
-                goto out;
-        }
-        if (renameat(dir_fd, KEY_TMP_FILE, dir_fd, AUDIT_KEY_FILE) < 0) {
-                r = negative_errno();
-                goto out;
-        }
-        r = fsync_dir(dir_fd);
+        r = finish_store(dir_fd);
 out:
         explicit_wipe(line, sizeof(line));
         return r;

@@ -22,6 +22,9 @@
 #include "common/util.h"
 #include "config.h"
 
+/* How long a new sync leader waits for the writers the last sync woke. */
+#define GATHER_USEC 100
+
 struct AuditWriter {
         pthread_mutex_t lock;
         pthread_cond_t cond;       /* durable_seq, failed or flushing changed */
@@ -42,7 +45,8 @@ struct AuditWriter {
         AuditCopyItem *items;
         size_t n_items, cap_items;
 
-        bool flushing;
+        bool flushing, gathering;
+        size_t last_batch; /* records in the last sync */
         uint64_t durable_seq;
         char durable_head[AUDIT_HASH_HEX_LEN + 1];
         int failed;
@@ -222,6 +226,7 @@ static void flush_locked(AuditWriter *w)
         bool persist = w->key_dirty;
         int r = 0;
 
+        w->last_batch = n_items;
         w->len = w->cap = w->n_items = w->cap_items = 0;
         memcpy(head, w->head, sizeof(head));
         if (persist)
@@ -263,7 +268,17 @@ static int commit_locked(AuditWriter *w, uint64_t seq)
                         return 0;
                 if (w->failed)
                         return w->failed;
-                if (!w->flushing) {
+                if (!w->flushing && !w->gathering) {
+                        /* The writers the last sync woke are still coming back with their
+                         * next records: give them a moment to join this batch, or every
+                         * other sync carries only the first one back. */
+                        if (w->n_items * 2 < w->last_batch) {
+                                w->gathering = true;
+                                pthread_mutex_unlock(&w->lock);
+                                usleep(GATHER_USEC);
+                                pthread_mutex_lock(&w->lock);
+                                w->gathering = false;
+                        }
                         flush_locked(w);
                         continue;
                 }

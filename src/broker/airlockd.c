@@ -25,6 +25,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <pwd.h>
+
+#include <sodium.h>
 
 #include <systemd/sd-daemon.h>
 
@@ -35,6 +38,7 @@
 #include "broker/peer.h"
 #include "broker/proto.h"
 #include "broker/state.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "config.h"
@@ -1207,9 +1211,17 @@ static int handle_open_session(Conn *c, const ProtoRequest *q)
         k = state_begin(B.state);
         if (k >= 0)
                 k = state_insert_session(B.state, s);
-        if (k >= 0 && asprintf(&s->socket_path, "%s/%llu.sock", B.sessions_dir,
-                               (unsigned long long)s->id) < 0)
-                k = -ENOMEM;
+        if (k >= 0) {
+                uint8_t rnd[8];
+                char hex[17];
+
+                /* an unguessable name on top of the owner-only mode */
+                randombytes_buf(rnd, sizeof(rnd));
+                hex_encode(rnd, sizeof(rnd), hex);
+                if (asprintf(&s->socket_path, "%s/%llu-%s.sock", B.sessions_dir,
+                             (unsigned long long)s->id, hex) < 0)
+                        k = -ENOMEM;
+        }
         if (k >= 0) {
                 j = session_record(s);
                 if (j)
@@ -1221,12 +1233,35 @@ static int handle_open_session(Conn *c, const ProtoRequest *q)
                 k = j ? audit_sink_write(AUDIT_EVENT_SESSION_START, j) : -ENOMEM;
         }
         /*
-         * The session socket lives in a root-only (0700) directory, so no
-         * host user can reach it; the sandbox gets it by bind mount, and its
-         * mode 0666 lets the agent's uid inside connect.
+         * The session socket is the agent's identity, so only the agent's uid
+         * may connect: it is owned by that uid with mode 0600 (root, the
+         * broker's own side, can always connect). The directory is 0711 (no
+         * listing, names unguessable) so that the sandbox's setup, which has
+         * no privilege over root-owned host files, can reach it to bind-mount
+         * it. The agent's uid is derived here, never taken from the message:
+         * a sandbox started by root runs the agent as AIRLOCK_AGENT_USER, one
+         * started by another user runs it as that user.
          */
         if (k >= 0)
-                k = bind_listen(s->socket_path, 0666, &s->listen_fd);
+                k = bind_listen(s->socket_path, 0600, &s->listen_fd);
+        if (k >= 0) {
+                uid_t au = c->peer.uid;
+                gid_t ag = c->peer.gid;
+
+                if (au == 0) {
+                        struct passwd pw, *res = NULL;
+                        char buf[4096];
+
+                        if (getpwnam_r(AIRLOCK_AGENT_USER, &pw, buf, sizeof(buf), &res) == 0 &&
+                            res) {
+                                au = res->pw_uid;
+                                ag = res->pw_gid;
+                        } else
+                                au = 0, ag = 0; /* no agent user yet: root-only until it exists */
+                }
+                if (chown(s->socket_path, au, ag) < 0)
+                        k = -errno;
+        }
         if (k >= 0) {
                 struct epoll_event ev = { .events = EPOLLIN, .data.u64 = s->id };
 
@@ -1683,6 +1718,10 @@ int main(int argc, char **argv)
         /* fail closed: no valid policy, no broker */
         if (load_policy(&B.policy) < 0)
                 return 78; /* EX_CONFIG */
+        if (sodium_init() < 0) {
+                log_error("libsodium cannot initialise — is /dev/urandom readable?");
+                return 71;
+        }
         if (peer_init_reference() < 0) {
                 log_error("cannot read this process's namespaces from /proc — is /proc mounted?");
                 return 71;
@@ -1694,7 +1733,7 @@ int main(int argc, char **argv)
             asprintf(&B.admin_path, "%s/admin.sock", runtime_dir) < 0)
                 return 70;
         if ((k = mkdir_mode(state_dir, 0700)) < 0 || (k = mkdir_mode(runtime_dir, 0755)) < 0 ||
-            (k = mkdir_mode(B.sessions_dir, 0700)) < 0) {
+            (k = mkdir_mode(B.sessions_dir, 0711)) < 0) {
                 log_error("cannot create %s or %s with the right owner and mode: %s — create them "
                           "as root or pick other directories (--state-dir, --runtime-dir)",
                           state_dir, runtime_dir, strerror(-k));

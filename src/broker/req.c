@@ -133,7 +133,7 @@ json_t *req_to_json(const Req *r)
                                                    r->verdicts[i].user, "why", r->verdicts[i].why,
                                                    "at_usec", (json_int_t)r->verdicts[i].at_usec));
         if (r->session_id)
-                who = json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:I, s:I}", "kind", "agent",
+                who = json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:I, s:I}", "kind", "agent",
                                 "session", (json_int_t)r->session_id, "agent", r->agent,
                                 "started_by_uid", (json_int_t)r->session_starter_uid, "started_by",
                                 r->session_starter, "workspace", r->session_workspace, "profile",

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "broker/client.h"
 #include "cli/cli.h"
 #include "common/util.h"
 #include "config.h"
@@ -62,9 +63,12 @@ static int cmd_run(int argc, char **argv)
         const PolicyProfile *profile;
         PolicyError perr = { 0 };
         SbxConfig cfg = { 0 };
+        _cleanup_close_ int broker_fd = -EBADF;
+        _cleanup_free_ char *broker_socket = NULL;
         SbxError serr = { 0 };
         int c, r, status = 0;
 
+        sbx_timing("airlock run");
         opterr = 0; /* one error line, ours */
         while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
                 switch (c) {
@@ -121,7 +125,9 @@ static int cmd_run(int argc, char **argv)
                 const char *e = getenv("AIRLOCK_POLICY");
                 policy_path = !isempty(e) ? e : AIRLOCK_POLICY_PATH;
         }
+        sbx_timing("options");
         r = policy_load_standard(policy_path, &policy, &perr);
+        sbx_timing("policy loaded");
         if (r < 0) {
                 char msg[1024];
                 policy_error_format(&perr, msg, sizeof msg);
@@ -141,7 +147,7 @@ static int cmd_run(int argc, char **argv)
                                 profile_name, names ? names : "default");
         }
         if (append_all(&ro, profile->ro) < 0 || append_all(&rw, profile->rw) < 0 ||
-            policy_secret_globs(policy, &secrets) < 0 ||
+            append_all(&secrets, policy->secrets) < 0 ||
             append_all(&protect, policy->protect) < 0 ||
             append_all(&protect, profile->protect) < 0 || append_all(&env, profile->env) < 0)
                 return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
@@ -188,7 +194,35 @@ static int cmd_run(int argc, char **argv)
                                         serr.message);
                 return EXIT_OK;
         }
+        sbx_timing("secret globs");
+        /*
+         * The broker (added by the broker engineer): when one is reachable, a
+         * session of its own for this sandbox; its socket, bind-mounted
+         * inside, is the agent's only way to ask for a change. The connection
+         * that opened it holds it (O_CLOEXEC, and it only accepts
+         * close-session); it closes, ending the session, when we exit.
+         * Without a broker the sandbox still runs, confined, and requests
+         * from inside say how to start the broker.
+         */
+        {
+                char berr[512];
+                uint64_t bsid = 0;
+                int br = broker_open_session(broker_admin_socket_path(), agent, workspace,
+                                             profile_name, &broker_fd, &broker_socket, &bsid, berr,
+                                             sizeof berr);
+
+                if (br >= 0)
+                        cfg.session_socket = broker_socket;
+                /* no broker (ENOENT, ECONNREFUSED): silent here; the agent's requests
+                 * say how to start it */
+                else if (br != -ENOENT && br != -ECONNREFUSED)
+                        fprintf(stderr,
+                                "airlock: run: the broker gave this sandbox no session (%s) — "
+                                "the agent's requests will fail\n",
+                                br == -EPERM ? berr : strerror(-br));
+        }
         r = sbx_run(&cfg, &status, &serr);
+        sbx_timing("cleaned up");
         if (r < 0)
                 return cli_fail(SUB, serr.exit_code ? serr.exit_code : EXIT_SETUP, "%s",
                                 serr.message[0] ? serr.message : strerror(-r));

@@ -120,11 +120,11 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
         die(errfd, err);
 }
 
-_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
+_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
 {
         SbxError err = { 0 };
         SbxMountsCtx m;
-        int errfd = p->err_fd, wstatus = 0;
+        int errfd = p->err_fd;
         pid_t agent;
         char go;
         sigset_t all;
@@ -199,7 +199,6 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
                 die(errfd, &err);
         }
         if (agent == 0) {
-                close(status_fd);
                 close(sync_fd);
                 agent_main(p, &err);
         }
@@ -216,11 +215,13 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd)
                         pid_t r;
                         int st;
                         while ((r = waitpid(-1, &st, WNOHANG)) > 0)
-                                if (r == agent) {
-                                        wstatus = st;
-                                        (void)write_all(status_fd, &wstatus, sizeof wstatus);
-                                        _exit(0);
-                                }
+                                if (r == agent)
+                                        /*
+                                         * Our exit status is the agent's (128+N for a
+                                         * signal): airlock learns it from our own exit,
+                                         * one wakeup instead of a message and an exit.
+                                         */
+                                        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
                         continue;
                 }
                 kill(agent, sig);

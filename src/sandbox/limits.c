@@ -22,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -62,9 +63,15 @@ static void remove_stale(const char *parent)
         if (!d)
                 return;
         fd = -EBADF;
-        while ((de = readdir(d)))
-                if (de->d_type == DT_DIR && strlen(de->d_name) == 32)
-                        (void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+        /* Only old ones: a session being set up right now has an empty cgroup too. */
+        time_t limit = time(NULL) - 60;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (de->d_type != DT_DIR || strlen(de->d_name) != 32 ||
+                    fstatat(dirfd(d), de->d_name, &st, 0) < 0 || st.st_ctime > limit)
+                        continue;
+                (void)unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+        }
         closedir(d);
 }
 

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
+#include <sys/inotify.h>
 #include <glob.h>
 #include <limits.h>
 #include <linux/openat2.h>
@@ -134,14 +135,12 @@ static int canonical_path(const char *path, const char *what, char **ret, SbxErr
 }
 
 /* A writable path must not expose the host: not /, not a system directory, not a home. */
-static int check_writable_path(const char *path, const char *what, SbxError *err)
+static int check_writable_path(const SbxPlan *p, const char *path, const char *what, SbxError *err)
 {
         static const char *const refused[] = {
                 "/",    "/etc",     "/usr", "/bin", "/sbin", "/lib",  "/lib32", "/lib64", "/boot",
                 "/var", "/var/lib", "/opt", "/srv", "/home", "/root", "/mnt",   "/media",
         };
-        struct passwd *pw;
-
         for (size_t i = 0; i < ELEMENTSOF(refused); i++)
                 if (streq(path, refused[i]))
                         return sbx_fail(err, 64, -EPERM,
@@ -154,17 +153,13 @@ static int check_writable_path(const char *path, const char *what, SbxError *err
                                 "%s %s is a kernel interface and cannot be writable — give a "
                                 "project directory",
                                 what, path);
-        setpwent();
-        while ((pw = getpwent()))
-                if (pw->pw_dir && streq(pw->pw_dir, path)) {
-                        endpwent();
+        STRV_FOREACH (h, p->homes)
+                if (streq(*h, path))
                         return sbx_fail(err, 64, -EPERM,
-                                        "%s %s is the home directory of %s: the agent could plant "
+                                        "%s %s is a home directory: the agent could plant "
                                         ".ssh/authorized_keys or shell startup files — give a "
                                         "project directory below it",
-                                        what, path, pw->pw_name);
-                }
-        endpwent();
+                                        what, path);
         return 0;
 }
 
@@ -179,7 +174,7 @@ static int add_bind(SbxPlan *p, const char *path, bool writable, const char *wha
         if (r < 0)
                 return r;
         if (writable) {
-                r = check_writable_path(canon, what, err);
+                r = check_writable_path(p, canon, what, err);
                 if (r < 0)
                         return r;
         }
@@ -213,7 +208,7 @@ static int add_bind(SbxPlan *p, const char *path, bool writable, const char *wha
  * setuid/setgid mode bits (see seccomp.c), so the agent cannot plant a
  * setuid-owner binary for the human.
  */
-static int idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
+static int idmap_userns(SbxPlan *p, uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
 {
         char path[64], map[64];
         int pfd[2], fd, saved;
@@ -258,9 +253,8 @@ static int idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_g
                 if (fd < 0)
                         saved = -errno;
         }
-        close(pfd[1]);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
+        close(pfd[1]); /* the helper exits now; it is reaped at the end (no need to wait) */
+        p->idmap_helper = pid;
         return saved < 0 ? saved : fd;
 }
 
@@ -280,7 +274,11 @@ static int prepare_idmapped(SbxPlan *p, SbxBind *b, SbxError *err)
         if (!b->writable)
                 attr.attr_set |= MOUNT_ATTR_RDONLY;
         if (b->writable && (st.st_uid != p->uid || st.st_gid != p->gid)) {
-                userns = idmap_userns(st.st_uid, st.st_gid, p->uid, p->gid);
+                if (p->idmap_helper > 0) /* one helper per launch; a second owner waits */
+                        while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                p->idmap_helper = 0;
+                userns = idmap_userns(p, st.st_uid, st.st_gid, p->uid, p->gid);
                 if (userns < 0)
                         return sbx_fail(err, 71, userns,
                                         "cannot create the user namespace for the idmapped mount "
@@ -687,7 +685,21 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 {
         STRV_FOREACH (g, p->cfg->secret_globs) {
-                int r = expand_one(p, *g, err);
+                int r;
+
+                if (strneq(*g, "~/", 2)) {
+                        /* In every existing home: a missing home has nothing to mask. */
+                        STRV_FOREACH (h, p->homes) {
+                                _cleanup_free_ char *abs = NULL;
+                                if (asprintf(&abs, "%s/%s", *h, *g + 2) < 0)
+                                        return -ENOMEM;
+                                r = expand_one(p, abs, err);
+                                if (r < 0)
+                                        return r;
+                        }
+                        continue;
+                }
+                r = expand_one(p, *g, err);
                 if (r < 0)
                         return r;
         }
@@ -1436,4 +1448,124 @@ int sbx_loopback_up(SbxError *err)
         if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
                 return MNT_FAIL(err, "cannot bring loopback up: %m");
         return 0;
+}
+
+/* ---- secrets that appear during the session ---------------------------------------------- */
+
+/*
+ * Masks are mounts on the files that existed at launch. A secret created
+ * later (corosync-keygen writing authkey) or replaced by rename (key
+ * rotation, passwd rewriting /etc/shadow) would be visible inside. The
+ * parent watches the directory of every secret glob and ends the session
+ * the moment a matching name is created or renamed into place: fail closed
+ * (there is a window of milliseconds between the host's rename and the
+ * kill; documented in airlock(1)).
+ */
+static int add_watch(SbxPlan *p, const char *dir, const char *name_glob)
+{
+        SbxWatch *t;
+        int wd = inotify_add_watch(p->inotify_fd, dir,
+                                   IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW);
+
+        if (wd < 0)
+                return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
+        t = realloc(p->watches, sizeof(SbxWatch) * (p->n_watches + 1));
+        if (!t)
+                return -ENOMEM;
+        p->watches = t;
+        p->watches[p->n_watches] =
+                (SbxWatch){ .wd = wd, .dir = strdup(dir), .name = strdup(name_glob) };
+        if (!p->watches[p->n_watches].dir || !p->watches[p->n_watches].name)
+                return -ENOMEM;
+        p->n_watches++;
+        return 0;
+}
+
+static int watch_glob(SbxPlan *p, const char *g)
+{
+        _cleanup_free_ char *dir = strdup(g);
+        const char *name;
+        char *slash;
+        size_t n;
+
+        if (!dir)
+                return -ENOMEM;
+        n = strlen(dir);
+        if (n > 3 && streq(dir + n - 3, "/**"))
+                dir[n - 3] = '\0'; /* a directory secret: watch for the directory appearing */
+        if (strstr(dir, "**"))
+                return 0; /* a tree walk: not watched (documented) */
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        name = slash + 1;
+        if (strpbrk(dir, "*?[{"))
+                return 0; /* wildcard directories: not watched (documented) */
+        /* The directory, or the nearest existing ancestor, watching for the next component. */
+        for (;;) {
+                struct stat st;
+
+                if (stat(dir, &st) == 0)
+                        return add_watch(p, dir, name);
+                slash = strrchr(dir, '/');
+                if (!slash || slash == dir)
+                        return 0;
+                *slash = '\0';
+                name = slash + 1;
+        }
+}
+
+int sbx_watch_secrets(SbxPlan *p, SbxError *err)
+{
+        p->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (p->inotify_fd < 0)
+                return sbx_fail(err, 71, -errno,
+                                "cannot watch the secrets' directories (inotify): %m — raise "
+                                "fs.inotify.max_user_instances");
+        STRV_FOREACH (g, p->cfg->secret_globs) {
+                int r = 0;
+                if (strneq(*g, "~/", 2)) {
+                        STRV_FOREACH (h, p->homes) {
+                                _cleanup_free_ char *abs = NULL;
+                                if (asprintf(&abs, "%s/%s", *h, *g + 2) < 0)
+                                        return -ENOMEM;
+                                r = watch_glob(p, abs);
+                                if (r < 0)
+                                        break;
+                        }
+                } else
+                        r = watch_glob(p, *g);
+                if (r < 0)
+                        return sbx_fail(err, 71, r,
+                                        "cannot watch the directory of secret %s: %s — raise "
+                                        "fs.inotify.max_user_watches",
+                                        *g, strerror(-r));
+        }
+        return 0;
+}
+
+/* Reads pending events; returns the path of a secret that appeared (caller frees), or NULL. */
+char *sbx_watch_check(SbxPlan *p)
+{
+        char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+        ssize_t n;
+
+        while ((n = read(p->inotify_fd, buf, sizeof buf)) > 0)
+                for (char *q = buf; q < buf + n;) {
+                        const struct inotify_event *ev = (const struct inotify_event *)q;
+                        q += sizeof *ev + ev->len;
+                        if (ev->len == 0)
+                                continue;
+                        for (size_t i = 0; i < p->n_watches; i++) {
+                                char *path;
+                                if (p->watches[i].wd != ev->wd ||
+                                    fnmatch(p->watches[i].name, ev->name, 0) != 0)
+                                        continue;
+                                if (asprintf(&path, "%s/%s", p->watches[i].dir, ev->name) < 0)
+                                        path = strdup(p->watches[i].dir);
+                                return path ? path : strdup("?");
+                        }
+                }
+        return NULL;
 }

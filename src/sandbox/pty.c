@@ -115,16 +115,16 @@ static bool pump(int in, int out)
 /*
  * The parent's loop: forwards signals to pid 1 of the sandbox (which
  * forwards them to the agent), relays the pty, and returns when pid 1 has
- * exited, with the agent's wait status (as written by pid 1 to status_fd).
+ * exited, with pid 1's wait status (its exit code is the agent's status).
  */
-int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status)
+int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
 {
         static const int forwarded[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1,
                                          SIGUSR2, SIGALRM, SIGCONT, SIGPIPE };
         _cleanup_close_ int sfd = -EBADF;
         int master = p->pty_master, out = tty_out_fd();
         bool in_open = master >= 0 && isatty(STDIN_FILENO);
-        int wstatus = 0, agent_status = -1;
+        int wstatus = 0;
         bool exited = false;
         sigset_t mask;
 
@@ -148,15 +148,21 @@ int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status)
                 (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
 
         while (!exited) {
-                struct pollfd pfd[3] = {
+                struct pollfd pfd[4] = {
                         { .fd = sfd, .events = POLLIN },
                         { .fd = master, .events = POLLIN },
                         { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
+                        { .fd = p->secret_appeared ? -1 : p->inotify_fd, .events = POLLIN },
                 };
-                if (poll(pfd, 3, -1) < 0) {
+                if (poll(pfd, 4, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
+                }
+                if (pfd[3].revents & POLLIN) {
+                        p->secret_appeared = sbx_watch_check(p);
+                        if (p->secret_appeared)
+                                kill(child, SIGKILL); /* fail closed: end the session now */
                 }
                 if (pfd[0].revents & POLLIN) {
                         struct signalfd_siginfo si;
@@ -190,13 +196,6 @@ int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status)
                                 break;
                 }
         restore_terminal();
-        if (read(status_fd, &agent_status, sizeof agent_status) != sizeof agent_status)
-                agent_status = wstatus; /* pid 1 died without a word: report how it died */
-        if (WIFEXITED(agent_status))
-                *ret_status = WEXITSTATUS(agent_status);
-        else if (WIFSIGNALED(agent_status))
-                *ret_status = 128 + WTERMSIG(agent_status);
-        else
-                *ret_status = 70;
+        *ret_wstatus = wstatus;
         return 0;
 }

@@ -39,6 +39,12 @@ typedef struct {
         uint64_t scoped;
 } SbxLandlock;
 
+typedef struct {
+        int wd;
+        char *dir;  /* watched directory */
+        char *name; /* glob of the names that are (or lead to) a secret */
+} SbxWatch;
+
 /* Everything prepared by the parent before the clone; read by the children. */
 typedef struct {
         const SbxConfig *cfg;
@@ -46,6 +52,7 @@ typedef struct {
         uid_t uid;       /* the agent's uid and gid on the host (== inside: identity map) */
         gid_t gid;
         char *home;
+        char **homes;   /* every home directory in /etc/passwd that exists, and /root */
         SbxBind *binds; /* binds[0] is the workspace */
         size_t n_binds;
         SbxMask *masks;
@@ -62,6 +69,14 @@ typedef struct {
         char **weaker; /* layers missing on this kernel or setup, in words */
         int pty_master, pty_slave;
         int err_fd; /* child -> parent: setup error text; EOF at exec */
+        pid_t idmap_helper;
+        int inotify_fd; /* watches the secrets' directories during the session */
+        SbxWatch *watches;
+        size_t n_watches;
+        char *secret_appeared;
+                /* set when the session was ended because of it */ /* the (exiting) process whose
+                                                                      user namespace carries the
+                                                                      idmap */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */
@@ -89,6 +104,8 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);
+int sbx_watch_secrets(SbxPlan *p, SbxError *err);
+char *sbx_watch_check(SbxPlan *p);
 
 /* landlock.c */
 int sbx_landlock_probe(SbxPlan *p, SbxError *err);
@@ -112,13 +129,13 @@ int sbx_limit_address_space(const SbxPlan *p,
 int sbx_pty_open(SbxPlan *p, SbxError *err);
 int sbx_pty_make_controlling(int slave, SbxError *err); /* in the agent */
 /* Relays between the human's terminal and the pty until the child exits; see pty.c. */
-int sbx_relay(SbxPlan *p, pid_t child, int status_fd, int *ret_status);
+int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus);
 
 /* selfcheck.c: in the agent, right before exec. */
 int sbx_selfcheck(const SbxPlan *p, SbxError *err);
 
 /* child.c: pid 1 of the sandbox; never returns. */
-_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd, int status_fd);
+_noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd);
 
 /* The empty file and directory the masks are made of (mounts.c), for the self-check. */
 extern dev_t sbx_mask_dev;
@@ -126,6 +143,3 @@ extern ino_t sbx_mask_file_ino, sbx_mask_dir_ino;
 
 /* Writes err->message to the error pipe (child side). */
 void sbx_report(int fd, const SbxError *err);
-
-/* AIRLOCK_DEBUG_TIMING=1: phase timestamps on stderr, for tuning the launch time. */
-void sbx_timing(const char *phase);

@@ -94,10 +94,59 @@ int sbx_new_session_id(char *buf, size_t size)
  * with an empty environment, and only when getpwnam() says the user does
  * not exist: every later run costs one getpwnam().
  */
+/*
+ * One pass over /etc/passwd (fgetpwent, not NSS: the systemd/userdb
+ * modules cost a millisecond per scan): the home directories that exist,
+ * for "~/" secrets and the workspace check, and the agent user's entry.
+ */
+static int scan_passwd(SbxPlan *p, const char *agent_user, uid_t *ret_uid, gid_t *ret_gid)
+{
+        FILE *f;
+        struct passwd *pw;
+        int found = 0;
+
+        if (strv_extend(&p->homes, "/root") < 0)
+                return -ENOMEM;
+        f = fopen("/etc/passwd", "re");
+        if (!f)
+                return 0;
+        while ((pw = fgetpwent(f))) {
+                struct stat st;
+                if (agent_user && streq(pw->pw_name, agent_user)) {
+                        *ret_uid = pw->pw_uid;
+                        *ret_gid = pw->pw_gid;
+                        found = 1;
+                }
+                if (isempty(pw->pw_dir) || pw->pw_dir[0] != '/' || streq(pw->pw_dir, "/") ||
+                    strv_contains(p->homes, pw->pw_dir))
+                        continue;
+                if (stat(pw->pw_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                        continue; /* /nonexistent and friends: nothing to mask there */
+                if (strv_extend(&p->homes, pw->pw_dir) < 0) {
+                        fclose(f);
+                        return -ENOMEM;
+                }
+        }
+        fclose(f);
+        return found;
+}
+
 static int ensure_agent_user(SbxPlan *p, bool create, SbxError *err)
 {
         const char *name = p->cfg->agent_user ? p->cfg->agent_user : AIRLOCK_AGENT_USER;
-        struct passwd *pw = getpwnam(name);
+        struct passwd *pw = NULL, local;
+        uid_t uid = 0;
+        gid_t gid = 0;
+        int r;
+
+        r = scan_passwd(p, name, &uid, &gid);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                local = (struct passwd){ .pw_name = (char *)name, .pw_uid = uid, .pw_gid = gid };
+                pw = &local;
+        } else
+                pw = getpwnam(name); /* not local: ask NSS */
 
         if (!pw && create) {
                 char *const argv[] = { (char *)"/usr/sbin/useradd",
@@ -210,7 +259,11 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
 {
         int r;
 
-        *p = (SbxPlan){ .cfg = c, .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF };
+        *p = (SbxPlan){ .cfg = c,
+                        .pty_master = -EBADF,
+                        .pty_slave = -EBADF,
+                        .err_fd = -EBADF,
+                        .inotify_fd = -EBADF };
         if (!c->argv || !c->argv[0])
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -223,6 +276,11 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                                 "needs them");
         p->privileged = geteuid() == 0;
         sbx_timing("start");
+        if (!p->privileged) {
+                r = scan_passwd(p, NULL, NULL, NULL);
+                if (r < 0)
+                        return r;
+        }
         if (p->privileged) {
                 r = ensure_agent_user(p, !for_explain, err);
                 if (r < 0)
@@ -285,6 +343,9 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                         return -ENOMEM;
                 return 0;
         }
+        r = sbx_watch_secrets(p, err);
+        if (r < 0)
+                return r;
         r = sbx_seccomp_prepare(p, err);
         if (r < 0)
                 return r;
@@ -315,6 +376,9 @@ static void report_protect_created(const SbxPlan *p)
 
 void sbx_plan_done(SbxPlan *p)
 {
+        if (p->idmap_helper > 0)
+                while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
+                        ;
         sbx_cgroup_cleanup(p);
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
@@ -328,14 +392,24 @@ void sbx_plan_done(SbxPlan *p)
         strv_free(p->protect_missing);
         strv_free(p->envp);
         strv_free(p->weaker);
+        strv_free(p->homes);
         free(p->home);
         free(p->resolv_conf);
         free(p->resolv_target);
         sbx_seccomp_free(p);
+        safe_close(p->inotify_fd);
+        for (size_t i = 0; i < p->n_watches; i++) {
+                free(p->watches[i].dir);
+                free(p->watches[i].name);
+        }
+        free(p->watches);
+        free(p->secret_appeared);
         safe_close(p->pty_master);
         safe_close(p->pty_slave);
         safe_close(p->err_fd);
-        *p = (SbxPlan){ .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF };
+        *p = (SbxPlan){
+                .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF, .inotify_fd = -EBADF
+        };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -374,8 +448,7 @@ static int read_report(int fd, SbxError *err)
 
 int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
 {
-        _cleanup_close_ int sync_r = -EBADF, sync_w = -EBADF, err_r = -EBADF, status_r = -EBADF,
-                            status_w = -EBADF;
+        _cleanup_close_ int sync_r = -EBADF, sync_w = -EBADF, err_r = -EBADF;
         SbxPlan plan;
         sigset_t mask, old;
         int fds[2], r, status = 0;
@@ -397,10 +470,6 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 goto fail_errno;
         err_r = fds[0];
         plan.err_fd = fds[1];
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                goto fail_errno;
-        status_r = fds[0];
-        status_w = fds[1];
 
         /* Signals wait in a signalfd (sbx_relay) from now on; pid 1 sets its own mask. */
         sigemptyset(&mask);
@@ -427,11 +496,9 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         if (pid == 0) {
                 sync_w = safe_close(sync_w);
                 err_r = safe_close(err_r);
-                status_r = safe_close(status_r);
-                sbx_child_main(&plan, sync_r, status_w);
+                sbx_child_main(&plan, sync_r);
         }
         sync_r = safe_close(sync_r);
-        status_w = safe_close(status_w);
         plan.err_fd = safe_close(plan.err_fd);
         plan.pty_slave = safe_close(plan.pty_slave);
 
@@ -463,9 +530,6 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         if (r >= 0 && write(sync_w, "g", 1) != 1)
                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
-        if (r >= 0)
-                r = read_report(err_r, err);
-        sbx_timing("exec'd");
         if (r < 0) {
                 kill(pid, SIGKILL);
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -473,7 +537,12 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 goto finish;
         }
-        r = sbx_relay(&plan, pid, status_r, &status);
+        /*
+         * Relay until pid 1 exits. Only then is the setup report read: it
+         * is empty when the agent was exec'd, else the reason the launch
+         * was refused (pid 1 exits right after writing it).
+         */
+        r = sbx_relay(&plan, pid, &status);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (r < 0) {
                 kill(pid, SIGKILL);
@@ -482,9 +551,20 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 r = sbx_fail(err, 70, r, "lost track of the sandbox: %s", strerror(-r));
                 goto finish;
         }
-        *ret_exit_status = status;
-        report_protect_created(&plan);
         sbx_timing("exited");
+        r = read_report(err_r, err);
+        if (r < 0)
+                goto finish;
+        if (plan.secret_appeared) {
+                r = sbx_fail(err, 71, -EPERM,
+                             "the secret %s appeared on the host during the session (created or "
+                             "replaced by rename) and would not be masked inside — the session "
+                             "was ended; start a new one",
+                             plan.secret_appeared);
+                goto finish;
+        }
+        *ret_exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        report_protect_created(&plan);
         r = 0;
         goto finish;
 

@@ -87,3 +87,6 @@ int sbx_new_session_id(char *buf, size_t size);
 
 /* True if name is a valid agent name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
 bool sbx_agent_name_valid(const char *name);
+
+/* With AIRLOCK_DEBUG_TIMING=1 in the environment, prints a phase timestamp to stderr. */
+void sbx_timing(const char *phase);

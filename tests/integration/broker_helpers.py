@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import subprocess
+import shutil
 import tempfile
 import time
 
@@ -64,14 +65,14 @@ BASE_RULES = """\
 class Broker:
     """A real airlockd with its own state and runtime directories."""
 
-    def __init__(self, tmp_path, policy, extra_args=()):
+    def __init__(self, tmp_path, policy, extra_args=(), runtime_base=None):
         self.dir = pathlib.Path(tmp_path)
         self.policy = self.dir / "policy.yaml"
         self.policy.write_text(policy)
         self.state = self.dir / "state"
         # the runtime directory must be reachable by the test users (pytest's
         # tmp_path is under a 0700 directory)
-        self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="airlock-rt-"))
+        self.runtime = pathlib.Path(tempfile.mkdtemp(prefix="airlock-rt-", dir=runtime_base))
         os.chmod(self.runtime, 0o755)
         self.admin = self.runtime / "admin.sock"
         self.log = self.dir / "airlockd.log"
@@ -101,6 +102,10 @@ class Broker:
         return self
 
     def stop(self):
+        self._stop()
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+    def _stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

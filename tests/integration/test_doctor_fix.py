@@ -87,8 +87,10 @@ def test_fix_through_broker_heals_the_cluster(lab, tmp_path):
         events = broker.audit_events()
         blob = json.dumps(events)
         for r in reqs:
-            ev = [e["event"] for e in events if e.get("request") == r["id"]]
-            assert ev[0] == "submitted" and "approved" in ev and ev[-1] == "succeeded", (r["id"], ev)
+            recs = [e for e in events if str(e.get("request")) == str(r["id"])]
+            ev = [e["event"] for e in recs]
+            assert ev and ev[0] == "request_submitted" and "request_approved" in ev, (r["id"], ev)
+            assert ev[-1] == "exec_end" and recs[-1]["details"]["exit_status"] == 0, (r["id"], recs[-1])
         outputs.append(blob)
         for p in broker.state.rglob("*"):
             if p.is_file():

@@ -543,3 +543,33 @@ def test_agent_gets_its_own_terminal_and_modes_are_restored(env):
     assert termios.tcgetattr(slave) == before  # raw mode undone
     os.close(master)
     os.close(slave)
+
+
+def test_secret_created_during_the_session_ends_it(env):
+    new_secret = env["secrets"] / "later" / "authkey"
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "secrets:\n", f"secrets:\n  - {new_secret}\n"))
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 5; cat {new_secret}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    new_secret.parent.mkdir()
+    new_secret.write_text("LATE SECRET\n")
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 71
+    assert "LATE SECRET" not in out
+    assert "appeared" in errs
+
+
+def test_secret_replaced_by_rename_ends_the_session(env):
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 5; cat {env['key']}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    tmp = env["secrets"] / "authkey.new"
+    tmp.write_text("ROTATED\n")
+    os.rename(tmp, env["key"])
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 71 and "ROTATED" not in out
+    # Outside, the rotated key is there to read (the other side of the claim).
+    assert env["key"].read_text() == "ROTATED\n"

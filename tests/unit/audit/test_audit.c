@@ -73,7 +73,7 @@ static json_t *event_fields(unsigned i)
         char req[32], a[32];
 
         snprintf(req, sizeof(req), "r-%u", i / 7);
-        snprintf(a, sizeof(a), "arg\x01%u\"é", i);
+        snprintf(a, sizeof(a), "arg\x01%u\"é\x7f", i);
         return json_pack("{s:s, s:s, s:{s:s, s:s, s:i, s:s}, s:[s, s, s], s:s, s:{s:i, s:s}}",
                          "event", AUDIT_EVENT_REQUEST_SUBMITTED, "request", req, "agent", "name",
                          "claude", "session", "s-1", "uid", 1000, "started_by", "alice", "argv",
