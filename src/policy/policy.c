@@ -43,6 +43,7 @@ typedef struct {
         Policy *p;
         Names environments; /* known environments: from hosts and approvals */
         Names hosts, profiles;
+        size_t max_approvers; /* approvers lists only users: no more approvals than that; 0 = any */
 } Ctx;
 
 static int cmp_str(const void *a, const void *b)
@@ -394,6 +395,23 @@ static bool check_secret(Ctx *c, const YNode *n, const char *what)
                 ctx_err(c, n, "secret '%s' contains '..' — write the path without '..'", v);
                 return false;
         }
+        {
+                /*
+                 * The sandbox expands "DIR/ ** /NAME" (no spaces) by walking DIR, so DIR
+                 * must be literal; refusing here gives the line and column instead of a
+                 * launch failure.
+                 */
+                const char *star2 = strstr(v, "**");
+
+                if (star2 && strpbrk(v, "*?[{") < star2) {
+                        ctx_err(c, n,
+                                "secret '%s' has a wildcard before '**' — the sandbox walks the "
+                                "directory before '**', so it must be literal; split the secret "
+                                "into several entries",
+                                v);
+                        return false;
+                }
+        }
         if (streq(v, "/") || streq(v, "~/")) {
                 ctx_err(c, n,
                         "secret '%s' would hide everything — name the files or directories "
@@ -548,6 +566,18 @@ static PolicyAction parse_action(Ctx *c, const YNode *n, bool *ok)
         return POLICY_DENY;
 }
 
+/* A count that the listed approvers could never reach would leave requests pending forever. */
+static bool check_reachable(Ctx *c, const YNode *n, uint64_t count)
+{
+        if (c->max_approvers == 0 || count <= c->max_approvers)
+                return true;
+        ctx_err(c, n,
+                "%" PRIu64 " approvals can never be given: approvers lists only %zu user%s — "
+                "lower the count, add users, or list approver groups",
+                count, c->max_approvers, c->max_approvers == 1 ? "" : "s");
+        return false;
+}
+
 static bool get_approvers(Ctx *c, const YNode *n, unsigned *ret)
 {
         uint64_t u;
@@ -556,6 +586,8 @@ static bool get_approvers(Ctx *c, const YNode *n, unsigned *ret)
                       "the number of distinct humans who must approve; use action: allow for "
                       "none",
                       &u))
+                return false;
+        if (!check_reachable(c, n, u))
                 return false;
         *ret = (unsigned)u;
         return true;
@@ -664,7 +696,8 @@ static void parse_approvals(Ctx *c, const YNode *n)
                 if (!check_name(c, k, "environment name"))
                         continue;
                 if (!get_uint(c, v, "approval count", 0, POLICY_MAX_APPROVERS,
-                              "write how many distinct humans must approve (0 = none)", &u))
+                              "write how many distinct humans must approve (0 = none)", &u) ||
+                    !check_reachable(c, v, u))
                         continue;
                 p->approvals[p->n_approvals].environment = dup_or_oom(c, k->value);
                 p->approvals[p->n_approvals++].approvers = (unsigned)u;
@@ -687,6 +720,8 @@ static void parse_approvers(Ctx *c, const YNode *n)
         if ((f = map_get(n, "groups")))
                 c->p->approver_groups = get_list(c, f, "approver group", true,
                                                  "write a list of group names", check_user);
+        if (c->p->approver_users && !map_get(n, "groups"))
+                c->max_approvers = strv_length(c->p->approver_users);
 }
 
 static void parse_ttl(Ctx *c, const YNode *n)
@@ -1142,8 +1177,8 @@ static void policy_build(Ctx *c, const YNode *root)
                 void (*parse)(Ctx *c, const YNode *n);
         } order[] = {
                 { "version", parse_version },     { "secrets", parse_secrets },
-                { "hosts", parse_hosts },         { "approvals", parse_approvals },
-                { "approvers", parse_approvers }, { "ttl", parse_ttl },
+                { "hosts", parse_hosts },         { "approvers", parse_approvers },
+                { "approvals", parse_approvals }, { "ttl", parse_ttl },
                 { "profiles", parse_profiles },   { "rules", parse_rules },
                 { "default", parse_default },
         };

@@ -57,8 +57,8 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
         fprintf(f, "%s\n", p.n_masks > 8 ? " ..." : "");
         fprintf(f,
                 "protected   %zu existing workspace file(s) read-only (.git/hooks, shell rc "
-                "files, ...); %zu protected name(s) absent: if the agent creates one, airlock "
-                "warns at the end\n",
+                "files, ...); %zu absent protected name(s) get an empty read-only placeholder "
+                "for the session\n",
                 strv_length(p.protect), strv_length(p.protect_missing));
         if (c->net == SBX_NET_HOST) {
                 fprintf(f, "network     host network; TCP connect only to port(s)");

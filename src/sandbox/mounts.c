@@ -726,19 +726,94 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 /* ---- protected workspace files --------------------------------------------------------- */
 
 /*
+ * Creates an empty placeholder for a missing protected name (rel, below the
+ * workspace), and the missing directories on the way, owned by the
+ * workspace's owner; each is recorded in p->protect_new so that it is
+ * removed after the session. Walks by fds without following symlinks: a
+ * symlink left in the workspace (".git" -> "/etc") must not make root
+ * create something elsewhere. Returns 1 when created, 0 when a symlink or a
+ * non-directory is in the way (then there is nothing inside the workspace
+ * to protect), or a negative errno.
+ */
+static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, const char *rel,
+                            bool dir, SbxError *err)
+{
+        _cleanup_close_ int cur = -EBADF;
+        _cleanup_free_ char *copy = strdup(rel), *done = NULL;
+        char *save = NULL, *seg, *next;
+
+        if (!copy)
+                return -ENOMEM;
+        cur = openat2_nofollow(AT_FDCWD, ws, O_RDONLY | O_DIRECTORY, 0);
+        if (cur < 0)
+                return sbx_fail(err, 71, cur, "cannot open the workspace %s", ws);
+        done = strdup(ws);
+        if (!done)
+                return -ENOMEM;
+        for (seg = strtok_r(copy, "/", &save); seg; seg = next) {
+                bool last;
+                char *path;
+                int fd;
+
+                next = strtok_r(NULL, "/", &save);
+                last = !next;
+                if (asprintf(&path, "%s/%s", done, seg) < 0)
+                        return -ENOMEM;
+                free(done);
+                done = path;
+                if (last && !dir) {
+                        fd = openat(cur, seg, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                                    0644);
+                        if (fd < 0)
+                                return errno == EEXIST ? 0
+                                                       : sbx_fail(err, 71, -errno,
+                                                                  "cannot create the placeholder "
+                                                                  "%s: %m",
+                                                                  path);
+                        if (fchown(fd, wst->st_uid, wst->st_gid) < 0) {
+                                int r = sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
+                                close(fd);
+                                return r;
+                        }
+                        close(fd);
+                        return strv_extend(&p->protect_new, path) < 0 ? -ENOMEM : 1;
+                }
+                fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
+                if (fd == -ENOENT) {
+                        if (mkdirat(cur, seg, 0755) < 0)
+                                return sbx_fail(err, 71, -errno,
+                                                "cannot create the placeholder %s: %m", path);
+                        if (strv_extend(&p->protect_new, path) < 0)
+                                return -ENOMEM;
+                        if (fchownat(cur, seg, wst->st_uid, wst->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                                return sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
+                        fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
+                }
+                if (fd == -ELOOP || fd == -ENOTDIR)
+                        return 0;
+                if (fd < 0)
+                        return sbx_fail(err, 71, fd, "cannot open %s: %s", path, strerror(-fd));
+                safe_close(cur);
+                cur = fd;
+        }
+        return 1;
+}
+
+/*
  * Inside the workspace, files the human later executes or that tools load
  * automatically (.git/hooks, .envrc, shell rc files, agent configs) stay
  * read-only: each existing match is bound read-only over itself.
  *
- * A name that does not exist cannot be mounted over, and creating
- * placeholders in the human's workspace on every launch would litter it
- * (an empty .mcp.json or .git/config breaks tools) and cost milliseconds of
- * journaled writes. So a missing literal entry is remembered, and if the
- * agent created it during the session, airlock says so loudly at the end
- * (sbx_report_protect_created). Wildcard entries protect what exists at
- * launch. Both limits are documented in airlock(1).
+ * Nothing can be mounted on a name that does not exist, so for a missing
+ * literal entry airlock creates an empty placeholder (and the missing
+ * directories on the way) owned by the workspace's owner, mounts it
+ * read-only like the others, and removes what it created after the
+ * session (sbx_plan_done), if still empty. A SIGKILLed airlock leaves them
+ * behind (empty). Wildcard entries protect what exists at launch
+ * (documented in airlock(1)). With create false (--explain), missing names
+ * are only counted.
  */
-int sbx_prepare_protect(SbxPlan *p, SbxError *err)
+int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
 {
         const char *ws = p->binds[0].path;
         struct stat wst;
@@ -761,19 +836,33 @@ int sbx_prepare_protect(SbxPlan *p, SbxError *err)
                         return -ENOMEM;
                 len = strlen(full);
                 /* A trailing slash-star-star protects the directory itself. */
+                bool dir_hint = false;
                 if (len > 3 && streq(full + len - 3, "/**")) {
                         full[len - 3] = '\0';
                         literal = !strpbrk(full + strlen(ws), "*?[{");
-                } else if (len > 1 && full[len - 1] == '/')
+                        dir_hint = true;
+                } else if (len > 1 && full[len - 1] == '/') {
                         full[len - 1] = '\0';
+                        dir_hint = true;
+                }
                 if (literal) {
                         /* No wildcard: one lstat; a missing name is remembered. */
                         struct stat st;
 
                         if (lstat(full, &st) < 0) {
-                                if (errno == ENOENT && strv_extend(&p->protect_missing, full) < 0)
-                                        return -ENOMEM;
-                                continue;
+                                if (errno != ENOENT)
+                                        continue;
+                                if (!create) {
+                                        if (strv_extend(&p->protect_missing, full) < 0)
+                                                return -ENOMEM;
+                                        continue;
+                                }
+                                int r = make_placeholder(p, ws, &wst, full + strlen(ws) + 1,
+                                                         dir_hint, err);
+                                if (r < 0)
+                                        return r;
+                                if (r == 0)
+                                        continue; /* a symlink on the way: nothing to protect */
                         }
                         _cleanup_free_ char *real = realpath(full, NULL);
                         if (real && path_startswith(real, ws) && !streq(real, ws) &&

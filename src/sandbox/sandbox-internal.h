@@ -58,7 +58,8 @@ typedef struct {
         SbxMask *masks;
         size_t n_masks;
         char **protect;         /* canonical paths inside the workspace kept read-only */
-        char **protect_missing; /* literal protected names absent at launch (checked at the end) */
+        char **protect_missing; /* --explain: literal protected names absent */
+        char **protect_new;     /* placeholders (and their directories) airlock created */
         char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
         char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run)
                               */
@@ -74,9 +75,9 @@ typedef struct {
         SbxWatch *watches;
         size_t n_watches;
         char *secret_appeared;
-                /* set when the session was ended because of it */ /* the (exiting) process whose
-                                                                      user namespace carries the
-                                                                      idmap */
+        /* set when the session was ended because of it */ /* the (exiting) process whose
+                                                              user namespace carries the
+                                                              idmap */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */
@@ -89,7 +90,7 @@ void sbx_plan_done(SbxPlan *p);
 /* mounts.c */
 int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
-int sbx_prepare_protect(SbxPlan *p, SbxError *err);
+int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err);
 int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);
 typedef struct {
         int rootfd;    /* the sandbox's root, attached but not yet pivoted into */

@@ -317,7 +317,7 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         if (r < 0)
                 return r;
         sbx_timing("secrets");
-        r = sbx_prepare_protect(p, err);
+        r = sbx_prepare_protect(p, !for_explain, err);
         if (r < 0)
                 return r;
         if (c->net == SBX_NET_HOST) {
@@ -374,8 +374,25 @@ static void report_protect_created(const SbxPlan *p)
         }
 }
 
+/* Removes the placeholders airlock created for missing protected names, newest first. */
+static void remove_placeholders(SbxPlan *p)
+{
+        for (size_t i = strv_length(p->protect_new); i > 0; i--) {
+                const char *path = p->protect_new[i - 1];
+                struct stat st;
+
+                if (lstat(path, &st) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode))
+                        (void)rmdir(path); /* only if empty: what the agent added stays */
+                else if (S_ISREG(st.st_mode) && st.st_size == 0)
+                        (void)unlink(path);
+        }
+}
+
 void sbx_plan_done(SbxPlan *p)
 {
+        remove_placeholders(p);
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
                         ;
@@ -390,6 +407,7 @@ void sbx_plan_done(SbxPlan *p)
         free(p->masks);
         strv_free(p->protect);
         strv_free(p->protect_missing);
+        strv_free(p->protect_new);
         strv_free(p->envp);
         strv_free(p->weaker);
         strv_free(p->homes);

@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The seccomp filter (compiled to BPF at build time by seccomp-gen.c): a denylist of the kernel interfaces an agent never
- * needs for diagnosis and that are the usual ways out of a sandbox (mounts,
- * new namespaces, ptrace, bpf, keyrings, io_uring, ...). Denied calls fail
- * with EPERM (ENOSYS for clone3, so libc falls back to clone, whose flags we
- * can inspect) rather than killing, so tools degrade gracefully. Syscalls
- * newer than the libseccomp we build with are named by number. Non-native
- * ABIs (x32, i386) are killed outright: their numbers would bypass this
- * list.
+ * The seccomp filter (compiled to BPF at build time by seccomp-gen.c): a denylist of the kernel
+ * interfaces an agent never needs for diagnosis and that are the usual ways out of a sandbox
+ * (mounts, new namespaces, ptrace, bpf, keyrings, io_uring, ...). Denied calls fail with EPERM
+ * (ENOSYS for clone3, so libc falls back to clone, whose flags we can inspect) rather than killing,
+ * so tools degrade gracefully. Syscalls newer than the libseccomp we build with are named by
+ * number. Non-native ABIs (x32, i386) are killed outright: their numbers would bypass this list.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -246,4 +244,3 @@ int sbx_seccomp_build(bool net_host, void **ret)
         *ret = ctx;
         return 0;
 }
-

@@ -376,3 +376,16 @@ def test_man_page_effect_example(airlock):
     assert r.returncode == 0, r.stderr
     got = " ".join(r.stdout[r.stdout.index("decision:"):].split())
     assert got == " ".join(("decision:" + shown).split())
+
+
+@pytest.mark.parametrize("text,line,column,needle", [
+    ("approvers: {users: [alice]}\nrules:\n  - {action: approve, approvers: 2}\n", 3, 34,
+     "2 approvals can never be given: approvers lists only 1 user"),
+    ("secrets:\n  - \"/var/*/ceph/**/keyring\"\n", 2, 5, "wildcard before '**'"),
+])
+def test_more_error_classes(airlock, policy_file, text, line, column, needle):
+    path = policy_file(text)
+    r = airlock("policy", "check", path)
+    assert r.returncode == EXIT_POLICY
+    assert any(l.startswith(f"{path}:{line}:{column}: ") and needle in l
+               for l in r.stderr.splitlines()), r.stderr

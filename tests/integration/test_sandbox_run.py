@@ -295,10 +295,24 @@ def test_protected_workspace_files_are_read_only(env):
     assert (env["ws"] / ".bashrc").read_text() == "# rc\n"
 
 
-def test_creating_a_missing_protected_name_is_reported(env):
-    r = run(env, "sh", "-c", "echo x > .bashrc")
-    assert r.returncode == 0
-    assert "WARNING" in r.stderr and ".bashrc" in r.stderr
+def test_missing_protected_names_cannot_be_created_and_leave_nothing(env):
+    assert sorted(os.listdir(env["ws"])) == []
+    r = run(env, "sh", "-c", "echo x > .bashrc; echo rc1=$?; mkdir -p .git/hooks; "
+                             "echo evil > .git/hooks/pre-commit; echo rc2=$?; ls -A")
+    assert "rc1=0" not in r.stdout and "rc2=0" not in r.stdout and "rc1=" in r.stdout
+    assert sorted(os.listdir(env["ws"])) == []  # placeholders removed afterwards
+    # Outside, the same names can be created (the other side).
+    (env["ws"] / ".bashrc").write_text("x")
+    assert (env["ws"] / ".bashrc").exists()
+
+
+def test_placeholders_never_follow_symlinks(env, tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    os.symlink(target, env["ws"] / ".git")
+    r = run(env, "true")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(target) == []  # no hooks/ created through the symlink
 
 
 def test_workspace_through_a_symlink_is_refused(env, tmp_path):

@@ -776,6 +776,169 @@ static void test_every_truncation(void **state)
         }
 }
 
+/* Replaces "epoch":N in line i of a copy of the log; returns the copy. */
+static char *with_epoch(const Log *L, size_t i, long delta, size_t *ret_n)
+{
+        size_t a = L->off[i], len = L->off[i + 1] - a;
+        char *line = strndup(L->buf + a, len), *p = strstr(line, "\"epoch\":"), *out;
+        char num[32];
+        long e;
+        int k;
+
+        assert_non_null(p);
+        e = strtol(p + 8, NULL, 10);
+        k = snprintf(num, sizeof(num), "%ld", e + delta);
+        out = malloc(L->n + 32);
+        memcpy(out, L->buf, a);
+        memcpy(out + a, line, (size_t)(p + 8 - line));
+        memcpy(out + a + (p + 8 - line), num, (size_t)k);
+        {
+                char *rest = p + 8;
+                while (*rest >= '0' && *rest <= '9')
+                        rest++;
+                size_t head = (size_t)(p + 8 - line) + (size_t)k,
+                       tail = len - (size_t)(rest - line);
+                memcpy(out + a + head, rest, tail);
+                memcpy(out + a + head + tail, L->buf + a + len, L->n - a - len);
+                *ret_n = L->n - len + head + tail;
+        }
+        free(line);
+        return out;
+}
+
+static void test_seal_epochs_reused_or_skipped(void **state)
+{
+        Log *L = tamper_log;
+        int seen = 0;
+
+        for (size_t i = 0; i < L->nlines; i++) {
+                AuditVerifyResult r;
+                size_t n;
+                char *b;
+
+                if (!memmem(L->buf + L->off[i], L->off[i + 1] - L->off[i], "\"event\":\"seal\"",
+                            14))
+                        continue;
+                for (long d = -1; d <= 1; d += 2) {
+                        if (d < 0 && seen == 0)
+                                continue; /* epoch 0 does not exist: that is a malformed seal */
+                        b = with_epoch(L, i, d, &n);
+                        r = verify_buf(b, n, seen % 2 ? NULL : L->vkey, NULL);
+                        assert_int_equal(r.problem, AUDIT_PROBLEM_SEAL_EPOCH);
+                        assert_int_equal(r.line, i + 1);
+                        assert_non_null(strstr(r.message, d < 0 ? "reused" : "skipped"));
+                        free(b);
+                }
+                seen++;
+        }
+        assert_true(seen >= 20);
+}
+
+/*
+ * The attacker the seals are for: root arrives at some point, reads the key
+ * file (the key of the next epoch) and rewrites an earlier record, then
+ * rebuilds the chain after it and recomputes every seal it can. Before its
+ * arrival it cannot (no key for sealed epochs): the first seal after the
+ * change fails. The same forgery after its arrival succeeds — shown too,
+ * so that the forging code is known to work.
+ */
+static void forge_from(const Log *L, const AuditKeyState *stolen, size_t target, const char *vkey,
+                       AuditVerifyResult *ret)
+{
+        char prev[AUDIT_HASH_HEX_LEN + 1] = AUDIT_GENESIS_PREV;
+        char *out = malloc(L->n * 2), *o = out;
+        uint8_t k[AUDIT_KEY_BYTES];
+        uint64_t k_epoch = stolen->epoch;
+
+        memcpy(k, stolen->key, sizeof(k));
+        for (size_t i = 0; i < L->nlines; i++) {
+                size_t a = L->off[i], len = L->off[i + 1] - a - 1, n;
+                json_t *rec;
+                char *text;
+
+                assert_int_equal(audit_parse_record(L->buf + a, len, &rec), 0);
+                if (i >= target) {
+                        json_object_set_new(rec, "prev", json_string(prev));
+                        if (i == target)
+                                json_object_set_new(rec, "host", json_string("forged"));
+                        if (streq(audit_rec_str(rec, "event"), AUDIT_EVENT_SEAL)) {
+                                json_t *d = json_object_get(rec, "details");
+                                uint64_t e =
+                                        (uint64_t)json_integer_value(json_object_get(d, "epoch"));
+                                char mac[AUDIT_HASH_HEX_LEN + 1];
+
+                                /* Only keys from the stolen epoch on can be computed. */
+                                while (k_epoch < e) {
+                                        audit_key_evolve(k);
+                                        k_epoch++;
+                                }
+                                if (e >= stolen->epoch) {
+                                        assert_int_equal(audit_seal_mac(rec, k, mac), 0);
+                                        json_object_set_new(d, "mac", json_string(mac));
+                                }
+                        }
+                }
+                text = audit_record_dump(rec, &n);
+                audit_hash_line(text, n, NULL, prev);
+                memcpy(o, text, n);
+                o[n] = '\n';
+                o += n + 1;
+                free(text);
+                json_decref(rec);
+        }
+        *ret = verify_buf(out, (size_t)(o - out), vkey, NULL);
+        free(out);
+}
+
+static void test_root_cannot_rewrite_what_was_sealed_before(void **state)
+{
+        Log *L = tamper_log;
+        AuditKeyState stolen = { 0 };
+        uint8_t k0[AUDIT_KEY_BYTES];
+        char id[AUDIT_KEYID_LEN + 1];
+        AuditVerifyResult r;
+        size_t first_seal_line = 0;
+
+        /* The key file as root would find it after seal epoch 10: k_11. */
+        assert_int_equal(audit_vkey_parse(L->vkey, k0, id), 0);
+        memcpy(stolen.key, k0, sizeof(k0));
+        for (int e = 0; e < 11; e++)
+                audit_key_evolve(stolen.key);
+        stolen.epoch = 11;
+        memcpy(stolen.id, id, sizeof(id));
+
+        /* Rewriting record 5 (sealed by epoch 1): caught at the first seal after it. */
+        forge_from(L, &stolen, 4, L->vkey, &r);
+        for (size_t i = 4; i < L->nlines; i++)
+                if (memmem(L->buf + L->off[i], L->off[i + 1] - L->off[i], "\"event\":\"seal\"",
+                           14)) {
+                        first_seal_line = i + 1;
+                        break;
+                }
+        assert_int_equal(r.problem, AUDIT_PROBLEM_SEAL_MAC);
+        assert_int_equal(r.line, first_seal_line);
+
+        /* Rewriting a record after the seal of epoch 10 (i.e. after the intrusion) works. */
+        {
+                size_t seals = 0, after = 0;
+
+                for (size_t i = 0; i < L->nlines; i++)
+                        if (memmem(L->buf + L->off[i], L->off[i + 1] - L->off[i],
+                                   "\"event\":\"seal\"", 14) &&
+                            ++seals == 10) {
+                                after = i + 1;
+                                break;
+                        }
+                assert_true(after > 0);
+                forge_from(L, &stolen, after, L->vkey, &r);
+                assert_int_equal(r.problem, AUDIT_OK);
+        }
+        /* Without the key, verify cannot see the early forgery either: only seals can. */
+        forge_from(L, &stolen, 4, NULL, &r);
+        assert_int_equal(r.problem, AUDIT_OK);
+        assert_false(r.keyed);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -805,6 +968,8 @@ int main(void)
                 cmocka_unit_test(test_every_swap),
                 cmocka_unit_test(test_insertions),
                 cmocka_unit_test(test_every_truncation),
+                cmocka_unit_test(test_seal_epochs_reused_or_skipped),
+                cmocka_unit_test(test_root_cannot_rewrite_what_was_sealed_before),
         };
         int r;
 

@@ -151,6 +151,20 @@ static void test_parse_full(void **state)
         assert_int_equal(strlen(p->digest), 64);
 }
 
+static void test_approvers_reachable(void **state)
+{
+        /* groups can hold any number of people: no limit then */
+        _cleanup_(policy_freep) Policy *p =
+                load_ok("approvers: {users: [a], groups: [sudo]}\n"
+                        "rules:\n  - {action: approve, approvers: 5}\n");
+        _cleanup_(policy_freep) Policy *q =
+                load_ok("approvers: {users: [a, b]}\n"
+                        "rules:\n  - {action: approve, approvers: 2}\n");
+
+        assert_int_equal(p->rules[0].approvers, 5);
+        assert_int_equal(q->rules[0].approvers, 2);
+}
+
 static void test_parse_defaults(void **state)
 {
         _cleanup_(policy_freep) Policy *p = load_ok("rules: []\n");
@@ -184,6 +198,7 @@ static void test_errors(void **state)
         load_bad("secrets: /etc/shadow\n", 1, 10, "wrong type");
         load_bad("secrets:\n  - etc/shadow\n", 2, 5, "not an absolute path");
         load_bad("secrets:\n  - /etc/[abc\n", 2, 5, "bad glob");
+        load_bad("secrets: [\"/var/*/**/key\"]\n", 1, 11, "wildcard before '**'");
         load_bad("secrets: [/a/../etc/shadow]\n", 1, 11, "'..'");
         load_bad("hosts:\n  pve1: {adress: 1.2.3.4}\n", 2, 10, "did you mean 'address'");
         load_bad("hosts:\n  pve1: {environment: x}\n", 2, 9, "has no address");
@@ -225,6 +240,11 @@ static void test_errors(void **state)
         load_bad("default: maybe\n", 1, 10, "bad action");
         load_bad("default: {action: deny, approvers: 2}\n", 1, 36, "only meaningful");
         load_bad("approvals: {production: x}\n", 1, 25, "bad approval count");
+        load_bad("approvers: {users: [alice]}\nrules:\n  - {action: approve, approvers: 2}\n", 3,
+                 34, "2 approvals can never be given: approvers lists only 1 user");
+        load_bad("approvers: {users: [a, b]}\napprovals: {prod: 3}\n", 2, 19, "can never be given");
+        load_bad("approvers: {users: [a]}\ndefault: {action: approve, approvers: 2}\n", 2, 39,
+                 "can never be given");
         load_bad("version: 2\n", 1, 10, "unsupported policy version");
         load_bad("approvers: {users: [\"a b\"]}\n", 1, 21, "bad approver user");
 }
@@ -663,14 +683,23 @@ static void test_load_file(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_full),       cmocka_unit_test(test_parse_defaults),
-                cmocka_unit_test(test_digest),           cmocka_unit_test(test_errors),
-                cmocka_unit_test(test_yaml_errors),      cmocka_unit_test(test_duplicates),
-                cmocka_unit_test(test_size_cap),         cmocka_unit_test(test_all_errors),
-                cmocka_unit_test(test_embedded_default), cmocka_unit_test(test_secrets),
-                cmocka_unit_test(test_secret_globs),     cmocka_unit_test(test_evaluate),
-                cmocka_unit_test(test_evaluate_edge),    cmocka_unit_test(test_evaluate_effects),
-                cmocka_unit_test(test_rule_matches_why), cmocka_unit_test(test_error_format),
+                cmocka_unit_test(test_parse_full),
+                cmocka_unit_test(test_parse_defaults),
+                cmocka_unit_test(test_approvers_reachable),
+                cmocka_unit_test(test_digest),
+                cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_yaml_errors),
+                cmocka_unit_test(test_duplicates),
+                cmocka_unit_test(test_size_cap),
+                cmocka_unit_test(test_all_errors),
+                cmocka_unit_test(test_embedded_default),
+                cmocka_unit_test(test_secrets),
+                cmocka_unit_test(test_secret_globs),
+                cmocka_unit_test(test_evaluate),
+                cmocka_unit_test(test_evaluate_edge),
+                cmocka_unit_test(test_evaluate_effects),
+                cmocka_unit_test(test_rule_matches_why),
+                cmocka_unit_test(test_error_format),
                 cmocka_unit_test(test_load_file),
         };
         int r;
