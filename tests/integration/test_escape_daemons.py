@@ -11,10 +11,11 @@ import contextlib
 import os
 import pathlib
 import socket
+import subprocess
 
 import pytest
 
-from escape_helpers import (known_weakness, PROBE, Listener, describe, expect_denied, expect_ok, lab,  # noqa: F401
+from escape_helpers import (PROBE, Listener, describe, expect_denied, expect_ok, lab,  # noqa: F401
                             probe_outside, result, unix_listener)
 
 UNREACHABLE = ("ENOENT", "ECONNREFUSED", "EACCES", "EPERM")
@@ -58,7 +59,6 @@ def test_daemon_socket_under_run(lab, name):
         expect_denied(lab.probe_inside("unix-connect", path, profile="hostnet"), *UNREACHABLE)
 
 
-@known_weakness("F3", "a read-only mount does not stop connect(2) to a unix socket outside /run")
 def test_daemon_socket_outside_run(lab):
     """Daemons also listen under /var/lib (LXD, incus, snapd, postfix): a read-only mount does
     not stop connect(2) to a socket, so the sandbox needs another wall there."""
@@ -67,6 +67,69 @@ def test_daemon_socket_outside_run(lab):
     with unix_listener(path):
         assert "hello-from-host" in expect_ok(probe_outside("unix-connect", path))
         expect_denied(lab.probe_inside("unix-connect", path), *UNREACHABLE)
+
+
+LISTENER = r"""
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(4)
+print("ready", flush=True)
+s.settimeout(20)
+try:
+    while True:
+        c, _ = s.accept(); c.sendall(b"hello-from-host\n"); c.close()
+except OSError:
+    pass
+"""
+
+
+def start_listener(path, netns=False):
+    """A unix-socket daemon in its own process (in a new network namespace if netns)."""
+    argv = ["/usr/bin/python3", "-c", LISTENER, str(path)]
+    if netns:
+        argv = ["unshare", "--net", *argv]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout.readline().strip() == "ready", "the test daemon did not start"
+    return p
+
+
+def test_daemon_socket_of_another_network_namespace(lab):
+    """A daemon in another network namespace (a container) whose socket is on the host's
+    file system: the host's /proc/net/unix does not list it, yet connect(2) by path works."""
+    d = pathlib.Path("/var/lib") / (lab.tag + "-ct")
+    d.mkdir()
+    path = d / "container.sock"
+    p = start_listener(path, netns=True)
+    try:
+        assert "hello-from-host" in expect_ok(probe_outside("unix-connect", path))
+        expect_denied(lab.probe_inside("unix-connect", path), *UNREACHABLE)
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run(["rm", "-rf", str(d)])
+
+
+def test_daemon_started_after_launch(lab):
+    """A daemon that starts listening while the sandbox runs (a service restart)."""
+    d = pathlib.Path("/var/lib") / (lab.tag + "-late")
+    d.mkdir()
+    path = d / "late.sock"
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(f"{lab.probe} unix-connect {path}"))
+    daemon = None
+    try:
+        assert "waiting" in p.stdout.readline(), "the sandbox did not start"
+        daemon = start_listener(path)
+        assert "hello-from-host" in expect_ok(probe_outside("unix-connect", path))
+        lab.ws("go").touch()
+        expect_denied(lab.finish(p), *UNREACHABLE)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        if daemon:
+            daemon.kill()
+            daemon.wait()
+        lab.ws("go").unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", str(d)])
 
 
 def test_daemon_socket_in_a_secret_directory(lab):

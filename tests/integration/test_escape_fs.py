@@ -305,7 +305,6 @@ def test_git_dir_replaced_by_rename(lab, repo):
     assert (repo / ".git" / "config").exists()
 
 
-@known_weakness("F13", "a protected name missing at launch can be created (airlock only warns afterwards)")
 def test_shell_rc_file_that_does_not_exist_yet(lab):
     """.bashrc is protected even when the workspace has none yet: creating it (or writing a
     placeholder airlock may have put there) must fail, and nothing is left behind."""

@@ -360,12 +360,25 @@ def wait_started(p):
     assert "waiting" in line, f"the sandbox did not start: {line!r} {p.stderr.read() if p.poll() is not None else ''}"
 
 
-@known_weakness("F4", "masks are per existing file: a secret created after launch is not masked")
+def ended_or_masked(r, secret_paths, n_reads):
+    """After a secret appeared on the host mid-session: either every read inside was empty or
+    refused, or airlock ended the session (failing closed) and said which secret appeared."""
+    lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
+    if len(lines) < n_reads:
+        assert r.returncode != 0 and any(str(s) in r.stderr for s in secret_paths), \
+            f"the inside reads did not happen, yet airlock did not say it ended the session:{describe(r)}"
+        return "ended"
+    for line in lines:
+        assert line.startswith(("OK 0 ", "ERR ENOENT", "ERR EACCES", "ERR EPERM")) or line == "OK 0", \
+            f"a secret that appeared after launch is readable inside: {line}{describe(r)}"
+    return "masked"
+
+
 def test_secret_created_after_launch(lab):
     """A secret that does not exist when the sandbox starts (corosync-keygen runs later, a user
-    makes a new ssh key): it must not appear unmasked inside a running sandbox."""
+    makes a new key): it must not become readable inside a running sandbox."""
     # both listed in the lab's policy (a literal name and a glob), neither exists at launch;
-    # the directory and files are world-readable: only a mask could stop the agent
+    # the directory and files are world-readable: only the sandbox can stop the agent
     late = lab.etc_dir / "late.key"
     late_glob = lab.etc_dir / "server.pem"
     late_in_dir = lab.secret_dir / "late.key"
@@ -378,12 +391,7 @@ def test_secret_created_after_launch(lab):
             f.chmod(0o644)
         assert lab.token in expect_ok(probe_outside("read", late))
         lab.ws("go").touch()
-        r = lab.finish(p)
-        lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
-        assert len(lines) == 3, describe(r)
-        for line in lines:
-            assert line.startswith(("OK 0 ", "ERR ENOENT", "ERR EACCES", "ERR EPERM")) or line == "OK 0", \
-                f"a secret created after launch is readable inside: {line}{describe(r)}"
+        ended_or_masked(lab.finish(p), (late, late_glob, late_in_dir), 3)
     finally:
         if p.poll() is None:
             p.kill()
@@ -391,7 +399,6 @@ def test_secret_created_after_launch(lab):
             f.unlink(missing_ok=True)
 
 
-@known_weakness("F4", "a bind-mount mask stays on the old file when a new one is renamed over it")
 def test_secret_replaced_by_rename_after_launch(lab):
     """Key rotation the usual way (write a new file, rename it over the old one): a mask
     mounted on the old file must not leave the new one readable."""
@@ -403,11 +410,41 @@ def test_secret_replaced_by_rename_after_launch(lab):
         os.rename(new, lab.secret_file)
         assert lab.token in expect_ok(probe_outside("read", lab.secret_file))
         lab.ws("go").touch()
-        expect_empty_or_denied(lab.finish(p), *MASK_ERRNOS)
+        ended_or_masked(lab.finish(p), (lab.secret_file,), 1)
     finally:
         if p.poll() is None:
             p.kill()
         lab.ws("go").unlink(missing_ok=True)
+
+
+@known_weakness("F4", "ending the session when a secret is renamed into place races a polling agent")
+def test_secret_renamed_into_place_while_the_agent_polls(lab):
+    """The attacker does not wait politely: it opens the secret's name in a tight loop and copies
+    what it reads into the workspace, which outlives the session. A rename puts the whole key in
+    place at once, so ending the session afterwards comes too late. Up to 30 rotations; one
+    copy in the workspace is a leak."""
+    late = lab.etc_dir / "late.key"
+    loot = lab.ws("loot")
+    try:
+        for attempt in range(30):
+            p = lab.start_inside(lab.probe, "poll-copy", late, loot, "5")
+            try:
+                assert "polling" in p.stdout.readline(), "the sandbox did not start"
+                tmp = lab.etc_dir / "late.key.new"
+                tmp.write_text(lab.token + "\n")
+                tmp.chmod(0o644)
+                os.rename(tmp, late)
+                p.wait(20)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            assert not (loot.exists() and lab.token in loot.read_text()), \
+                f"attempt {attempt + 1}: the agent copied a secret renamed into place into the workspace"
+            late.unlink(missing_ok=True)
+    finally:
+        late.unlink(missing_ok=True)
+        loot.unlink(missing_ok=True)
 
 
 def test_secret_through_another_mount_of_the_same_filesystem(lab):
@@ -429,14 +466,16 @@ def test_secret_through_another_mount_of_the_same_filesystem(lab):
 
 
 def test_incident_key_with_the_default_policy(lab):
-    """The issue's "done when": `airlock run --agent demo` with the standard policy, reading
+    """The issue's "done when": `airlock run --agent demo` with the standard policy (the
+    embedded default, or /etc/airlock/policy.yaml where installed), reading
     /etc/corosync/authkey. The key is made world-readable here so that only the mask stands
     between the agent and it (a real key is 0400: the agent's uid is a second wall)."""
     key = pathlib.Path("/etc/corosync/authkey")
     if not key.parent.is_dir():
         pytest.skip("corosync is not installed (no /etc/corosync)")
-    if os.path.exists("/etc/airlock/policy.yaml"):
-        pytest.skip("/etc/airlock/policy.yaml exists: the standard policy is the machine's, not the default")
+    standard = pathlib.Path("/etc/airlock/policy.yaml")
+    if standard.exists() and str(key) not in standard.read_text():
+        pytest.skip(f"{standard} (this machine's standard policy) does not list {key}")
     created = not key.exists()
     if created:
         key.write_text(lab.token + "\n")

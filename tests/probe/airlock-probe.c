@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/bpf.h>
@@ -274,6 +275,51 @@ static int t_tmpfile_suid(int argc, char **argv)
         if (fstat(fd, &st) < 0)
                 return FAIL("fstat");
         return ok("mode %o uid %u", (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+}
+
+/*
+ * poll-copy SRC DST SECONDS: an attacker waiting for a file to appear: opens SRC in a tight
+ * loop, reads as soon as it has content, and copies that into DST (in the workspace, which
+ * outlives the session). Reports what it got.
+ */
+static int t_poll_copy(int argc, char **argv)
+{
+        long long secs;
+        if (argc != 4 || parse_int(argv[3], &secs) < 0 || secs <= 0)
+                return 2;
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int fd = -1;
+        char buf[4096];
+        ssize_t n = 0;
+        printf("polling\n");
+        for (;;) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec - t0.tv_sec >= secs)
+                        return fail(fd < 0 ? ENOENT : EAGAIN, "timed out");
+                if (fd < 0) {
+                        fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+                        continue;
+                }
+                n = pread(fd, buf, sizeof(buf), 0);
+                if (n > 0)
+                        break;
+                if (n == 0) { /* opened while still empty: look again by name too */
+                        int fd2 = open(argv[1], O_RDONLY | O_CLOEXEC);
+                        if (fd2 >= 0) {
+                                close(fd);
+                                fd = fd2;
+                        }
+                }
+        }
+        int out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (out < 0 || write(out, buf, (size_t)n) != n)
+                return FAIL("write copy");
+        close(out);
+        printf("OK %zd ", n);
+        print_data(buf, (size_t)n);
+        putchar('\n');
+        return 0;
 }
 
 /* write PATH: creates a new file (O_EXCL) and writes one line. */
@@ -1321,6 +1367,7 @@ static const struct {
 } techniques[] = {
         { "read", t_read },
         { "write", t_write },
+        { "poll-copy", t_poll_copy },
         { "tmpfile-suid", t_tmpfile_suid },
         { "writeval", t_writeval },
         { "fd-read", t_fd_read },
