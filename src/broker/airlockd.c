@@ -74,6 +74,7 @@ static struct {
         int epoll_fd;
         int admin_fd;
         uint64_t exec_timeout_usec;
+        uint64_t next_id; /* request ids are assigned here, before the records are written */
 
         Session **sessions;
         size_t n_sessions;
@@ -264,7 +265,7 @@ static const char *audit_event_for(ReqState to)
  * Moves r to a new state: audit record first, then the database, then
  * memory. Caller holds B.lock. On failure nothing changed.
  */
-static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
+static int transition_full(Req *r, ReqState to, const char *detail, json_t *extra, bool write_audit)
 {
         ReqState from = r->state;
         char *old_detail = r->detail, *nd = NULL;
@@ -306,7 +307,7 @@ static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
                 json_object_set_new(ex, "output_bytes",
                                     json_integer((json_int_t)(r->out_bytes[0] + r->out_bytes[1])));
         }
-        k = audit_transition(audit_event_for(to), r, ex);
+        k = write_audit ? audit_transition(audit_event_for(to), r, ex) : 0;
         if (k >= 0)
                 k = state_update_request(B.state, r);
         if (k < 0) {
@@ -326,6 +327,11 @@ static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
         if (req_state_is_final(to))
                 active_remove(r);
         return 0;
+}
+
+static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
+{
+        return transition_full(r, to, detail, extra, true);
 }
 
 static int send_json(int fd, json_t *j)
@@ -403,13 +409,30 @@ static void *executor_thread(void *userdata)
         ExecSpec spec;
 
         pthread_mutex_lock(&B.lock);
-        /* allowed requests were recorded as executing when they were submitted */
-        if (r->state != REQ_EXECUTING &&
-            (r->state != REQ_APPROVED || transition(r, REQ_EXECUTING, NULL, NULL) < 0)) {
-                if (r->state == REQ_APPROVED)
+        /*
+         * Allowed requests were recorded as executing when they were
+         * submitted; approved ones start here. Only this thread moves an
+         * approved or executing request on, so its records can be written
+         * without holding the lock (concurrent requests share the syncs).
+         */
+        if (r->state == REQ_APPROVED) {
+                _cleanup_(json_decrefp) json_t *ex =
+                        json_pack("{s:s, s:s}", "from", "approved", "state", "executing");
+
+                pthread_mutex_unlock(&B.lock);
+                k = ex ? audit_transition(AUDIT_EVENT_EXEC_START, r, ex) : -ENOMEM;
+                pthread_mutex_lock(&B.lock);
+                if (k >= 0)
+                        k = transition_full(r, REQ_EXECUTING, NULL, NULL, false);
+                if (k < 0) {
                         log_error("request %llu stays approved and did not run: the transition "
                                   "to executing could not be recorded",
                                   (unsigned long long)r->id);
+                        pthread_mutex_unlock(&B.lock);
+                        req_unref(r);
+                        return NULL;
+                }
+        } else if (r->state != REQ_EXECUTING) {
                 pthread_mutex_unlock(&B.lock);
                 req_unref(r);
                 return NULL;
@@ -438,18 +461,32 @@ static void *executor_thread(void *userdata)
                         lens[c->stream] += c->len;
                 }
         r->exit_status = k < 0 ? 127 : status;
-        if (state_begin(B.state) < 0 ||
-            state_save_output(B.state, r->id, out, lens[0], err, lens[1], r->truncated) < 0 ||
-            transition(r, k >= 0 && status == 0 ? REQ_SUCCEEDED : REQ_FAILED,
-                       detail[0] ? detail : NULL, NULL) < 0 ||
-            state_commit(B.state) < 0) {
-                state_rollback(B.state);
-                log_error("request %llu ran (exit status %d) but its result could not be "
-                          "recorded; it will show as interrupted after a restart",
-                          (unsigned long long)r->id, r->exit_status);
-                /* the command ran: release waiters with what happened, in memory */
-                r->state = REQ_FAILED;
-                active_remove(r);
+        {
+                ReqState to = k >= 0 && status == 0 ? REQ_SUCCEEDED : REQ_FAILED;
+                _cleanup_(json_decrefp) json_t *ex =
+                        json_pack("{s:s, s:s, s:i, s:I}", "from", "executing", "state",
+                                  req_state_to_string(to), "exit_status", r->exit_status,
+                                  "output_bytes", (json_int_t)(lens[0] + lens[1]));
+                int a;
+
+                if (ex && detail[0])
+                        json_object_set_new(ex, "detail", json_string(detail));
+                pthread_mutex_unlock(&B.lock);
+                a = ex ? audit_transition(AUDIT_EVENT_EXEC_END, r, ex) : -ENOMEM;
+                pthread_mutex_lock(&B.lock);
+                if (a < 0 || state_begin(B.state) < 0 ||
+                    state_save_output(B.state, r->id, out, lens[0], err, lens[1], r->truncated) <
+                            0 ||
+                    transition_full(r, to, detail[0] ? detail : NULL, NULL, false) < 0 ||
+                    state_commit(B.state) < 0) {
+                        state_rollback(B.state);
+                        log_error("request %llu ran (exit status %d) but its result could not be "
+                                  "recorded; it will show as interrupted after a restart",
+                                  (unsigned long long)r->id, r->exit_status);
+                        /* the command ran: release waiters with what happened, in memory */
+                        r->state = REQ_FAILED;
+                        active_remove(r);
+                }
         }
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&B.lock);
@@ -777,11 +814,21 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 }
         }
 
-        /* record first: audit, then the database, then act */
-        k = state_begin(B.state);
-        if (k >= 0)
-                k = state_insert_request(B.state, r);
-        if (k >= 0) {
+        /*
+         * Record first: the audit log (outside the lock, so that concurrent
+         * requests share its syncs), then the database, then act. The request
+         * is not visible to anyone until it is in the database, and its pending
+         * slot is reserved meanwhile.
+         */
+        if (r->state == REQ_PENDING) {
+                if (r->session_id)
+                        c->session->n_pending++;
+                else
+                        uid_count(c->peer.uid)->pending++;
+        }
+        r->id = B.next_id++;
+        pthread_mutex_unlock(&B.lock);
+        {
                 /* submitted (what, by whom, the requester's words), decided, and for an
                  * allowed request: executing */
                 _cleanup_(json_decrefp) json_t *sub =
@@ -808,21 +855,25 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 if (k >= 0 && r->state == REQ_EXECUTING)
                         k = audit_transition(AUDIT_EVENT_EXEC_START, r, start);
         }
-        if (k >= 0)
-                k = state_commit(B.state);
+        pthread_mutex_lock(&B.lock);
+        if (k >= 0) {
+                k = state_insert_request(B.state, r);
+                if (k < 0) {
+                        /* on record as submitted: close it there too (best effort) */
+                        _cleanup_(json_decrefp) json_t *why = json_pack(
+                                "{s:s, s:s}", "by", "broker", "why", "the database refused it");
+
+                        (void)audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, why);
+                }
+        }
         if (k < 0) {
-                state_rollback(B.state);
+                if (r->state == REQ_PENDING)
+                        pending_release(r);
                 pthread_mutex_unlock(&B.lock);
                 return reply_error(c, "audit-failed",
                                    "the broker could not record the request (%s), so it did not "
                                    "act on it — see the broker's log",
                                    strerror(-k));
-        }
-        if (r->state == REQ_PENDING) {
-                if (r->session_id)
-                        c->session->n_pending++;
-                else
-                        uid_count(c->peer.uid)->pending++;
         }
         if (!req_state_is_final(r->state)) {
                 if (active_add(r) < 0) {
@@ -1565,6 +1616,9 @@ static int recover(void)
         size_t n = 0;
         int k;
 
+        k = state_next_request_id(B.state, &B.next_id);
+        if (k < 0)
+                return k;
         k = state_recover(B.state, now_realtime_usec(), &ids, &n);
         if (k < 0)
                 return k;

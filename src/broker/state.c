@@ -243,39 +243,44 @@ int state_insert_request(State *s, Req *r)
         if (!argv || !command || !env)
                 return -ENOMEM;
         k = prepare(s,
-                    "INSERT INTO requests (session_id, requester_uid, requester_name, "
+                    "INSERT INTO requests (id, session_id, requester_uid, requester_name, "
                     "requester_pid, argv, command, env, cwd, host, run_as, why, policy_digest, "
                     "digest, action, approvers_needed, reason, state, detail, created_usec, "
                     "expires_usec, finished_usec, exit_status) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     &st);
         if (k < 0)
                 return k;
-        if (r->session_id)
-                sqlite3_bind_int64(st, 1, (sqlite3_int64)r->session_id);
+        /* an id assigned by the broker (0: let SQLite choose) */
+        if (r->id)
+                sqlite3_bind_int64(st, 1, (sqlite3_int64)r->id);
         else
                 sqlite3_bind_null(st, 1);
-        sqlite3_bind_int64(st, 2, r->requester_uid);
-        bind_text(st, 3, r->requester_name);
-        sqlite3_bind_int64(st, 4, r->requester_pid);
-        bind_text(st, 5, argv);
-        bind_text(st, 6, command);
-        bind_text(st, 7, env);
-        bind_text(st, 8, r->cwd);
-        bind_text(st, 9, r->host);
-        bind_text(st, 10, r->run_as);
-        bind_text(st, 11, r->why);
-        bind_text(st, 12, r->policy_digest);
-        bind_text(st, 13, r->digest);
-        bind_text(st, 14, policy_action_to_string(r->action));
-        sqlite3_bind_int64(st, 15, r->approvers_needed);
-        bind_text(st, 16, r->reason);
-        bind_text(st, 17, req_state_to_string(r->state));
-        bind_text(st, 18, r->detail);
-        sqlite3_bind_int64(st, 19, (sqlite3_int64)r->created_usec);
-        sqlite3_bind_int64(st, 20, (sqlite3_int64)r->expires_usec);
-        sqlite3_bind_int64(st, 21, (sqlite3_int64)r->finished_usec);
-        sqlite3_bind_int64(st, 22, r->exit_status);
+        if (r->session_id)
+                sqlite3_bind_int64(st, 2, (sqlite3_int64)r->session_id);
+        else
+                sqlite3_bind_null(st, 2);
+        sqlite3_bind_int64(st, 3, r->requester_uid);
+        bind_text(st, 4, r->requester_name);
+        sqlite3_bind_int64(st, 5, r->requester_pid);
+        bind_text(st, 6, argv);
+        bind_text(st, 7, command);
+        bind_text(st, 8, env);
+        bind_text(st, 9, r->cwd);
+        bind_text(st, 10, r->host);
+        bind_text(st, 11, r->run_as);
+        bind_text(st, 12, r->why);
+        bind_text(st, 13, r->policy_digest);
+        bind_text(st, 14, r->digest);
+        bind_text(st, 15, policy_action_to_string(r->action));
+        sqlite3_bind_int64(st, 16, r->approvers_needed);
+        bind_text(st, 17, r->reason);
+        bind_text(st, 18, req_state_to_string(r->state));
+        bind_text(st, 19, r->detail);
+        sqlite3_bind_int64(st, 20, (sqlite3_int64)r->created_usec);
+        sqlite3_bind_int64(st, 21, (sqlite3_int64)r->expires_usec);
+        sqlite3_bind_int64(st, 22, (sqlite3_int64)r->finished_usec);
+        sqlite3_bind_int64(st, 23, r->exit_status);
         k = step_done(s, st);
         if (k < 0)
                 return k;
@@ -569,4 +574,23 @@ int state_recover(State *s, uint64_t now_usec, uint64_t **ret_ids, size_t *ret_n
         *ret_n = n;
         (void)now_usec;
         return 0;
+}
+
+int state_next_request_id(State *s, uint64_t *ret)
+{
+        sqlite3_stmt *st;
+        int k, rc;
+
+        /* sqlite_sequence remembers ids even of rows that were removed */
+        k = prepare(s,
+                    "SELECT MAX(COALESCE((SELECT MAX(id) FROM requests), 0), "
+                    "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'requests'), 0)) + 1",
+                    &st);
+        if (k < 0)
+                return k;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                *ret = (uint64_t)sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return rc == SQLITE_ROW ? 0 : sq_err(s, rc);
 }

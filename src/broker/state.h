@@ -30,7 +30,9 @@ int state_recover(State *s, uint64_t now_usec, uint64_t **ret_ids, size_t *ret_n
 int state_insert_session(State *s, Session *sess); /* sets sess->id */
 int state_end_session(State *s, uint64_t id, uint64_t now_usec);
 
-int state_insert_request(State *s, Req *r); /* sets r->id */
+int state_insert_request(State *s, Req *r); /* with r->id, or sets it when 0 */
+/* The next request id to assign: above every id ever used. */
+int state_next_request_id(State *s, uint64_t *ret);
 int state_update_request(State *s, const Req *r);
 int state_insert_verdict(State *s, uint64_t req_id, const Verdict *v);
 int state_save_output(State *s, uint64_t req_id, const uint8_t *out, size_t out_len,

@@ -334,6 +334,8 @@ int sbx_prepare_binds(SbxPlan *p, SbxError *err)
 
 /* ---- secrets --------------------------------------------------------------------------- */
 
+static bool under_a_bind(const SbxPlan *p, const char *path);
+
 static bool hidden_by_tmpfs(const SbxPlan *p, const char *path)
 {
         for (size_t i = 0; i < p->n_binds; i++)
@@ -654,23 +656,29 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
         int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
 
         if (r < 0)
-                return 0; /* no unix socket support: nothing to mask */
-        for (char *line = strchr(text, '\n'), *next; line && *line; line = next) {
+                return 0;                 /* no unix socket support: nothing to mask */
+        char *first = strchr(text, '\n'); /* skip the header line */
+
+        for (char *line = first ? first + 1 : NULL, *next; line && *line; line = next) {
                 unsigned long flags;
                 char *path;
                 struct stat st;
 
-                line++;
                 next = strchr(line, '\n');
                 if (next)
-                        *next = '\0';
+                        *next++ = '\0';
                 /* "Num RefCount Protocol Flags Type St Inode Path" */
                 if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1 || !(flags & 0x10000))
                         continue; /* not listening */
                 path = strchr(line, '/');
                 if (!path || path[-1] != ' ')
                         continue; /* abstract or unnamed */
-                if (hidden_by_tmpfs(p, path) || stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+                /*
+                 * Under /run or /tmp: hidden anyway. Under the workspace or a
+                 * path given with --ro/--rw: the human asked for it.
+                 */
+                if (hidden_by_tmpfs(p, path) || under_a_bind(p, path) || stat(path, &st) < 0 ||
+                    !S_ISSOCK(st.st_mode))
                         continue;
                 if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
                       (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))

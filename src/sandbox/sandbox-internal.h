@@ -61,23 +61,23 @@ typedef struct {
         char **protect_missing; /* --explain: literal protected names absent */
         char **protect_new;     /* placeholders (and their directories) airlock created */
         char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
-        char *resolv_target; /* where inside it goes (the host file, or its symlink target in /run)
-                              */
+        /* where the resolv.conf goes inside (the host file, or its symlink target in /run) */
+        char *resolv_target;
         char **envp;
         SbxLandlock landlock;
         SbxCgroup cgroup;
-        void *seccomp; /* scmp_filter_ctx */
+        void *seccomp; /* unused: the filter is compiled at build time */
         char **weaker; /* layers missing on this kernel or setup, in words */
         int pty_master, pty_slave;
         int err_fd; /* child -> parent: setup error text; EOF at exec */
+        /* the (exiting) process whose user namespace carries the idmap */
         pid_t idmap_helper;
         int inotify_fd; /* watches the secrets' directories during the session */
         SbxWatch *watches;
         size_t n_watches;
-        char *secret_appeared;
-        /* set when the session was ended because of it */ /* the (exiting) process whose
-                                                              user namespace carries the
-                                                              idmap */
+        char *secret_appeared; /* set when the session was ended because of it */
+        pid_t watcher;         /* the process reading inotify_fd during the session */
+        int watch_report;      /* watcher -> parent: the secret that appeared */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sched.h>
@@ -263,7 +264,8 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                         .pty_master = -EBADF,
                         .pty_slave = -EBADF,
                         .err_fd = -EBADF,
-                        .inotify_fd = -EBADF };
+                        .inotify_fd = -EBADF,
+                        .watch_report = -EBADF };
         if (!c->argv || !c->argv[0])
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -393,10 +395,13 @@ static void remove_placeholders(SbxPlan *p)
 void sbx_plan_done(SbxPlan *p)
 {
         remove_placeholders(p);
+        sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
                         ;
+        sbx_timing("helper reaped");
         sbx_cgroup_cleanup(p);
+        sbx_timing("cgroup removed");
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
@@ -416,6 +421,16 @@ void sbx_plan_done(SbxPlan *p)
         free(p->resolv_target);
         sbx_seccomp_free(p);
         safe_close(p->inotify_fd);
+        safe_close(p->watch_report);
+        if (p->watcher > 0) {
+                /*
+                 * Not waited for: its exit closes the inotify instance, which
+                 * waits for an SRCU grace period (milliseconds) that airlock's
+                 * own exit need not pay. It holds nothing but that fd, and
+                 * pid 1 is gone; the kernel reaps it when airlock exits.
+                 */
+                kill(p->watcher, SIGKILL);
+        }
         for (size_t i = 0; i < p->n_watches; i++) {
                 free(p->watches[i].dir);
                 free(p->watches[i].name);
@@ -425,9 +440,11 @@ void sbx_plan_done(SbxPlan *p)
         safe_close(p->pty_master);
         safe_close(p->pty_slave);
         safe_close(p->err_fd);
-        *p = (SbxPlan){
-                .pty_master = -EBADF, .pty_slave = -EBADF, .err_fd = -EBADF, .inotify_fd = -EBADF
-        };
+        *p = (SbxPlan){ .pty_master = -EBADF,
+                        .pty_slave = -EBADF,
+                        .err_fd = -EBADF,
+                        .inotify_fd = -EBADF,
+                        .watch_report = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -440,6 +457,61 @@ static int write_map(pid_t pid, const char *file, const char *text)
         if (fd < 0)
                 return -errno;
         return write_all(fd, text, strlen(text));
+}
+
+/*
+ * The secret watcher: a small process that blocks on the inotify instance
+ * and, when a secret appears, kills pid 1 through a pidfd (no pid reuse
+ * race) and tells the parent which secret it was. A separate process so
+ * that closing the instance (an SRCU grace period, ~10 ms) never delays
+ * the end of `airlock run`.
+ */
+static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
+{
+        _cleanup_close_ int pidfd = -EBADF;
+        int fds[2];
+        pid_t pid;
+
+        if (p->inotify_fd < 0 || p->n_watches == 0)
+                return 0;
+        pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+        if (pidfd < 0)
+                return sbx_fail(err, 71, -errno, "pidfd_open failed: %m");
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
+        pid = fork();
+        if (pid < 0) {
+                close(fds[0]);
+                close(fds[1]);
+                return sbx_fail(err, 71, -errno, "cannot start the secret watcher: %m");
+        }
+        if (pid == 0) {
+                sigset_t all;
+
+                sigfillset(&all);
+                sigprocmask(SIG_BLOCK, &all, NULL);
+                close(fds[0]);
+                (void)fcntl(p->inotify_fd, F_SETFL, 0); /* blocking */
+                for (;;) {
+                        struct pollfd pf = { .fd = p->inotify_fd, .events = POLLIN };
+                        char *path;
+
+                        if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+                                _exit(1);
+                        path = sbx_watch_check(p);
+                        if (!path)
+                                continue;
+                        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                        (void)write_all(fds[1], path, strlen(path));
+                        _exit(0);
+                }
+        }
+        close(fds[1]);
+        p->watch_report = fds[0];
+        p->watcher = pid;
+        /* The parent keeps no reference that would make its own exit wait. */
+        p->inotify_fd = safe_close(p->inotify_fd);
+        return 0;
 }
 
 /* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
@@ -545,6 +617,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         if (r >= 0)
                 r = sbx_cgroup_attach(&plan, pid, err);
         sbx_timing("cgroup attach");
+        if (r >= 0)
+                r = start_watcher(&plan, pid, err);
         if (r >= 0 && write(sync_w, "g", 1) != 1)
                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */

@@ -587,3 +587,23 @@ def test_secret_replaced_by_rename_ends_the_session(env):
     assert p.returncode == 71 and "ROTATED" not in out
     # Outside, the rotated key is there to read (the other side of the claim).
     assert env["key"].read_text() == "ROTATED\n"
+
+
+def test_listening_unix_sockets_outside_run_are_unreachable(env):
+    import socket
+    path = env["secrets"] / "daemon.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    os.chmod(path, 0o777)
+    s.listen()
+    try:
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(str(path))  # outside: reachable
+        c.close()
+        code = (f"import socket\ns = socket.socket(socket.AF_UNIX)\n"
+                f"try:\n s.connect({str(path)!r}); print('connected')\n"
+                f"except OSError as e: print('refused', e.errno)\n")
+        r = run(env, "python3", "-c", code)
+        assert "refused" in r.stdout, r.stdout + r.stderr
+    finally:
+        s.close()
