@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from escape_helpers import (PROBE, Listener, describe, expect_denied, expect_ok, lab,  # noqa: F401
+from escape_helpers import (known_weakness, PROBE, Listener, describe, expect_denied, expect_ok, lab,  # noqa: F401
                             probe_outside, result, unix_listener)
 
 UNREACHABLE = ("ENOENT", "ECONNREFUSED", "EACCES", "EPERM")
@@ -93,6 +93,7 @@ def start_listener(path, netns=False):
     return p
 
 
+@known_weakness("F14", "sockets are found in the host's /proc/net/unix only: a container's daemon is missed")
 def test_daemon_socket_of_another_network_namespace(lab):
     """A daemon in another network namespace (a container) whose socket is on the host's
     file system: the host's /proc/net/unix does not list it, yet connect(2) by path works."""
@@ -109,6 +110,7 @@ def test_daemon_socket_of_another_network_namespace(lab):
         subprocess.run(["rm", "-rf", str(d)])
 
 
+@known_weakness("F15", "sockets are masked at launch only: a daemon that starts later is reachable")
 def test_daemon_started_after_launch(lab):
     """A daemon that starts listening while the sandbox runs (a service restart)."""
     d = pathlib.Path("/var/lib") / (lab.tag + "-late")
