@@ -9,6 +9,7 @@ import os
 import pathlib
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -390,6 +391,9 @@ def test_secret_created_after_launch(lab):
             f.write_text(lab.token + "\n")
             f.chmod(0o644)
         assert lab.token in expect_ok(probe_outside("read", late))
+        # the agent reads a second later: this checks the wall, not the race (that is
+        # test_secret_renamed_into_place_while_the_agent_polls)
+        time.sleep(1)
         lab.ws("go").touch()
         ended_or_masked(lab.finish(p), (late, late_glob, late_in_dir), 3)
     finally:
@@ -409,6 +413,7 @@ def test_secret_replaced_by_rename_after_launch(lab):
         new.write_text(lab.token + "-rotated\n")
         os.rename(new, lab.secret_file)
         assert lab.token in expect_ok(probe_outside("read", lab.secret_file))
+        time.sleep(1)  # the wall, not the race (see the polling test below)
         lab.ws("go").touch()
         ended_or_masked(lab.finish(p), (lab.secret_file,), 1)
     finally:
