@@ -87,9 +87,25 @@ static bool filter_match(const Filter *f, json_t *rec)
 /* The few details a reader needs on the timeline line itself. */
 static void print_details(json_t *d)
 {
-        static const char *const keys[] = { "decision",    "approver_name", "by",     "why",
-                                            "exit_status", "signal",        "reason", "path",
-                                            "sha256",      "output_sha256", "epoch",  "bytes" };
+        static const char *const keys[] = {
+                "decision",
+                "rules",
+                "approvers_needed",
+                "by",
+                "approver_name",
+                "approver_uid",
+                "why",
+                "exit_status",
+                "signal",
+                "output_sha256",
+                "reason",
+                "path",
+                "sha256",
+                "epoch",
+                "bytes",
+                "sealing",
+                "previous_closed",
+        };
         bool first = true;
 
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
@@ -107,6 +123,15 @@ static void print_details(json_t *d)
                 fputc('=', stdout);
                 if (streq(keys[i], "sha256") || streq(keys[i], "output_sha256"))
                         text[strlen(text) > 12 ? 12 : strlen(text)] = '\0';
+                if (json_is_string(v) && strpbrk(text, " ]=\"")) {
+                        /* Quoted, so free text cannot pass for another field. */
+                        _cleanup_free_ char *q = NULL;
+
+                        if (asprintf(&q, "\"%s\"", text) >= 0) {
+                                free(text);
+                                text = TAKE_PTR(q);
+                        }
+                }
                 put_esc(text);
                 first = false;
         }
@@ -152,6 +177,18 @@ static void print_record(const Filter *f, json_t *rec, const char *line, size_t 
                         put_esc(by);
                 }
                 fputs(")", stdout);
+        } else {
+                /* A request from outside any sandbox: the broker names the requester. */
+                json_t *d = json_object_get(rec, "details");
+                const char *user = json_string_value(json_object_get(d, "user"));
+                json_t *uid = json_object_get(d, "uid");
+
+                if (user) {
+                        fputs("  by ", stdout);
+                        put_esc(user);
+                        if (json_is_integer(uid))
+                                printf("(uid %lld)", (long long)json_integer_value(uid));
+                }
         }
         if (target) {
                 fputs("  on ", stdout);

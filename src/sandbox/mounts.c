@@ -741,7 +741,8 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
  * symlink left in the workspace (".git" -> "/etc") must not make root
  * create something elsewhere. Returns 1 when created, 0 when a symlink or a
  * non-directory is in the way (then there is nothing inside the workspace
- * to protect), or a negative errno.
+ * to protect), or a negative errno. (Started by an ordinary user, files are
+ * that user's already: no chown.)
  */
 static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, const char *rel,
                             bool dir, SbxError *err)
@@ -778,7 +779,7 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                                                   "cannot create the placeholder "
                                                                   "%s: %m",
                                                                   path);
-                        if (fchown(fd, wst->st_uid, wst->st_gid) < 0) {
+                        if (p->privileged && fchown(fd, wst->st_uid, wst->st_gid) < 0) {
                                 int r = sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
                                 close(fd);
                                 return r;
@@ -793,7 +794,8 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                                 "cannot create the placeholder %s: %m", path);
                         if (strv_extend(&p->protect_new, path) < 0)
                                 return -ENOMEM;
-                        if (fchownat(cur, seg, wst->st_uid, wst->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+                        if (p->privileged &&
+                            fchownat(cur, seg, wst->st_uid, wst->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
                                 return sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
                         fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
                 }
@@ -1558,7 +1560,7 @@ int sbx_loopback_up(SbxError *err)
  * (there is a window of milliseconds between the host's rename and the
  * kill; documented in airlock(1)).
  */
-static int add_watch(SbxPlan *p, const char *dir, const char *name_glob)
+static int add_watch(SbxPlan *p, const char *dir, const char *name_glob, bool final)
 {
         SbxWatch *t;
         int wd = inotify_add_watch(p->inotify_fd, dir,
@@ -1570,8 +1572,9 @@ static int add_watch(SbxPlan *p, const char *dir, const char *name_glob)
         if (!t)
                 return -ENOMEM;
         p->watches = t;
-        p->watches[p->n_watches] =
-                (SbxWatch){ .wd = wd, .dir = strdup(dir), .name = strdup(name_glob) };
+        p->watches[p->n_watches] = (SbxWatch){
+                .wd = wd, .dir = strdup(dir), .name = strdup(name_glob), .final = final
+        };
         if (!p->watches[p->n_watches].dir || !p->watches[p->n_watches].name)
                 return -ENOMEM;
         p->n_watches++;
@@ -1600,11 +1603,11 @@ static int watch_glob(SbxPlan *p, const char *g)
         if (strpbrk(dir, "*?[{"))
                 return 0; /* wildcard directories: not watched (documented) */
         /* The directory, or the nearest existing ancestor, watching for the next component. */
-        for (;;) {
+        for (bool final = true;; final = false) {
                 struct stat st;
 
                 if (stat(dir, &st) == 0)
-                        return add_watch(p, dir, name);
+                        return add_watch(p, dir, name, final);
                 slash = strrchr(dir, '/');
                 if (!slash || slash == dir)
                         return 0;
@@ -1642,8 +1645,8 @@ int sbx_watch_secrets(SbxPlan *p, SbxError *err)
         return 0;
 }
 
-/* Reads pending events; returns the path of a secret that appeared (caller frees), or NULL. */
-char *sbx_watch_check(SbxPlan *p)
+/* Reads pending events and calls fn for each that names a secret; stops at fn's first error. */
+int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata)
 {
         char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
         ssize_t n;
@@ -1655,14 +1658,19 @@ char *sbx_watch_check(SbxPlan *p)
                         if (ev->len == 0)
                                 continue;
                         for (size_t i = 0; i < p->n_watches; i++) {
-                                char *path;
+                                _cleanup_free_ char *path = NULL;
+                                int r;
+
                                 if (p->watches[i].wd != ev->wd ||
                                     fnmatch(p->watches[i].name, ev->name, 0) != 0)
                                         continue;
                                 if (asprintf(&path, "%s/%s", p->watches[i].dir, ev->name) < 0)
-                                        path = strdup(p->watches[i].dir);
-                                return path ? path : strdup("?");
+                                        return -ENOMEM;
+                                r = fn(path, p->watches[i].final, userdata);
+                                if (r < 0)
+                                        return r;
+                                break;
                         }
                 }
-        return NULL;
+        return 0;
 }

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -160,10 +161,16 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                         break;
                 }
                 if (pfd[3].revents & POLLIN) {
-                        /* the watcher killed pid 1 already; take its word for why */
+                        /* the watcher killed pid 1 already: take its word for why */
                         char buf[4096];
                         ssize_t n = read(p->watch_report, buf, sizeof buf - 1);
-                        if (n > 0 && !p->secret_appeared) {
+                        if (n <= 0) {
+                                /* the watcher died: without it a new secret would show. */
+                                strcpy(buf, "(unknown: the secret watcher stopped)");
+                                n = (ssize_t)strlen(buf);
+                                kill(child, SIGKILL);
+                        }
+                        if (!p->secret_appeared) {
                                 buf[n] = '\0';
                                 p->secret_appeared = strdup(buf);
                         }

@@ -43,7 +43,11 @@ typedef struct {
         int wd;
         char *dir;  /* watched directory */
         char *name; /* glob of the names that are (or lead to) a secret */
+        bool final; /* name is the secret's own (else a directory on the way to it) */
 } SbxWatch;
+
+/* Called for each secret that appeared: path, and whether it is the secret itself. */
+typedef int (*SbxWatchFn)(const char *path, bool final, void *userdata);
 
 /* Everything prepared by the parent before the clone; read by the children. */
 typedef struct {
@@ -106,7 +110,7 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);
 int sbx_watch_secrets(SbxPlan *p, SbxError *err);
-char *sbx_watch_check(SbxPlan *p);
+int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata);
 
 /* landlock.c */
 int sbx_landlock_probe(SbxPlan *p, SbxError *err);

@@ -8,7 +8,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sched.h>
@@ -459,16 +462,85 @@ static int write_map(pid_t pid, const char *file, const char *text)
         return write_all(fd, text, strlen(text));
 }
 
+typedef struct {
+        int pidfd;  /* pid 1 of the sandbox */
+        int userns; /* its namespaces, opened while it was still dumpable */
+        int mntns;
+        int report; /* to the parent */
+        bool joined;
+} WatchCtx;
+
 /*
- * The secret watcher: a small process that blocks on the inotify instance
- * and, when a secret appears, kills pid 1 through a pidfd (no pid reuse
- * race) and tells the parent which secret it was. A separate process so
- * that closing the instance (an SRCU grace period, ~10 ms) never delays
- * the end of `airlock run`.
+ * Masks a secret that appeared during the session, from inside the
+ * sandbox's user and mount namespaces (opened before pid 1 made itself
+ * non-dumpable; as their owner, we hold every capability there): an empty read-only tmpfs
+ * over a directory, a read-only bind of the sandbox's /dev/null (reads
+ * empty, creates no file: our uid may not be mapped) over anything else.
+ */
+static int remask(WatchCtx *w, const char *path)
+{
+        _cleanup_close_ int target = -EBADF, mnt = -EBADF;
+        struct open_how how = { .flags = O_PATH | O_CLOEXEC,
+                                .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+        struct mount_attr a = { .attr_set =
+                                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC };
+        struct stat st;
+
+        if (!w->joined) {
+                if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
+                        return -errno;
+                w->joined = true;
+        }
+        target = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        if (target < 0)
+                return errno == ENOENT ? 0 : -errno; /* gone again, or not visible inside */
+        if (fstat(target, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode)) {
+                _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+                if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+                    fsconfig(fs, FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+                    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                        return -errno;
+                mnt = fsmount(fs, FSMOUNT_CLOEXEC,
+                              MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                      MOUNT_ATTR_NOEXEC);
+        } else {
+                mnt = open_tree(AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                if (mnt >= 0 && mount_setattr(mnt, "", AT_EMPTY_PATH, &a, sizeof a) < 0)
+                        return -errno;
+        }
+        if (mnt < 0)
+                return -errno;
+        if (move_mount(mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                return -errno;
+        return 0;
+}
+
+static int on_secret_appeared(const char *path, bool final, void *userdata)
+{
+        WatchCtx *w = userdata;
+
+        /* The secret itself: mask it too and carry on. A directory on the way: end. */
+        if (final && remask(w, path) == 0)
+                return 0;
+        (void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+        (void)write_all(w->report, path, strlen(path));
+        return -ECANCELED;
+}
+
+/*
+ * The secret watcher: a small process that blocks on the inotify instance;
+ * when a secret appears on the host during the session it masks it inside
+ * as well, or, if it cannot (a directory on the way to a secret appeared,
+ * or the mount fails), kills pid 1 through its pidfd (no pid reuse race)
+ * and tells the parent which secret it was. A separate process so that
+ * closing the instance (an SRCU grace period, ~10 ms) never delays the end
+ * of `airlock run`.
  */
 static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
 {
-        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_close_ int pidfd = -EBADF, userns = -EBADF, mntns = -EBADF;
         int fds[2];
         pid_t pid;
 
@@ -477,6 +549,16 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         pidfd = (int)syscall(SYS_pidfd_open, child, 0);
         if (pidfd < 0)
                 return sbx_fail(err, 71, -errno, "pidfd_open failed: %m");
+        {
+                char path[64];
+                snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
+                userns = open(path, O_RDONLY | O_CLOEXEC);
+                snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)child);
+                mntns = open(path, O_RDONLY | O_CLOEXEC);
+                if (userns < 0 || mntns < 0)
+                        return sbx_fail(err, 71, -errno,
+                                        "cannot open the sandbox's namespaces: %m");
+        }
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
         pid = fork();
@@ -486,24 +568,20 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 return sbx_fail(err, 71, -errno, "cannot start the secret watcher: %m");
         }
         if (pid == 0) {
+                WatchCtx w = { .pidfd = pidfd, .userns = userns, .mntns = mntns, .report = fds[1] };
                 sigset_t all;
 
                 sigfillset(&all);
                 sigprocmask(SIG_BLOCK, &all, NULL);
                 close(fds[0]);
-                (void)fcntl(p->inotify_fd, F_SETFL, 0); /* blocking */
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 for (;;) {
                         struct pollfd pf = { .fd = p->inotify_fd, .events = POLLIN };
-                        char *path;
 
                         if (poll(&pf, 1, -1) < 0 && errno != EINTR)
                                 _exit(1);
-                        path = sbx_watch_check(p);
-                        if (!path)
-                                continue;
-                        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                        (void)write_all(fds[1], path, strlen(path));
-                        _exit(0);
+                        if (sbx_watch_drain(p, on_secret_appeared, &w) < 0)
+                                _exit(0);
                 }
         }
         close(fds[1]);
@@ -649,9 +727,9 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 goto finish;
         if (plan.secret_appeared) {
                 r = sbx_fail(err, 71, -EPERM,
-                             "the secret %s appeared on the host during the session (created or "
-                             "replaced by rename) and would not be masked inside — the session "
-                             "was ended; start a new one",
+                             "%s appeared on the host during the session on the way to a secret "
+                             "(or could not be masked inside) — the session was ended; start a "
+                             "new one",
                              plan.secret_appeared);
                 goto finish;
         }

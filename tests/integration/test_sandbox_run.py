@@ -572,19 +572,36 @@ def test_secret_created_during_the_session_ends_it(env):
     out, errs = p.communicate(timeout=20)
     assert p.returncode == 71
     assert "LATE SECRET" not in out
-    assert "appeared" in errs
+    assert "appeared" in errs and str(new_secret.parent) in errs
 
 
-def test_secret_replaced_by_rename_ends_the_session(env):
+def test_secret_created_in_an_existing_directory_is_masked(env):
+    late = env["secrets"] / "late.key"
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "secrets:\n", f"secrets:\n  - {env['secrets']}/*.key\n"))
     p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
-                          str(env["ws"]), "--", "sh", "-c", f"sleep 5; cat {env['key']}"],
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 3; echo \"[$(cat {late})]\""],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    late.write_text("LATE\n")
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 0, errs
+    assert out.strip() == "[]"
+    assert late.read_text() == "LATE\n"
+
+
+def test_secret_replaced_by_rename_is_masked_too(env):
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c",
+                          f"sleep 3; echo \"[$(cat {env['key']})]\""],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1)
     tmp = env["secrets"] / "authkey.new"
     tmp.write_text("ROTATED\n")
     os.rename(tmp, env["key"])
     out, errs = p.communicate(timeout=20)
-    assert p.returncode == 71 and "ROTATED" not in out
+    assert p.returncode == 0, errs
+    assert out.strip() == "[]"
     # Outside, the rotated key is there to read (the other side of the claim).
     assert env["key"].read_text() == "ROTATED\n"
 
