@@ -7,6 +7,7 @@ import signal
 import socket
 import struct
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -394,3 +395,59 @@ def test_every_transition_is_audited_before_it_takes_effect(broker, tmp_path):
             b2.stop()
     finally:
         subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_command_timeout_kills_the_process_group(tmp_path):
+    ensure_users()
+    b = Broker(tmp_path, policy_text(BASE_RULES), extra_args=("--exec-timeout", "1")).start()
+    try:
+        t0 = time.time()
+        r = b.airlock("exec", "--", "sh", "-c", "sleep 30 & sleep 30; echo never")
+        assert r.returncode == 124, (r.stdout, r.stderr)
+        assert "killed after the timeout" in r.stderr
+        assert time.time() - t0 < 15
+        assert "never" not in r.stdout
+    finally:
+        b.stop()
+
+
+def test_pending_requests_per_session_are_limited(broker, tmp_path):
+    holder, sock, _ = open_session(broker)
+    agent = Raw(sock)
+    for i in range(32):
+        _, final, _ = exec_raw(agent, ["touch", str(tmp_path / f"f{i}")], wait_ms=0)
+        assert final["type"] == "still-pending", final
+    first, _, _ = exec_raw(agent, ["touch", str(tmp_path / "one-too-many")], wait_ms=0)
+    assert first["type"] == "error" and first["error"] == "limit"
+    # allowed requests still run, and the broker serves everyone else
+    _, final, out = exec_raw(agent, ["echo", "fine"])
+    assert out == b"fine\n"
+    assert broker.airlock("requests").returncode == 0
+
+
+def test_connections_per_uid_are_limited(broker):
+    script = textwrap.dedent(f"""\
+        import json, socket, struct
+        conns, refused = [], 0
+        for i in range(80):
+            s = socket.socket(socket.AF_UNIX); s.connect({str(broker.admin)!r})
+            s.settimeout(5)
+            b = json.dumps({{"type": "list"}}).encode()
+            try:
+                s.sendall(struct.pack(">I", len(b)) + b)
+            except OSError:
+                pass  # refused connections get their error and are closed at once
+            n = struct.unpack(">I", s.recv(4))[0]
+            m = json.loads(s.recv(n))
+            if m["type"] == "error" and m["error"] == "limit":
+                refused += 1
+            conns.append(s)
+        print(refused)
+        """)
+    r = subprocess.run(["setpriv", f"--reuid={OUTSIDER}", f"--regid={OUTSIDER}",
+                        "--clear-groups", "/usr/bin/python3", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == 80 - 64
+    # other users are unaffected
+    assert broker.airlock("requests", user=ALICE).returncode == 0
