@@ -375,6 +375,10 @@ def test_every_transition_is_audited_before_it_takes_effect(broker, tmp_path):
     assert recs[2]["details"]["approver_name"] == ALICE
     assert recs[2]["details"]["shown_sha256"] == broker.show(rid)["digest"]
     assert recs[-1]["details"]["exit_status"] == 0
+    # the hash chain the broker wrote is intact (no seal key was set up for
+    # this test, so the only finding is that the tail is unsealed)
+    v = json.loads(broker.airlock("log", "verify", "--json", "--state-dir", broker.state).stdout)
+    assert v["problem"] == "unsealed-tail" and v["seq"] == 1 and v["records"] >= 6, v
     # an audit log (and database) that cannot be written: the broker refuses to act
     d = tmp_path / "full"
     d.mkdir()
