@@ -164,7 +164,8 @@ void audit_head(AuditWriter *w, uint64_t *ret_seq, char ret_hash[AUDIT_HASH_HEX_
 /*
  * Writes a "log_close" record and a final seal (if there is a key), syncs,
  * stops the timer thread and frees w. Accepts NULL. Returns 0, or the
- * writer's error (w is freed in any case).
+ * writer's error (w is freed in any case). Call it only after every
+ * audit_append() on w has returned, and call nothing on w afterwards.
  */
 int audit_close(AuditWriter *w);
 

@@ -107,23 +107,27 @@ static int policy_check(int argc, char **argv)
 {
         static const struct option options[] = {
                 { "json", no_argument, NULL, 'j' },
+                { "embedded", no_argument, NULL, 'E' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         _cleanup_(policy_freep) Policy *p = NULL;
         PolicyError *errs = NULL;
         const char *path;
-        bool json = false, embedded = false;
+        bool json = false, embedded = false, force_embedded = false;
         size_t n = 0;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "+jh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "+jEh", options, NULL)) >= 0)
                 switch (c) {
                 case 'j':
                         json = true;
                         break;
+                case 'E':
+                        force_embedded = true;
+                        break;
                 case 'h':
-                        fputs("Usage: airlock policy check [--json] [FILE]\n", stdout);
+                        cli_print_usage(&cli_command_policy, false);
                         return EXIT_OK;
                 default:
                         return cli_fail(SUB, EXIT_USAGE, "bad option — run 'airlock help policy'");
@@ -131,10 +135,13 @@ static int policy_check(int argc, char **argv)
         if (argc - optind > 1)
                 return cli_fail(SUB, EXIT_USAGE,
                                 "check takes at most one FILE — run 'airlock help policy'");
-        path = resolve_policy_path(argc > optind ? argv[optind] : NULL);
+        if (force_embedded && argc > optind)
+                return cli_fail(SUB, EXIT_USAGE,
+                                "--embedded checks the built-in policy — give it no FILE");
+        path = force_embedded ? NULL : resolve_policy_path(argc > optind ? argv[optind] : NULL);
         if (!path) {
                 embedded = true;
-                if (!json)
+                if (!json && !force_embedded)
                         fprintf(stderr,
                                 "airlock: policy: no policy file at %s; checking the embedded "
                                 "default\n",
@@ -263,6 +270,8 @@ static int policy_explain(int argc, char **argv)
                 { "verbose", no_argument, NULL, 'v' },
                 { "effect", required_argument, NULL, 'e' },
                 { "planned", no_argument, NULL, 'n' },
+                { "cwd", required_argument, NULL, 'C' },
+                { "embedded", no_argument, NULL, 'E' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -274,10 +283,10 @@ static int policy_explain(int argc, char **argv)
         PolicyRequest req = {};
         PolicyDecision d;
         PolicyError err = {};
-        bool json = false, verbose = false;
+        bool json = false, verbose = false, force_embedded = false;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "+p:H:a:P:jve:nh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "+p:H:a:P:jve:nC:Eh", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
                         policy_arg = optarg;
@@ -311,11 +320,18 @@ static int policy_explain(int argc, char **argv)
                 case 'n':
                         fx.planned = true;
                         break;
+                case 'E':
+                        force_embedded = true;
+                        break;
+                case 'C':
+                        if (optarg[0] != '/')
+                                return cli_fail(SUB, EXIT_USAGE,
+                                                "--cwd needs an absolute directory, e.g. "
+                                                "--cwd /etc/corosync");
+                        req.cwd = optarg;
+                        break;
                 case 'h':
-                        fputs("Usage: airlock policy explain [--policy FILE] [--host H] "
-                              "[--agent A] [--profile P] [--effect KIND=VALUE]... [--planned] "
-                              "[--verbose] [--json] -- CMD...\n",
-                              stdout);
+                        cli_print_usage(&cli_command_policy, false);
                         return EXIT_OK;
                 default:
                         return cli_fail(SUB, EXIT_USAGE, "bad option — run 'airlock help policy'");
@@ -326,7 +342,10 @@ static int policy_explain(int argc, char **argv)
                                 "ARGS...'");
         req.argv = argv + optind;
 
-        path = resolve_policy_path(policy_arg);
+        if (force_embedded && policy_arg)
+                return cli_fail(SUB, EXIT_USAGE,
+                                "--embedded and --policy exclude each other — give one");
+        path = force_embedded ? NULL : resolve_policy_path(policy_arg);
         if (path) {
                 PolicyError *errs = NULL;
                 size_t n = 0;
@@ -485,15 +504,16 @@ static int cmd_policy(int argc, char **argv)
 const CliCommand cli_command_policy = {
         .name = "policy",
         .summary = "check a policy file, or explain which rule decides a command",
-        .usage = "Usage: airlock policy check [--json] [FILE]\n"
-                 "       airlock policy explain [--policy FILE] [--host H] [--agent A]\n"
-                 "                              [--profile P] [--effect KIND=VALUE]...\n"
-                 "                              [--planned] [--verbose] [--json] -- CMD...\n"
+        .usage = "Usage: airlock policy check [--json] [--embedded | FILE]\n"
+                 "       airlock policy explain [--policy FILE | --embedded] [--host H]\n"
+                 "                              [--agent A] [--profile P] [--cwd DIR]\n"
+                 "                              [--effect KIND=VALUE]... [--planned]\n"
+                 "                              [--verbose] [--json] -- CMD...\n"
                  "       airlock policy show-default\n"
                  "\n"
-                 "check         Validates FILE (default: $AIRLOCK_POLICY, else " AIRLOCK_POLICY_PATH
-                 ",\n"
-                 "              else the embedded default) and prints every error as\n"
+                 "check         Validates FILE (default: $AIRLOCK_POLICY, else\n"
+                 "              " AIRLOCK_POLICY_PATH ", else the embedded default) and\n"
+                 "              prints every error as\n"
                  "              FILE:LINE:COLUMN: what is wrong — how to fix it.\n"
                  "              Exit 0 if valid, 65 if not.\n"
                  "explain       Shows which rule decides CMD and why: the rule's file:line,\n"
@@ -501,18 +521,20 @@ const CliCommand cli_command_policy = {
                  "              also lists each earlier rule and why it did not match.\n"
                  "              --host names an inventory host (default: this machine),\n"
                  "              --agent the agent asking (default: a human), --profile its\n"
-                 "              sandbox profile. Rules on effects (reads-secret, writes, ...)\n"
-                 "              judge a plan: without one they never match. --effect\n"
-                 "              describes what a plan observed, as if the request had one:\n"
-                 "              reads-secret=PATH, writes-secret-content=PATH, writes=PATH,\n"
-                 "              deletes=PATH, connects=HOST:PORT (an inventory name or\n"
-                 "              address; anything else is outside the inventory),\n"
+                 "              sandbox profile, --cwd where it would run (relative\n"
+                 "              arguments; default /). Rules on effects (reads-secret,\n"
+                 "              writes, ...) judge a plan: without one they never match.\n"
+                 "              --effect describes what a plan observed, as if the request\n"
+                 "              had one: reads-secret=PATH, writes-secret-content=PATH,\n"
+                 "              writes=PATH, deletes=PATH, connects=HOST:PORT (an inventory\n"
+                 "              name or address; anything else is outside the inventory),\n"
                  "              contacts=DAEMON. --planned: a plan with no effects.\n"
                  "show-default  Prints the embedded default policy, a starting point for\n"
                  "              " AIRLOCK_POLICY_PATH ".\n"
                  "\n"
                  "Options:\n"
-                 "  --policy FILE   policy for explain (also $AIRLOCK_POLICY)\n"
+                 "  --policy FILE   the policy for explain (also $AIRLOCK_POLICY)\n"
+                 "  --embedded      use the embedded default policy, even if a file exists\n"
                  "  --json          machine-readable output\n"
                  "\n"
                  "See airlock-policy(5) for the file format.\n",

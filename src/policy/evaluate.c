@@ -174,27 +174,86 @@ int policy_secret_globs(const Policy *p, char ***ret)
 #define SECRET_ARG_PREFIX "it allows, but "
 
 /*
- * An allow rule never lets an argument that names a secret through: such a
- * request falls to the next rule (usually the default: a human decides).
- * This catches `cat /etc/shadow` against `allow: [cat, "**"]`; it cannot
- * see through symlinks or relative paths, which is why the plan (issue 6)
- * and the broker's own view of the files remain the real check.
+ * Paths an allow rule never passes whatever the policy's secrets say: raw
+ * devices and kernel memory hold every file's bytes (a disk holds the
+ * authkey), a process's environment and memory hold its credentials, and
+ * /proc/PID/root, cwd and fd lead into other mount namespaces and open
+ * files under names no secret glob covers.
  */
-static const char *argv_names_secret(const Policy *p, char *const *argv)
+static const char *const raw_paths[] = {
+        "/dev/?**", /* not /dev itself: listing it is harmless */
+        "/proc/kcore",
+        "/proc/kmem",
+        "/proc/*/{environ,mem,root,cwd,fd,map_files}/**",
+        "/proc/*/task/*/{environ,mem,root,cwd,fd,map_files}/**",
+        "/sys/firmware/**",
+        "/sys/kernel/debug/**",
+        "/sys/kernel/security/**",
+        NULL,
+};
+
+/* Harmless device names that commands commonly take as arguments. */
+static const char *const harmless_devices[] = {
+        "/dev/null",   "/dev/zero",   "/dev/urandom", "/dev/random", "/dev/stdin",
+        "/dev/stdout", "/dev/stderr", "/dev/tty",     NULL,
+};
+
+/* 1 if the normalized path is a raw path (or too complex to tell), else 0. */
+static int path_is_raw(const char *path)
 {
-        for (size_t i = 0; argv[i]; i++) {
+        if (strv_contains((char **)harmless_devices, path))
+                return 0;
+        for (size_t i = 0; raw_paths[i]; i++)
+                if (policy_glob_match_full(raw_paths[i], path, true) != 0)
+                        return 1;
+        return 0;
+}
+
+/*
+ * Whether one argument, read as a path, is a secret or a raw path. Absolute
+ * paths and "~/" are taken as they are; anything else that could be a path
+ * (not an option) is taken relative to cwd. "." and ".." are resolved.
+ */
+static bool arg_is_sensitive(const Policy *p, const char *arg, const char *cwd)
+{
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (isempty(arg) || arg[0] == '-')
+                return false;
+        if (arg[0] == '/')
+                r = asprintf(&path, "%s", arg);
+        else if (strneq(arg, "~/", 2))
+                r = asprintf(&path, "/root%s", arg + 1);
+        else
+                r = asprintf(&path, "%s/%s", cwd, arg);
+        if (r < 0)
+                return true; /* fail closed */
+        path_normalize(path);
+        return policy_path_is_secret(p, path) || path_is_raw(path);
+}
+
+/*
+ * An allow rule never lets an argument that names a secret or a raw path
+ * (see raw_paths) through: such a request falls to the next rule (usually
+ * the default: a human decides). This catches `cat /etc/shadow`,
+ * `cat ../etc/shadow` from /, `head -c 1M /dev/sda` and `--file=/etc/shadow`
+ * against `allow: [cat, "**"]`. It cannot see through symbolic links, which
+ * is why the plan (issue 6) and the broker's own view of the files remain
+ * the real check. Returns the offending argument, or NULL.
+ */
+static const char *argv_names_secret(const Policy *p, char *const *argv, const char *cwd)
+{
+        if (isempty(cwd) || cwd[0] != '/')
+                cwd = "/";
+        for (size_t i = 1; argv[0] && argv[i]; i++) {
                 const char *a = argv[i], *eq = strchr(a, '=');
 
-                if ((a[0] == '/' && policy_path_is_secret(p, a)) ||
-                    (eq && eq[1] == '/' && policy_path_is_secret(p, eq + 1)))
+                if (arg_is_sensitive(p, a, cwd) || (eq && arg_is_sensitive(p, eq + 1, cwd)))
                         return a;
-                if (strneq(a, "~/", 2) || (eq && strneq(eq + 1, "~/", 2))) {
-                        const char *rest = strneq(a, "~/", 2) ? a + 1 : eq + 2;
-                        _cleanup_free_ char *abs = NULL;
-
-                        if (asprintf(&abs, "/root%s", rest) < 0 || policy_path_is_secret(p, abs))
-                                return a;
-                }
+                /* "-f/etc/shadow": a short option glued to its value */
+                if (a[0] == '-' && a[1] && a[1] != '-' && a[2] && arg_is_sensitive(p, a + 2, cwd))
+                        return a;
         }
         return NULL;
 }
@@ -375,11 +434,13 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
                 return 0;
         }
         if (rule->action == POLICY_ALLOW) {
-                const char *a = argv_names_secret(p, req->argv);
+                const char *a = argv_names_secret(p, req->argv, req->cwd);
 
                 if (a) {
                         snprintf(why, why_size,
-                                 SECRET_ARG_PREFIX "the argument '%.200s' names a secret", a);
+                                 SECRET_ARG_PREFIX "the argument '%.200s' names a secret or a "
+                                                   "raw device, kernel or process file",
+                                 a);
                         return 0;
                 }
         }

@@ -189,6 +189,7 @@ typedef struct {
         const char *agent;            /* agent name; NULL = a human outside any sandbox */
         const char *profile;          /* sandbox profile the request came from; NULL = unknown */
         const PolicyEffects *effects; /* its plan's effects; NULL = not planned */
+        const char *cwd; /* where the command will run (relative arguments); NULL = "/" */
 } PolicyRequest;
 
 typedef struct {

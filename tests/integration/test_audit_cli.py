@@ -224,3 +224,40 @@ def test_independent_verifier_in_the_man_page_agrees(state, airlock):
     lines[3] = lines[3].replace(b"restart", b"stop", 1)
     with pytest.raises(ValueError):
         ns["verify"](b"\n".join(lines), vkey)
+
+
+@pytest.mark.parametrize("kind,problem,line", [
+    ("delete", "missing", 10),
+    ("swap", "reordered", 10),
+    ("insert", "inserted", 11),
+    ("torn", "torn", 10),
+    ("unsealed", "unsealed-tail", None),
+])
+def test_verify_names_each_kind_of_change(airlock, state, kind, problem, line):
+    vkey = setup_keys(state)
+    if kind == "unsealed":
+        # The writer stops without closing (as a crash would) before its next seal.
+        write(state, "--threads", "1", "--records", "25", "--seal-every", "10", "--no-close")
+    else:
+        write(state, "--threads", "1", "--records", "25", "--seal-every", "10")
+    log = state / "audit.log"
+    lines = log.read_bytes().split(b"\n")[:-1]
+    if kind == "delete":
+        del lines[9]
+    elif kind == "swap":
+        lines[9], lines[10] = lines[10], lines[9]
+    elif kind == "insert":
+        lines.insert(10, lines[2])
+    if kind == "torn":
+        log.write_bytes(b"\n".join(lines[:9]) + b"\n" + lines[9][:40])
+    else:
+        log.write_bytes(b"\n".join(lines) + b"\n")
+    r = airlock("log", "verify", "--file", log, "--key", vkey)
+    assert r.returncode == 1, r.stdout
+    assert f"FAIL ({problem})" in r.stdout
+    if line:
+        assert f"at line {line}," in r.stdout, r.stdout
+    else:
+        # The records after the last seal, named as such.
+        last_seal = max(i for i, l in enumerate(lines) if b'"event":"seal"' in l)
+        assert f"at line {last_seal + 2}," in r.stdout and "after the last seal" in r.stdout

@@ -7,16 +7,14 @@ every mutating command need a human.
 import hashlib
 import json
 import os
-import pathlib
 import subprocess
 
 import pytest
 
-from conftest import ROOT, run_airlock
+from conftest import AIRLOCK, ROOT, run_airlock
 
 EXIT_USAGE = 64
 EXIT_POLICY = 65
-STANDARD = pathlib.Path("/etc/airlock/policy.yaml")
 
 # (policy text, line, column, part of the message) — one per error class.
 ERRORS = [
@@ -115,15 +113,52 @@ def test_check_uses_airlock_policy_env(airlock, policy_file):
     assert r.stdout.startswith(f"{path}: OK (0 rules")
 
 
+def run_in_private_etc(*args, policy_text=None):
+    """Runs airlock in a private mount namespace where /etc/airlock is an empty
+    tmpfs (or holds policy_text as policy.yaml), so the standard location can be
+    tested without touching the host's /etc/airlock."""
+    script = 'mkdir -p /etc/airlock 2>/dev/null; mount -t tmpfs airlock-test /etc/airlock || exit 99\n'
+    if policy_text is not None:
+        script += 'printf "%s" "$POLICY_TEXT" > /etc/airlock/policy.yaml\n'
+    script += 'exec "$@"\n'
+    env = dict(os.environ, POLICY_TEXT=policy_text or "")
+    env.pop("AIRLOCK_POLICY", None)
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        "sh", str(AIRLOCK), *map(str, args)],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 99, f"cannot set up the private /etc/airlock: {r.stderr}"
+    return r
+
+
 def test_check_embedded_default_when_no_file(airlock):
-    if STANDARD.exists():
-        pytest.skip(f"{STANDARD} exists here; the fallback to the embedded default needs it absent")
-    r = airlock("policy", "check")
-    assert r.returncode == 0
-    assert "checking the embedded default" in r.stderr
+    r = run_in_private_etc("policy", "check")
+    assert r.returncode == 0, r.stderr
+    assert "no policy file at /etc/airlock/policy.yaml; checking the embedded default" in r.stderr
     assert r.stdout.startswith("<default>: OK (")
-    j = json.loads(airlock("policy", "check", "--json").stdout)
+    j = json.loads(run_in_private_etc("policy", "check", "--json").stdout)
     assert j["embedded"] is True and j["ok"] is True
+    # the other side: a policy at the standard location is the one checked
+    r = run_in_private_etc("policy", "check", policy_text="default: deny\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("/etc/airlock/policy.yaml: OK (0 rules")
+    # and an invalid one there is an error, never a fallback
+    r = run_in_private_etc("policy", "explain", "--", "true", policy_text="default: nope\n")
+    assert r.returncode == EXIT_POLICY
+    assert "/etc/airlock/policy.yaml:1:10: bad action 'nope'" in r.stderr
+
+
+def test_embedded_flag(airlock, policy_file):
+    r = airlock("policy", "check", "--embedded")
+    assert r.returncode == 0
+    assert r.stdout.startswith("<default>: OK (")
+    assert "checking the embedded default" not in r.stderr
+    path = policy_file("default: deny\n")
+    d = json.loads(airlock("policy", "explain", "--json", "--embedded", "--", "reboot",
+                           env={"AIRLOCK_POLICY": str(path)}).stdout)
+    assert d["policy"] == "<default>" and d["action"] == "approve"
+    assert airlock("policy", "check", "--embedded", path).returncode == EXIT_USAGE
+    assert airlock("policy", "explain", "--embedded", "--policy", path, "--",
+                   "true").returncode == EXIT_USAGE
 
 
 def test_check_missing_file(airlock, tmp_path):
@@ -285,7 +320,7 @@ def test_help(airlock):
     for args in (["help", "policy"], ["policy", "--help"]):
         r = airlock(*args)
         assert r.returncode == 0
-        assert r.stdout.startswith("Usage: airlock policy check [--json] [FILE]\n")
+        assert r.stdout.startswith("Usage: airlock policy check [--json] [--embedded | FILE]\n")
         for word in ("explain", "show-default", "--host", "--agent", "--verbose", "--json",
                      "AIRLOCK_POLICY", "airlock-policy(5)"):
             assert word in r.stdout
@@ -365,14 +400,12 @@ def test_explain_bad_effect(airlock, policy_file, effect):
 
 def test_man_page_effect_example(airlock):
     """The --effect example of airlock-policy(5) is what airlock prints."""
-    if STANDARD.exists():
-        pytest.skip(f"{STANDARD} exists here; the example uses the embedded default")
     text = (ROOT / "man" / "airlock-policy.5.scd").read_text()
     i = text.index("$ airlock policy explain --effect")
     block = text[i:text.index("```", i)]
     cmd, shown = block.split("\ndecision:", 1)
     args = cmd.replace("\\\n", " ").split()[2:]
-    r = airlock(*args)
+    r = run_in_private_etc(*args)
     assert r.returncode == 0, r.stderr
     got = " ".join(r.stdout[r.stdout.index("decision:"):].split())
     assert got == " ".join(("decision:" + shown).split())

@@ -477,6 +477,44 @@ static void test_evaluate(void **state)
         assert_int_equal(d.action, POLICY_APPROVE);
         d = eval(p, NULL, NULL, "cat", "--file=/etc/corosync/authkey", NULL);
         assert_int_equal(d.action, POLICY_APPROVE);
+        /* nor a raw device, kernel memory or another process's files */
+        d = eval(p, NULL, NULL, "cat", "/dev/sda", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        assert_non_null(strstr(d.reason, "would allow, but the argument '/dev/sda' names a secret "
+                                         "or a raw device"));
+        d = eval(p, NULL, NULL, "cat", "//dev/./mapper/../sda1", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "/proc/kcore", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "/proc/1/environ", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "/proc/1/root/etc/corosync/authkey", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "/proc/1/task/1/mem", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "-f/etc/corosync/authkey", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "/dev/null", NULL);
+        assert_int_equal(d.action, POLICY_ALLOW);
+        d = eval(p, NULL, NULL, "cat", "/dev", NULL);
+        assert_int_equal(d.action, POLICY_ALLOW);
+        d = eval(p, NULL, NULL, "cat", "/proc/1/status", NULL);
+        assert_int_equal(d.action, POLICY_ALLOW);
+        /* relative arguments are read against cwd ("/" when unknown) */
+        d = eval(p, NULL, NULL, "cat", "etc/corosync/authkey", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        d = eval(p, NULL, NULL, "cat", "../../etc/corosync/authkey", NULL);
+        assert_int_equal(d.action, POLICY_APPROVE);
+        {
+                char *argv[] = { (char *)"cat", (char *)"authkey", NULL };
+                PolicyRequest req = { .argv = argv, .cwd = "/etc/corosync" };
+
+                assert_int_equal(policy_evaluate(p, &req, &d), 0);
+                assert_int_equal(d.action, POLICY_APPROVE);
+                req.cwd = "/tmp";
+                assert_int_equal(policy_evaluate(p, &req, &d), 0);
+                assert_int_equal(d.action, POLICY_ALLOW);
+        }
         /* agent conditions */
         d = eval(p, NULL, "claude-code", "apt-get", "install", "vim", NULL);
         assert_non_null(d.rule);
