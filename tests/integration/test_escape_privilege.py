@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from escape_helpers import (PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
+from escape_helpers import (need_tools, PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
                             host_process, lab, outside, probe_outside, result)
 
 MOUNT_ERRNOS = ("EPERM", "EACCES", "ENOSYS")
@@ -71,6 +71,7 @@ def test_own_setuid_root_binary(lab, suid_probe):
 
 
 def test_sudo(lab):
+    need_tools("sudo")
     out = outside("sudo", "-n", "id", "-u")
     assert out.returncode == 0 and out.stdout.strip() == "0", describe(out)
     r = lab.sh_inside("sudo -n id -u; echo rc=$?")
@@ -78,6 +79,7 @@ def test_sudo(lab):
 
 
 def test_su(lab):
+    need_tools("su")
     out = outside("su", "-c", "id -u", "root")
     assert out.returncode == 0 and out.stdout.strip() == "0", describe(out)
     r = lab.sh_inside("su -c 'id -u' root </dev/null; echo rc=$?")
@@ -109,6 +111,7 @@ def test_every_setuid_binary_keeps_the_agents_uid(lab):
 @pytest.fixture
 def cap_probe(lab):
     """A copy of the probe with file capabilities (like ping's cap_net_raw)."""
+    need_tools("setcap")
     path = lab.hostfile("cap-probe")
     shutil.copy(PROBE, path)
     os.chmod(path, 0o755)
