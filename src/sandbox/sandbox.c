@@ -397,6 +397,16 @@ static void remove_placeholders(SbxPlan *p)
 
 void sbx_plan_done(SbxPlan *p)
 {
+        if (p->watcher > 0) {
+                /*
+                 * Not waited for: its exit closes the inotify instance, which
+                 * waits for an SRCU grace period (milliseconds) that airlock's
+                 * own exit need not pay. It holds nothing but that fd, and
+                 * pid 1 is gone; the kernel reaps it when airlock exits.
+                 */
+                kill(p->watcher, SIGKILL);
+                p->watcher = 0;
+        }
         remove_placeholders(p);
         sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
@@ -425,15 +435,6 @@ void sbx_plan_done(SbxPlan *p)
         sbx_seccomp_free(p);
         safe_close(p->inotify_fd);
         safe_close(p->watch_report);
-        if (p->watcher > 0) {
-                /*
-                 * Not waited for: its exit closes the inotify instance, which
-                 * waits for an SRCU grace period (milliseconds) that airlock's
-                 * own exit need not pay. It holds nothing but that fd, and
-                 * pid 1 is gone; the kernel reaps it when airlock exits.
-                 */
-                kill(p->watcher, SIGKILL);
-        }
         for (size_t i = 0; i < p->n_watches; i++) {
                 free(p->watches[i].dir);
                 free(p->watches[i].name);
@@ -472,8 +473,8 @@ typedef struct {
 
 /*
  * Masks a secret that appeared during the session, from inside the
- * sandbox's user and mount namespaces (opened before pid 1 made itself
- * non-dumpable; as their owner, we hold every capability there): an empty read-only tmpfs
+ * sandbox's user and mount namespaces (as their owner, we hold every
+ * capability there): an empty read-only tmpfs
  * over a directory, a read-only bind of the sandbox's /dev/null (reads
  * empty, creates no file: our uid may not be mapped) over anything else.
  */
@@ -487,7 +488,10 @@ static int remask(WatchCtx *w, const char *path)
         struct stat st;
 
         if (!w->joined) {
-                if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
+                if (w->userns >= 0) {
+                        if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
+                                return -errno;
+                } else if (setns(w->pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)
                         return -errno;
                 w->joined = true;
         }
@@ -549,7 +553,13 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         pidfd = (int)syscall(SYS_pidfd_open, child, 0);
         if (pidfd < 0)
                 return sbx_fail(err, 71, -errno, "pidfd_open failed: %m");
-        {
+        /*
+         * Root may enter the namespaces of the (non-dumpable) pid 1 later,
+         * through its pidfd; an ordinary user must open them now, while it
+         * is still dumpable. Holding them keeps the sandbox's mount
+         * namespace alive a little longer at the end, so root does not.
+         */
+        if (!p->privileged) {
                 char path[64];
                 snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
                 userns = open(path, O_RDONLY | O_CLOEXEC);

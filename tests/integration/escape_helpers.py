@@ -40,6 +40,14 @@ MEMORY_MAX_MIB = 256
 ALLOWED_PORTS = (443, 53)
 
 
+def need_tools(*names):
+    """Skips (saying which package) when a real tool a test drives is not installed."""
+    missing = [n for n in names if not shutil.which(n)]
+    if missing:
+        pytest.skip(f"not installed here: {', '.join(missing)} (Debian: openssh-client, libcap2-bin, "
+                    "lsof, git, systemd) — dev/packages should list it")
+
+
 def known_weakness(finding, what):
     """Marks a technique that still gets through the sandbox on main.
 

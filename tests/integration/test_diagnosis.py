@@ -146,5 +146,7 @@ def test_grep_r_etc(lab):
 def test_logs_and_system_state(lab):
     for argv in (["df", "-h"], ["free", "-m"], ["uptime"], ["findmnt"], ["ls", "-la", "/var/log"],
                  ["cat", "/proc/meminfo"], ["lsof", "-n", "-p", "1"], ["id"], ["uname", "-a"]):
+        if not shutil.which(argv[0]):
+            continue  # (lsof is optional here; the others are in every Debian)
         r = lab.inside(*argv)
         assert r.returncode in (0,), f"{argv} fails inside:{describe(r)}"

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from escape_helpers import (known_weakness, PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
+from escape_helpers import (known_weakness, need_tools, PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
                             lab, outside, probe_outside, result)
 
 WRITE_ERRNOS = ("EROFS", "EACCES", "EPERM")
@@ -267,6 +267,7 @@ def test_rename_a_host_file_into_the_workspace(lab):
 
 @pytest.fixture
 def repo(lab):
+    need_tools("git")
     ws = lab.ws("repo")
     subprocess.run(["git", "init", "-q", str(ws)], check=True)
     (ws / ".git" / "hooks" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from escape_helpers import (PROBE, describe, expect_denied, expect_ok, expect_ran,  # noqa: F401
+from escape_helpers import (need_tools, PROBE, describe, expect_denied, expect_ok, expect_ran, testnet,  # noqa: F401
                             host_process, lab, outside, probe_outside, result)
 
 MOUNT_ERRNOS = ("EPERM", "EACCES", "ENOSYS")
@@ -71,6 +71,7 @@ def test_own_setuid_root_binary(lab, suid_probe):
 
 
 def test_sudo(lab):
+    need_tools("sudo")
     out = outside("sudo", "-n", "id", "-u")
     assert out.returncode == 0 and out.stdout.strip() == "0", describe(out)
     r = lab.sh_inside("sudo -n id -u; echo rc=$?")
@@ -78,6 +79,7 @@ def test_sudo(lab):
 
 
 def test_su(lab):
+    need_tools("su")
     out = outside("su", "-c", "id -u", "root")
     assert out.returncode == 0 and out.stdout.strip() == "0", describe(out)
     r = lab.sh_inside("su -c 'id -u' root </dev/null; echo rc=$?")
@@ -109,6 +111,7 @@ def test_every_setuid_binary_keeps_the_agents_uid(lab):
 @pytest.fixture
 def cap_probe(lab):
     """A copy of the probe with file capabilities (like ping's cap_net_raw)."""
+    need_tools("setcap")
     path = lab.hostfile("cap-probe")
     shutil.copy(PROBE, path)
     os.chmod(path, 0o755)
@@ -357,3 +360,18 @@ def test_reboot(lab):
     """reboot(2) with a wrong magic number: EINVAL means the kernel let root past CAP_SYS_BOOT."""
     expect_denied(probe_outside("reboot"), "EINVAL", what="reboot outside (a wrong magic: harmless)")
     expect_denied(lab.probe_inside("reboot"), "EPERM")
+
+
+def test_nested_airlock_for_a_weaker_profile(lab, testnet):
+    """The agent runs airlock itself, asking for the host network: a new sandbox needs new
+    namespaces, which the agent cannot make (outside, the same command reaches the peer)."""
+    out = outside(lab.airlock, "run", "--workspace", lab.ws(), "--profile", "hostnet", "--", PROBE,
+                  "tcp-connect", testnet.peer, "443", env={"AIRLOCK_POLICY": str(lab.policy)})
+    assert "hello-from-peer" in expect_ok(out)
+    inner = lab.srv_dir / "bin" / "airlock"  # the build may be under /tmp, hidden inside
+    shutil.copy(lab.airlock, inner)
+    r = lab.sh_inside(f"AIRLOCK_POLICY={lab.policy} {inner} run --workspace {lab.ws()} --profile hostnet "
+                      f"-- {lab.probe} tcp-connect {testnet.peer} 443; echo rc=$?")
+    assert "rc=" in r.stdout, describe(r)
+    assert "rc=127" not in r.stdout, f"the inner airlock did not even run:{describe(r)}"
+    assert "hello-from-peer" not in r.stdout and "rc=0" not in r.stdout, f"a nested airlock got out:{describe(r)}"

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from escape_helpers import (known_weakness, PROBE, describe, expect_denied, expect_empty_or_denied,
+from escape_helpers import (known_weakness, need_tools, PROBE, describe, expect_denied, expect_empty_or_denied,
                             expect_ok, expect_ran, host_process, lab, outside,  # noqa: F401
                             probe_outside, result)
 
@@ -243,6 +243,7 @@ def test_kallsyms_addresses(lab):
 
 def test_ssh_agent_is_unreachable(lab, tmp_path):
     """ssh-agent with a socket in /tmp; SSH_AUTH_SOCK set when airlock run starts."""
+    need_tools("ssh-agent", "ssh-add")
     sock = tmp_path / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -267,6 +268,7 @@ def test_ssh_agent_is_unreachable(lab, tmp_path):
 
 def test_ssh_with_the_users_key(lab):
     """ssh -i with a masked key: the key file is empty inside, so ssh cannot load it."""
+    need_tools("ssh-keygen")
     with lab.ssh_key_present():
         r = lab.sh_inside(f"ssh-keygen -y -f {lab.ssh_key} </dev/null; echo rc=$?")
     assert "rc=" in r.stdout, f"the shell never ran inside (did airlock refuse to start?):{describe(r)}"
