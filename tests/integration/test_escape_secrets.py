@@ -30,7 +30,7 @@ def test_direct_read_of_a_policy_secret(lab):
 def test_secret_read_with_cat_and_grep(lab):
     """The tools an agent really uses, not just the probe."""
     assert lab.token in outside("cat", lab.secret_file).stdout
-    r = lab.sh_inside(f"cat {lab.secret_file}; echo rc=$?; grep -r AIRLOCK-SECRET {lab.etc_dir} {lab.srv_dir}; echo grep=$?")
+    r = lab.sh_inside(f"cat {lab.secret_file}; echo rc=$?; grep -r {lab.token} {lab.etc_dir} {lab.secret_dir}; echo grep=$?")
     assert "rc=" in r.stdout, describe(r)
     assert "grep=0" not in r.stdout and "grep=" in r.stdout, f"grep must find no secret inside:{describe(r)}"
 
