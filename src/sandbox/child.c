@@ -127,6 +127,7 @@ typedef struct {
         int sync_fd;
 } AgentArgs;
 
+static int agent_trampoline(void *arg) _unused_;
 static int agent_trampoline(void *arg)
 {
         AgentArgs *a = arg;
