@@ -58,8 +58,10 @@ static void test_agent_names(void **state)
         assert_false(sbx_agent_name_valid("a b"));
         assert_false(sbx_agent_name_valid("a/b"));
         assert_false(sbx_agent_name_valid("a\nb"));
-        assert_true(sbx_agent_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
-        assert_false(sbx_agent_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert_true(sbx_agent_name_valid(
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert_false(sbx_agent_name_valid(
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
 static void test_session_ids(void **state)
