@@ -265,7 +265,8 @@ static const char *audit_event_for(ReqState to)
  * Moves r to a new state: audit record first, then the database, then
  * memory. Caller holds B.lock. On failure nothing changed.
  */
-static int transition_full(Req *r, ReqState to, const char *detail, json_t *extra, bool write_audit)
+static int transition_full(Req *r, ReqState to, const char *detail, json_t *extra, bool write_audit,
+                           bool write_db)
 {
         ReqState from = r->state;
         char *old_detail = r->detail, *nd = NULL;
@@ -308,7 +309,7 @@ static int transition_full(Req *r, ReqState to, const char *detail, json_t *extr
                                     json_integer((json_int_t)(r->out_bytes[0] + r->out_bytes[1])));
         }
         k = write_audit ? audit_transition(audit_event_for(to), r, ex) : 0;
-        if (k >= 0)
+        if (k >= 0 && write_db)
                 k = state_update_request(B.state, r);
         if (k < 0) {
                 r->state = from;
@@ -331,7 +332,7 @@ static int transition_full(Req *r, ReqState to, const char *detail, json_t *extr
 
 static int transition(Req *r, ReqState to, const char *detail, json_t *extra)
 {
-        return transition_full(r, to, detail, extra, true);
+        return transition_full(r, to, detail, extra, true, true);
 }
 
 static int send_json(int fd, json_t *j)
@@ -423,7 +424,7 @@ static void *executor_thread(void *userdata)
                 k = ex ? audit_transition(AUDIT_EVENT_EXEC_START, r, ex) : -ENOMEM;
                 pthread_mutex_lock(&B.lock);
                 if (k >= 0)
-                        k = transition_full(r, REQ_EXECUTING, NULL, NULL, false);
+                        k = transition_full(r, REQ_EXECUTING, NULL, NULL, false, true);
                 if (k < 0) {
                         log_error("request %llu stays approved and did not run: the transition "
                                   "to executing could not be recorded",
@@ -471,15 +472,31 @@ static void *executor_thread(void *userdata)
 
                 if (ex && detail[0])
                         json_object_set_new(ex, "detail", json_string(detail));
+                Req row = *r; /* what the database row becomes; r changes under the lock */
+                bool truncated = r->truncated;
+
+                row.state = to;
+                row.detail = detail[0] ? detail : r->detail;
+                row.finished_usec = now_realtime_usec();
                 pthread_mutex_unlock(&B.lock);
+                /* only this thread moves an executing request: record without the lock */
                 a = ex ? audit_transition(AUDIT_EVENT_EXEC_END, r, ex) : -ENOMEM;
-                pthread_mutex_lock(&B.lock);
-                if (a < 0 || state_begin(B.state) < 0 ||
-                    state_save_output(B.state, r->id, out, lens[0], err, lens[1], r->truncated) <
-                            0 ||
-                    transition_full(r, to, detail[0] ? detail : NULL, NULL, false) < 0 ||
-                    state_commit(B.state) < 0) {
+                if (a >= 0)
+                        a = state_begin(B.state);
+                if (a >= 0)
+                        a = state_save_output(B.state, r->id, out, lens[0], err, lens[1],
+                                              truncated);
+                if (a >= 0)
+                        a = state_update_request(B.state, &row);
+                if (a >= 0)
+                        a = state_commit(B.state);
+                if (a < 0)
                         state_rollback(B.state);
+                pthread_mutex_lock(&B.lock);
+                /* the database has it: now memory (no audit, no database: both done) */
+                if (a >= 0)
+                        a = transition_full(r, to, detail[0] ? detail : NULL, NULL, false, false);
+                if (a < 0) {
                         log_error("request %llu ran (exit status %d) but its result could not be "
                                   "recorded; it will show as interrupted after a restart",
                                   (unsigned long long)r->id, r->exit_status);
@@ -855,7 +872,7 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 if (k >= 0 && r->state == REQ_EXECUTING)
                         k = audit_transition(AUDIT_EVENT_EXEC_START, r, start);
         }
-        pthread_mutex_lock(&B.lock);
+        /* still invisible to other threads: the database without the broker lock */
         if (k >= 0) {
                 k = state_insert_request(B.state, r);
                 if (k < 0) {
@@ -866,6 +883,7 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                         (void)audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, why);
                 }
         }
+        pthread_mutex_lock(&B.lock);
         if (k < 0) {
                 if (r->state == REQ_PENDING)
                         pending_release(r);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -6,6 +7,12 @@
 #include "broker/audit-sink.h"
 #include "common/util.h"
 
+/*
+ * Writers share the lock (so concurrent records share the audit writer's
+ * syncs); closing takes it exclusively, so the writer is never freed under
+ * a thread that is still appending.
+ */
+static pthread_rwlock_t sink_lock = PTHREAD_RWLOCK_INITIALIZER;
 static AuditWriter *writer;
 
 int audit_sink_open(const char *state_dir, char *err, size_t err_size)
@@ -22,8 +29,10 @@ int audit_sink_open(const char *state_dir, char *err, size_t err_size)
 
 void audit_sink_close(void)
 {
+        pthread_rwlock_wrlock(&sink_lock);
         (void)audit_close(writer);
         writer = NULL;
+        pthread_rwlock_unlock(&sink_lock);
 }
 
 int audit_sink_write(const char *event, json_t *fields)
@@ -31,13 +40,13 @@ int audit_sink_write(const char *event, json_t *fields)
         json_t *rec;
         int r;
 
-        if (!writer)
-                return -EBADF;
         rec = fields ? json_copy(fields) : json_object();
         if (!rec)
                 return -ENOMEM;
         json_object_set_new(rec, "event", json_string(event));
-        r = audit_append(writer, rec, NULL);
+        pthread_rwlock_rdlock(&sink_lock);
+        r = writer ? audit_append(writer, rec, NULL) : -ESHUTDOWN;
+        pthread_rwlock_unlock(&sink_lock);
         json_decref(rec);
         return r;
 }

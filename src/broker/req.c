@@ -35,16 +35,17 @@ bool req_state_is_final(ReqState s)
         return s >= REQ_SUCCEEDED;
 }
 
+/* References are taken and dropped with and without the broker lock: atomic. */
 Req *req_ref(Req *r)
 {
         if (r)
-                r->refs++;
+                __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
         return r;
 }
 
 void req_unref(Req *r)
 {
-        if (!r || --r->refs > 0)
+        if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
                 return;
         free(r->agent);
         free(r->session_workspace);

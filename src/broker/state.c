@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,8 +10,15 @@
 #include "broker/state.h"
 #include "common/util.h"
 
+/*
+ * One connection, one recursive mutex: every call holds it, and a
+ * transaction holds it from state_begin() to state_commit() or
+ * state_rollback(), so no other thread's statement can slip into it.
+ */
 struct State {
         sqlite3 *db;
+        pthread_mutex_t mu;
+        bool in_tx; /* only read or written with mu held */
 };
 
 static const char schema[] =
@@ -79,6 +87,14 @@ int state_open(const char *state_dir, State **ret, char *err, size_t err_size)
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        {
+                pthread_mutexattr_t a;
+
+                pthread_mutexattr_init(&a);
+                pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+                pthread_mutex_init(&s->mu, &a);
+                pthread_mutexattr_destroy(&a);
+        }
         rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
@@ -117,17 +133,41 @@ void state_close(State *s)
 
 int state_begin(State *s)
 {
-        return exec_sql(s, "BEGIN IMMEDIATE");
+        int r;
+
+        pthread_mutex_lock(&s->mu);
+        r = exec_sql(s, "BEGIN IMMEDIATE");
+        if (r < 0) {
+                pthread_mutex_unlock(&s->mu);
+                return r;
+        }
+        s->in_tx = true; /* the mutex stays held until commit or rollback */
+        return 0;
 }
 
 int state_commit(State *s)
 {
-        return exec_sql(s, "COMMIT");
+        int r;
+
+        pthread_mutex_lock(&s->mu);
+        r = exec_sql(s, "COMMIT");
+        if (r >= 0 && s->in_tx) {
+                s->in_tx = false;
+                pthread_mutex_unlock(&s->mu); /* the hold from state_begin() */
+        }
+        pthread_mutex_unlock(&s->mu);
+        return r; /* on failure the transaction stays open: call state_rollback() */
 }
 
 void state_rollback(State *s)
 {
-        (void)exec_sql(s, "ROLLBACK");
+        pthread_mutex_lock(&s->mu);
+        if (s->in_tx) {
+                (void)exec_sql(s, "ROLLBACK");
+                s->in_tx = false;
+                pthread_mutex_unlock(&s->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
 }
 
 static char *strv_to_text(char *const *l)
@@ -192,7 +232,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *t)
                 sqlite3_bind_null(st, i);
 }
 
-int state_insert_session(State *s, Session *sess)
+static int insert_session_unlocked(State *s, Session *sess)
 {
         sqlite3_stmt *st;
         int r;
@@ -218,7 +258,7 @@ int state_insert_session(State *s, Session *sess)
         return 0;
 }
 
-int state_end_session(State *s, uint64_t id, uint64_t now_usec)
+static int end_session_unlocked(State *s, uint64_t id, uint64_t now_usec)
 {
         sqlite3_stmt *st;
         int r;
@@ -231,7 +271,7 @@ int state_end_session(State *s, uint64_t id, uint64_t now_usec)
         return step_done(s, st);
 }
 
-int state_insert_request(State *s, Req *r)
+static int insert_request_unlocked(State *s, Req *r)
 {
         _cleanup_free_ char *argv = NULL, *command = NULL, *env = NULL;
         sqlite3_stmt *st;
@@ -288,7 +328,7 @@ int state_insert_request(State *s, Req *r)
         return 0;
 }
 
-int state_update_request(State *s, const Req *r)
+static int update_request_unlocked(State *s, const Req *r)
 {
         sqlite3_stmt *st;
         int k;
@@ -307,7 +347,7 @@ int state_update_request(State *s, const Req *r)
         return step_done(s, st);
 }
 
-int state_insert_verdict(State *s, uint64_t req_id, const Verdict *v)
+static int insert_verdict_unlocked(State *s, uint64_t req_id, const Verdict *v)
 {
         sqlite3_stmt *st;
         int k;
@@ -327,8 +367,8 @@ int state_insert_verdict(State *s, uint64_t req_id, const Verdict *v)
         return step_done(s, st);
 }
 
-int state_save_output(State *s, uint64_t req_id, const uint8_t *out, size_t out_len,
-                      const uint8_t *err, size_t err_len, bool truncated)
+static int save_output_unlocked(State *s, uint64_t req_id, const uint8_t *out, size_t out_len,
+                                const uint8_t *err, size_t err_len, bool truncated)
 {
         sqlite3_stmt *st;
         int k;
@@ -353,7 +393,7 @@ static char *col_strdup(sqlite3_stmt *st, int i)
         return t ? strdup((const char *)t) : NULL;
 }
 
-int state_load_request(State *s, uint64_t id, Req **ret)
+static int load_request_unlocked(State *s, uint64_t id, Req **ret)
 {
         sqlite3_stmt *st;
         Req *r;
@@ -468,8 +508,8 @@ int state_load_request(State *s, uint64_t id, Req **ret)
         return 0;
 }
 
-int state_load_output(State *s, uint64_t id, uint8_t **ret_out, size_t *ret_out_len,
-                      uint8_t **ret_err, size_t *ret_err_len)
+static int load_output_unlocked(State *s, uint64_t id, uint8_t **ret_out, size_t *ret_out_len,
+                                uint8_t **ret_err, size_t *ret_err_len)
 {
         sqlite3_stmt *st;
         uint8_t *bufs[2] = {};
@@ -508,7 +548,8 @@ int state_load_output(State *s, uint64_t id, uint8_t **ret_out, size_t *ret_out_
         return 0;
 }
 
-int state_list_requests(State *s, bool all, size_t limit, uint64_t **ret_ids, size_t *ret_n)
+static int list_requests_unlocked(State *s, bool all, size_t limit, uint64_t **ret_ids,
+                                  size_t *ret_n)
 {
         sqlite3_stmt *st;
         uint64_t *ids = NULL;
@@ -544,7 +585,7 @@ int state_list_requests(State *s, bool all, size_t limit, uint64_t **ret_ids, si
         return 0;
 }
 
-int state_recover(State *s, uint64_t now_usec, uint64_t **ret_ids, size_t *ret_n)
+static int recover_unlocked(State *s, uint64_t now_usec, uint64_t **ret_ids, size_t *ret_n)
 {
         uint64_t *ids = NULL;
         size_t n = 0;
@@ -576,7 +617,7 @@ int state_recover(State *s, uint64_t now_usec, uint64_t **ret_ids, size_t *ret_n
         return 0;
 }
 
-int state_next_request_id(State *s, uint64_t *ret)
+static int next_request_id_unlocked(State *s, uint64_t *ret)
 {
         sqlite3_stmt *st;
         int k, rc;
@@ -593,4 +634,116 @@ int state_next_request_id(State *s, uint64_t *ret)
                 *ret = (uint64_t)sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
         return rc == SQLITE_ROW ? 0 : sq_err(s, rc);
+}
+
+int state_insert_session(State *s, Session *sess)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = insert_session_unlocked(s, sess);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_end_session(State *s, uint64_t id, uint64_t now_usec)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = end_session_unlocked(s, id, now_usec);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_insert_request(State *s, Req *r)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = insert_request_unlocked(s, r);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_update_request(State *s, const Req *r)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = update_request_unlocked(s, r);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_insert_verdict(State *s, uint64_t req_id, const Verdict *v)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = insert_verdict_unlocked(s, req_id, v);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_save_output(State *s, uint64_t req_id, const uint8_t *out, size_t out_len,
+                      const uint8_t *err, size_t err_len, bool truncated)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = save_output_unlocked(s, req_id, out, out_len, err, err_len, truncated);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_load_request(State *s, uint64_t id, Req **ret)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = load_request_unlocked(s, id, ret);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_load_output(State *s, uint64_t id, uint8_t **ret_out, size_t *ret_out_len,
+                      uint8_t **ret_err, size_t *ret_err_len)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = load_output_unlocked(s, id, ret_out, ret_out_len, ret_err, ret_err_len);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_list_requests(State *s, bool all, size_t limit, uint64_t **ret_ids, size_t *ret_n)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = list_requests_unlocked(s, all, limit, ret_ids, ret_n);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_recover(State *s, uint64_t now_usec, uint64_t **ret_ids, size_t *ret_n)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = recover_unlocked(s, now_usec, ret_ids, ret_n);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_next_request_id(State *s, uint64_t *ret)
+{
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = next_request_id_unlocked(s, ret);
+        pthread_mutex_unlock(&s->mu);
+        return k;
 }

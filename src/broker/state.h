@@ -4,7 +4,9 @@
 /*
  * airlockd's durable state: one SQLite database in the state directory (WAL,
  * synchronous=FULL, so a committed transition survives a kill -9 or a power
- * cut). Not thread-safe: callers hold broker_lock.
+ * cut). Thread-safe: each call, and each transaction from state_begin() to
+ * state_commit()/state_rollback(), holds the state's own lock (taken after
+ * the broker's lock, never before it).
  */
 
 #include "broker/broker.h"

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "broker/client.h"
 #include "broker/proto.h"
 #include "cli/cli.h"
@@ -195,6 +196,87 @@ static void print_plan_text(json_t *plan)
 
 /* --capture SECONDS, passed on to every host's --local. */
 static unsigned arg_capture;
+/* --audit-log PATH: explains secret changes; NULL = the default, if present. */
+static const char *arg_audit_log;
+static bool arg_audit_log_explicit;
+
+#define MAX_AUDIT_LOG_SIZE (512u * 1024 * 1024)
+
+/*
+ * Reads the audit log's records (airlock-log(5)) into *ret. Returns 0, or
+ * -ENOENT when the default log does not exist, or another negative errno
+ * (the line that failed is reported in why).
+ */
+static int read_audit_records(const char *path, json_t **ret, char *why, size_t why_size)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0, line = 0;
+        json_t *a;
+        char *p, *nl;
+        int r;
+
+        r = read_full_file(path, MAX_AUDIT_LOG_SIZE, &text, &size);
+        if (r < 0) {
+                snprintf(why, why_size, "%s", strerror(-r));
+                return r;
+        }
+        a = json_array();
+        if (!a)
+                return -ENOMEM;
+        for (p = text; p < text + size; p = nl + 1) {
+                json_t *rec = NULL;
+
+                nl = memchr(p, '\n', (size_t)(text + size - p));
+                if (!nl)
+                        break; /* a torn last line: the writer repairs it; nothing to explain with
+                                */
+                line++;
+                if (audit_parse_record(p, (size_t)(nl - p), &rec) < 0) {
+                        snprintf(why, why_size, "line %zu is not a valid record", line);
+                        json_decref(a);
+                        return -EBADMSG;
+                }
+                json_array_append_new(a, rec);
+        }
+        *ret = a;
+        return 0;
+}
+
+static int explain_with_audit_log(json_t *findings)
+{
+        const char *path = arg_audit_log ? arg_audit_log : AIRLOCK_STATE_DIR "/audit.log";
+        json_t *records = NULL;
+        char why[256] = "";
+        bool any = false;
+        size_t i;
+        json_t *f;
+        int r;
+
+        json_array_foreach(findings, i,
+                           f) if (streq(json_string_value(json_object_get(f, "kind")) ?: "",
+                                        "secret-changed")) any = true;
+        if (!any)
+                return 0;
+        r = read_audit_records(path, &records, why, sizeof(why));
+        if (r == -ENOENT && !arg_audit_log_explicit)
+                return 0;
+        if (r < 0) {
+                /* Fails closed: the findings stay warnings, and say why they are unexplained. */
+                json_array_foreach(findings, i, f)
+                {
+                        char ev[512];
+                        if (!streq(json_string_value(json_object_get(f, "kind")) ?: "",
+                                   "secret-changed"))
+                                continue;
+                        snprintf(ev, sizeof(ev), "cannot check the audit log %s: %s", path, why);
+                        json_array_append_new(json_object_get(f, "evidence"), json_string(ev));
+                }
+                return 0;
+        }
+        r = doctor_explain_secret_changes(findings, records, path);
+        json_decref(records);
+        return r;
+}
 
 static int build_targets(const Policy *p, char **only, const char *remote_airlock, uint64_t since,
                          DoctorTarget **ret_targets, size_t *ret_n, PolicyHost **ret_hosts)
@@ -288,6 +370,8 @@ static int survey(const Policy *p, char **only, const char *remote_airlock, uint
                                 strerror(-r));
         *ret_secs = (double)(now_monotonic_usec() - t0) / 1e6;
         r = doctor_findings(hosts, n, reports, &findings);
+        if (r >= 0)
+                r = explain_with_audit_log(findings);
         if (r < 0) {
                 json_decref(reports);
                 return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
@@ -451,6 +535,7 @@ static int cmd_doctor(int argc, char **argv)
                 { "dry-run", no_argument, NULL, 'n' },
                 { "socket", required_argument, NULL, 'S' },
                 { "capture", required_argument, NULL, 'C' },
+                { "audit-log", required_argument, NULL, 'A' },
                 { "wait", required_argument, NULL, 'W' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -524,6 +609,10 @@ static int cmd_doctor(int argc, char **argv)
                         break;
                 case 'S':
                         socket_path = optarg;
+                        break;
+                case 'A':
+                        arg_audit_log = optarg;
+                        arg_audit_log_explicit = true;
                         break;
                 case 'C':
                         if (parse_u64(optarg, 300, &capture) < 0 || capture == 0)
@@ -704,6 +793,12 @@ const CliCommand cli_command_doctor = {
                 "                       env AIRLOCK_DOCTOR_REMOTE_AIRLOCK)\n"
                 "  --since EPOCH        report secrets changed since this time\n"
                 "  --recent SEC         ... or within the last SEC seconds (default 86400)\n"
+                "  --capture SEC        capture incoming UDP 5405 for SEC seconds on every host "
+                "(libpcap,\n"
+                "                       needs CAP_NET_RAW there) and report senders outside the "
+                "nodelist\n"
+                "  --audit-log PATH     explain secret changes with airlock's audit log (default\n"
+                "                       " AIRLOCK_STATE_DIR "/audit.log when it exists)\n"
                 "  --no-management      do not time the management endpoint (127.0.0.1:8006)\n"
                 "  --wait-quorate SEC   with --local: wait until quorate with every node, exit 1 "
                 "if not\n"

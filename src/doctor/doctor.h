@@ -108,6 +108,16 @@ int doctor_gather(const DoctorTarget *targets, size_t n, unsigned max_parallel,
  */
 int doctor_findings(const PolicyHost *hosts, size_t n_hosts, json_t *reports, json_t **ret);
 
+/*
+ * Looks up each "secret-changed" finding in the audit log's records (an
+ * array of parsed records, airlock-log(5)): a change on host H while an
+ * airlock request ran on H (exec_start .. exec_end, 2 s of slack) is
+ * explained — evidence names the request, its command and approver, and the
+ * finding drops to "info"; otherwise evidence says no request explains it.
+ * Returns 0 or -ENOMEM.
+ */
+int doctor_explain_secret_changes(json_t *findings, json_t *records, const char *log_name);
+
 /* The number of findings that count (critical or warning). */
 size_t doctor_findings_count_problems(json_t *findings);
 

@@ -567,6 +567,12 @@ int doctor_findings(const PolicyHost *hosts, size_t n_hosts, json_t *reports, js
                                 "approved request explains it, find out who did it and whether the "
                                 "secret has leaked.",
                                 "secret %s on %s changed recently", jstr(s, "path"), hosts[h].name);
+                        if (f) {
+                                json_int_t mt = json_integer_value(json_object_get(s, "mtime")),
+                                           ct = json_integer_value(json_object_get(s, "ctime"));
+                                json_object_set_new(f, "path", json_string(jstr(s, "path")));
+                                json_object_set_new(f, "changed", json_integer(mt > ct ? mt : ct));
+                        }
                         if (f)
                                 add_evidence(
                                         f,

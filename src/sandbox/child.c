@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -120,6 +121,56 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
         die(errfd, err);
 }
 
+typedef struct {
+        SbxPlan *p;
+        SbxError *err;
+        int sync_fd;
+} AgentArgs;
+
+static int agent_trampoline(void *arg) _unused_;
+static int agent_trampoline(void *arg)
+{
+        AgentArgs *a = arg;
+
+        close(a->sync_fd);
+        agent_main(a->p, a->err);
+}
+
+/*
+ * The agent is started like posix_spawn does it: it shares pid 1's memory
+ * (CLONE_VM) on a stack of its own and pid 1 sleeps (CLONE_VFORK) until it
+ * has exec'd or died, so no page table is copied. Safe because pid 1 is
+ * single-threaded and suspended meanwhile; the agent's own fd table and
+ * signal handlers are still private copies. The sanitizer builds use
+ * fork(), which their runtimes understand.
+ */
+static pid_t spawn_agent(SbxPlan *p, SbxError *err, int sync_fd)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                close(sync_fd);
+                agent_main(p, err);
+        }
+        return pid;
+#else
+        static AgentArgs args;
+        const size_t size = 512 * 1024;
+        void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        pid_t pid;
+
+        if (stack == MAP_FAILED)
+                return -1;
+        args = (AgentArgs){ .p = p, .err = err, .sync_fd = sync_fd };
+        pid = clone(agent_trampoline, (char *)stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                    &args);
+        munmap(stack, size);
+        return pid;
+#endif
+}
+
 _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
 {
         SbxError err = { 0 };
@@ -193,14 +244,10 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                         signal(s, noop_handler);
 
         sbx_timing("child: privileges dropped");
-        agent = fork();
+        agent = spawn_agent(p, &err, sync_fd);
         if (agent < 0) {
                 sbx_fail(&err, 71, -errno, "cannot start the agent: %m");
                 die(errfd, &err);
-        }
-        if (agent == 0) {
-                close(sync_fd);
-                agent_main(p, &err);
         }
         close(errfd);
         close(sync_fd);

@@ -109,7 +109,13 @@ int sbx_landlock_probe(SbxPlan *p, SbxError *err)
                                         "port filter"
                                       : "this kernel has no Landlock: no second filesystem "
                                         "wall, no TCP port filter");
-        p->landlock.fs_handled = fs_rights_for_abi((int)abi);
+        /*
+         * Reading and executing are granted beneath "/" anyway (the read-only
+         * mounts and the masks decide what can be read), so they are not
+         * handled at all: Landlock then never walks the path of a read-only
+         * open, which keeps file-heavy diagnosis (grep -r, tar) at full speed.
+         */
+        p->landlock.fs_handled = fs_rights_for_abi((int)abi) & ~LL_FS_READ;
         if (abi >= 4) {
                 if (host)
                         p->landlock.net_handled = LL_NET_BIND_TCP | LL_NET_CONNECT_TCP;
@@ -137,7 +143,11 @@ static int add_path(int ruleset, const char *path, uint64_t access, uint64_t han
                     SbxError *err)
 {
         struct sbx_landlock_path_beneath_attr pb = { .allowed_access = access & handled };
-        int fd = open(path, O_PATH | O_CLOEXEC);
+        int fd;
+
+        if (pb.allowed_access == 0)
+                return 0; /* nothing handled to grant here (reads are not handled) */
+        fd = open(path, O_PATH | O_CLOEXEC);
 
         if (fd < 0) {
                 if (!must && errno == ENOENT)

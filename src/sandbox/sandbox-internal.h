@@ -82,6 +82,7 @@ typedef struct {
         char *secret_appeared; /* set when the session was ended because of it */
         pid_t watcher;         /* the process reading inotify_fd during the session */
         int watch_report;      /* watcher -> parent: the secret that appeared */
+        int watch_done;        /* parent -> watcher: closed when the session is over */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */

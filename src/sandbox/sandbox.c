@@ -268,7 +268,8 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                         .pty_slave = -EBADF,
                         .err_fd = -EBADF,
                         .inotify_fd = -EBADF,
-                        .watch_report = -EBADF };
+                        .watch_report = -EBADF,
+                        .watch_done = -EBADF };
         if (!c->argv || !c->argv[0])
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -397,7 +398,19 @@ static void remove_placeholders(SbxPlan *p)
 
 void sbx_plan_done(SbxPlan *p)
 {
-        remove_placeholders(p);
+        if (p->watcher > 0) {
+                /*
+                 * The session helper finishes the cleanup on its own: closing
+                 * its pipe tells it the session is over; it then removes the
+                 * placeholders (an unlink of a former mount point waits for an
+                 * RCU grace period) and closes the inotify instance (an SRCU
+                 * grace period), milliseconds airlock's exit need not wait
+                 * for. It is reaped by init once airlock has exited.
+                 */
+                p->watch_done = safe_close(p->watch_done);
+                p->watcher = 0;
+        } else
+                remove_placeholders(p);
         sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
@@ -425,15 +438,7 @@ void sbx_plan_done(SbxPlan *p)
         sbx_seccomp_free(p);
         safe_close(p->inotify_fd);
         safe_close(p->watch_report);
-        if (p->watcher > 0) {
-                /*
-                 * Not waited for: its exit closes the inotify instance, which
-                 * waits for an SRCU grace period (milliseconds) that airlock's
-                 * own exit need not pay. It holds nothing but that fd, and
-                 * pid 1 is gone; the kernel reaps it when airlock exits.
-                 */
-                kill(p->watcher, SIGKILL);
-        }
+        safe_close(p->watch_done);
         for (size_t i = 0; i < p->n_watches; i++) {
                 free(p->watches[i].dir);
                 free(p->watches[i].name);
@@ -447,7 +452,8 @@ void sbx_plan_done(SbxPlan *p)
                         .pty_slave = -EBADF,
                         .err_fd = -EBADF,
                         .inotify_fd = -EBADF,
-                        .watch_report = -EBADF };
+                        .watch_report = -EBADF,
+                        .watch_done = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -472,8 +478,8 @@ typedef struct {
 
 /*
  * Masks a secret that appeared during the session, from inside the
- * sandbox's user and mount namespaces (opened before pid 1 made itself
- * non-dumpable; as their owner, we hold every capability there): an empty read-only tmpfs
+ * sandbox's user and mount namespaces (as their owner, we hold every
+ * capability there): an empty read-only tmpfs
  * over a directory, a read-only bind of the sandbox's /dev/null (reads
  * empty, creates no file: our uid may not be mapped) over anything else.
  */
@@ -487,7 +493,10 @@ static int remask(WatchCtx *w, const char *path)
         struct stat st;
 
         if (!w->joined) {
-                if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
+                if (w->userns >= 0) {
+                        if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
+                                return -errno;
+                } else if (setns(w->pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)
                         return -errno;
                 w->joined = true;
         }
@@ -541,15 +550,21 @@ static int on_secret_appeared(const char *path, bool final, void *userdata)
 static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
 {
         _cleanup_close_ int pidfd = -EBADF, userns = -EBADF, mntns = -EBADF;
-        int fds[2];
+        int fds[2], done[2];
         pid_t pid;
 
-        if (p->inotify_fd < 0 || p->n_watches == 0)
+        if (p->n_watches == 0 && !p->protect_new)
                 return 0;
         pidfd = (int)syscall(SYS_pidfd_open, child, 0);
         if (pidfd < 0)
                 return sbx_fail(err, 71, -errno, "pidfd_open failed: %m");
-        {
+        /*
+         * Root may enter the namespaces of the (non-dumpable) pid 1 later,
+         * through its pidfd; an ordinary user must open them now, while it
+         * is still dumpable. Holding them keeps the sandbox's mount
+         * namespace alive a little longer at the end, so root does not.
+         */
+        if (!p->privileged && p->n_watches > 0) {
                 char path[64];
                 snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
                 userns = open(path, O_RDONLY | O_CLOEXEC);
@@ -561,31 +576,61 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         }
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
+        if (pipe2(done, O_CLOEXEC) < 0) {
+                close(fds[0]);
+                close(fds[1]);
+                return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
+        }
         pid = fork();
         if (pid < 0) {
                 close(fds[0]);
                 close(fds[1]);
-                return sbx_fail(err, 71, -errno, "cannot start the secret watcher: %m");
+                close(done[0]);
+                close(done[1]);
+                return sbx_fail(err, 71, -errno, "cannot start the session helper: %m");
         }
         if (pid == 0) {
                 WatchCtx w = { .pidfd = pidfd, .userns = userns, .mntns = mntns, .report = fds[1] };
+                bool watching = p->inotify_fd >= 0;
                 sigset_t all;
 
+                /*
+                 * No parent-death signal on purpose: when airlock ends, even by
+                 * SIGKILL, its end of `done` closes; we then wait for pid 1 to
+                 * be gone (it dies with airlock) and remove the placeholders.
+                 */
                 sigfillset(&all);
                 sigprocmask(SIG_BLOCK, &all, NULL);
                 close(fds[0]);
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(done[1]);
                 for (;;) {
-                        struct pollfd pf = { .fd = p->inotify_fd, .events = POLLIN };
+                        struct pollfd pf[2] = {
+                                { .fd = watching ? p->inotify_fd : -1, .events = POLLIN },
+                                { .fd = done[0], .events = POLLIN },
+                        };
 
-                        if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+                        if (poll(pf, 2, -1) < 0) {
+                                if (errno == EINTR)
+                                        continue;
                                 _exit(1);
-                        if (sbx_watch_drain(p, on_secret_appeared, &w) < 0)
-                                _exit(0);
+                        }
+                        if (pf[0].revents && sbx_watch_drain(p, on_secret_appeared, &w) < 0)
+                                watching = false; /* pid 1 is being killed; the parent knows why */
+                        if (pf[1].revents)
+                                break;
                 }
+                {
+                        struct pollfd pf = { .fd = pidfd, .events = POLLIN };
+                        while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+                                ;
+                }
+                remove_placeholders(p);
+                _exit(0);
         }
         close(fds[1]);
+        close(done[0]);
         p->watch_report = fds[0];
+        p->watch_done = done[1];
         p->watcher = pid;
         /* The parent keeps no reference that would make its own exit wait. */
         p->inotify_fd = safe_close(p->inotify_fd);

@@ -103,3 +103,46 @@ def test_fix_through_broker_heals_the_cluster(lab, tmp_path):
     for needle in (key.hex(), key.hex().upper(), base64.b64encode(key).decode(), key[:32].hex()):
         assert needle not in text
     assert key[:32].decode("latin-1") not in text
+
+
+def test_secret_changes_explained_by_the_audit_log(lab, tmp_path):
+    """A secret changed through an approved request is accounted for (request, command, approver);
+    the same change made behind airlock's back is flagged as not having gone through it."""
+    ensure_users()
+    broker = Broker(tmp_path, broker_policy(lab, tmp_path)).start()
+    try:
+        baseline = int(time.time()) + 1
+        time.sleep(max(0.0, baseline - time.time()))
+        r = broker.airlock("exec", "--host", "pve1", "--why", "refresh the key's times", "--wait", "0", "--",
+                           "touch", "/etc/corosync/authkey")
+        assert r.returncode == 75, r.stderr
+        rid = json.loads(broker.airlock("requests", "--json").stdout)[0]["id"]
+        assert broker.airlock("approve", rid, "--why", "ok", user=APPROVERS[0]).returncode == 0
+        broker.wait_state(rid, ("succeeded",), timeout=30)
+        # The same change on pve2, straight through the transport: no request, no approval.
+        assert lab.enter("pve2", "touch", "/etc/corosync/authkey").returncode == 0
+
+        env = broker.env()
+        env["AIRLOCK_POLICY"] = str(broker.policy)
+        p = subprocess.run([str(AIRLOCK), "doctor", "--policy", str(broker.policy), "--remote-airlock", str(AIRLOCK),
+                            "--since", str(baseline), "--audit-log", str(broker.state / "audit.log"), "--json"],
+                           env=env, capture_output=True, text=True, timeout=120)
+        findings = json.loads(p.stdout)["findings"]
+        changed = {f["host"]: f for f in findings if f["kind"] == "secret-changed"}
+        assert set(changed) == {"pve1", "pve2"}, findings
+        ok = changed["pve1"]
+        assert ok["severity"] == "info" and str(ok["explained_by"]) == str(rid)
+        assert f"explained by airlock request {rid} on pve1 (touch /etc/corosync/authkey), approved by {APPROVERS[0]}" \
+            in "\n".join(ok["evidence"])
+        bad = changed["pve2"]
+        assert bad["severity"] == "warning" and "explained_by" not in bad
+        assert "did not go through airlock" in "\n".join(bad["evidence"])
+        assert p.returncode == 1
+        # Without pve2's change the same run is clean: an explained change is not a problem.
+        p2 = subprocess.run([str(AIRLOCK), "doctor", "--policy", str(broker.policy), "--remote-airlock", str(AIRLOCK),
+                             "--host", "pve1", "--host", "pve8", "--since", str(baseline), "--audit-log",
+                             str(broker.state / "audit.log")], env=env, capture_output=True, text=True, timeout=120)
+        assert p2.returncode == 0, p2.stdout + p2.stderr
+        assert "explained by airlock request" in p2.stdout
+    finally:
+        broker.stop()

@@ -375,6 +375,42 @@ static void test_findings_member_problems(void **state)
         json_decref(r);
 }
 
+static void test_explain_secret_changes(void **state)
+{
+        json_t *findings =
+                json_pack("[{s:s,s:s,s:s,s:i,s:[]},{s:s,s:s,s:s,s:i,s:[]}]", "severity", "warning",
+                          "kind", "secret-changed", "host", "pve1", "changed", 1795863805,
+                          "evidence", "severity", "warning", "kind", "secret-changed", "host",
+                          "pve2", "changed", 1795863805, "evidence");
+        json_t *records =
+                json_pack("[{s:s,s:s,s:s,s:{s:s}},{s:s,s:s,s:s,s:s,s:[ss]},{s:s,s:s,s:s}]", "event",
+                          "request_approved", "request", "7", "time", "2026-11-28T11:03:20.000000Z",
+                          "details", "approver_name", "alice", "event", "exec_start", "request",
+                          "7", "time", "2026-11-28T11:03:24.500000Z", "target", "pve1", "argv",
+                          "touch", "/etc/corosync/authkey", "event", "exec_end", "request", "7",
+                          "time", "2026-11-28T11:03:24.900000Z");
+        json_t *f;
+        char *ev;
+
+        assert_non_null(findings);
+        assert_non_null(records);
+        assert_int_equal(doctor_explain_secret_changes(findings, records, "audit.log"), 0);
+        f = json_array_get(findings, 0);
+        assert_string_equal(json_string_value(json_object_get(f, "severity")), "info");
+        assert_string_equal(json_string_value(json_object_get(f, "explained_by")), "7");
+        ev = json_dumps(json_object_get(f, "evidence"), 0);
+        assert_non_null(strstr(ev, "touch /etc/corosync/authkey"));
+        assert_non_null(strstr(ev, "approved by alice"));
+        free(ev);
+        /* Same time, other host: not explained. */
+        f = json_array_get(findings, 1);
+        assert_string_equal(json_string_value(json_object_get(f, "severity")), "warning");
+        assert_null(json_object_get(f, "explained_by"));
+        assert_int_equal(doctor_findings_count_problems(findings), 1);
+        json_decref(findings);
+        json_decref(records);
+}
+
 /* ---- local facts on a fake root: files, links, /proc ---- */
 
 static void put(const char *root, const char *rel, const char *text, mode_t mode)
@@ -478,6 +514,7 @@ int main(void)
                 cmocka_unit_test(test_parse_conf_mutations),
                 cmocka_unit_test(test_fingerprint),
                 cmocka_unit_test(test_local_facts_fake_root),
+                cmocka_unit_test(test_explain_secret_changes),
                 cmocka_unit_test(test_findings_healthy),
                 cmocka_unit_test(test_findings_incident),
                 cmocka_unit_test(test_findings_wrong_key),
