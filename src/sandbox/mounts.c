@@ -17,6 +17,7 @@
 #include <fnmatch.h>
 #include <ftw.h>
 #include <sys/inotify.h>
+#include <sys/xattr.h>
 #include <glob.h>
 #include <limits.h>
 #include <linux/openat2.h>
@@ -734,6 +735,47 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 /* ---- protected workspace files --------------------------------------------------------- */
 
 /*
+ * Placeholders carry an extended attribute, so that one left behind by an
+ * airlock killed during its launch (before its helper could clean up) is
+ * recognised by the next launch and removed after that session (if still
+ * empty). Best effort: a filesystem without user xattrs just skips it.
+ */
+#define PLACEHOLDER_XATTR "user.airlock.placeholder"
+
+static void mark_placeholder(int fd)
+{
+        (void)fsetxattr(fd, PLACEHOLDER_XATTR, "1", 1, 0);
+}
+
+static bool is_placeholder(const char *path)
+{
+        char v;
+
+        return lgetxattr(path, PLACEHOLDER_XATTR, &v, 1) == 1 && v == '1';
+}
+
+/* Adopts the marked placeholders along rel (left by an earlier, killed launch). */
+static int adopt_placeholders(SbxPlan *p, const char *ws, const char *rel)
+{
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", ws, rel) < 0)
+                return -ENOMEM;
+        for (char *s = path + strlen(ws) + 1;; s++) {
+                char saved = *s;
+                if (saved != '/' && saved != '\0')
+                        continue;
+                *s = '\0';
+                if (is_placeholder(path) && !strv_contains(p->protect_new, path) &&
+                    strv_extend(&p->protect_new, path) < 0)
+                        return -ENOMEM;
+                *s = saved;
+                if (saved == '\0')
+                        return 0;
+        }
+}
+
+/*
  * Creates an empty placeholder for a missing protected name (rel, below the
  * workspace), and the missing directories on the way, owned by the
  * workspace's owner; each is recorded in p->protect_new so that it is
@@ -784,6 +826,7 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                 close(fd);
                                 return r;
                         }
+                        mark_placeholder(fd);
                         close(fd);
                         return strv_extend(&p->protect_new, path) < 0 ? -ENOMEM : 1;
                 }
@@ -798,6 +841,8 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                             fchownat(cur, seg, wst->st_uid, wst->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
                                 return sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
                         fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
+                        if (fd >= 0)
+                                mark_placeholder(fd);
                 }
                 if (fd == -ELOOP || fd == -ENOTDIR)
                         return 0;
@@ -873,6 +918,10 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                                         return r;
                                 if (r == 0)
                                         continue; /* a symlink on the way: nothing to protect */
+                        } else if (create) {
+                                int r = adopt_placeholders(p, ws, full + strlen(ws) + 1);
+                                if (r < 0)
+                                        return r;
                         }
                         _cleanup_free_ char *real = realpath(full, NULL);
                         if (real && path_startswith(real, ws) && !streq(real, ws) &&

@@ -313,10 +313,9 @@ def test_missing_protected_names_cannot_be_created_and_leave_nothing(env):
 
 def test_placeholders_are_removed_even_when_airlock_is_killed(env):
     p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
-                          str(env["ws"]), "--", "sleep", "30"])
-    deadline = time.time() + 10
-    while time.time() < deadline and not (env["ws"] / ".bashrc").exists():
-        time.sleep(0.02)
+                          str(env["ws"]), "--", "sh", "-c", "echo up; exec sleep 30"],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "up\n"
     assert (env["ws"] / ".bashrc").exists()  # the placeholder, during the session
     p.kill()
     p.wait(10)
@@ -324,6 +323,20 @@ def test_placeholders_are_removed_even_when_airlock_is_killed(env):
     while time.time() < deadline and os.listdir(env["ws"]):
         time.sleep(0.02)
     assert os.listdir(env["ws"]) == []
+
+
+def test_placeholders_left_by_a_killed_launch_are_removed_next_time(env):
+    bashrc = env["ws"] / ".bashrc"
+    bashrc.touch()
+    os.setxattr(bashrc, "user.airlock.placeholder", b"1")  # as a killed launch leaves it
+    (env["ws"] / ".envrc").write_text("the human's\n")  # not a placeholder: stays
+    r = run(env, "true")
+    assert r.returncode == 0, r.stderr
+    deadline = time.time() + 5
+    while time.time() < deadline and bashrc.exists():
+        time.sleep(0.02)
+    assert not bashrc.exists()
+    assert (env["ws"] / ".envrc").read_text() == "the human's\n"
 
 
 def test_placeholders_never_follow_symlinks(env, tmp_path):
