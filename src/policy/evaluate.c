@@ -363,10 +363,10 @@ static int effect_matches(const Policy *p, const PolicyRule *rule, const PolicyE
         return 0;
 }
 
-int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
-                        char *why, size_t why_size)
+/* policy_rule_matches() with the target host looked up once by the caller. */
+static int rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
+                        const PolicyHost *host, char *why, size_t why_size)
 {
-        const PolicyHost *host = req->host ? policy_find_host(p, req->host) : NULL;
         const char *env = host ? host->environment : NULL;
         char dummy[1];
 
@@ -449,6 +449,13 @@ int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
         return 1;
 }
 
+int policy_rule_matches(const Policy *p, const PolicyRule *rule, const PolicyRequest *req,
+                        char *why, size_t why_size)
+{
+        return rule_matches(p, rule, req, req->host ? policy_find_host(p, req->host) : NULL, why,
+                            why_size);
+}
+
 /* Fills the decision for action with explicit (0 = from the environment) approvers. */
 static void decide(const Policy *p, const PolicyRequest *req, PolicyAction action,
                    unsigned explicit_approvers, PolicyDecision *ret, const char *who)
@@ -488,6 +495,7 @@ static void decide(const Policy *p, const PolicyRequest *req, PolicyAction actio
 int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *ret)
 {
         const PolicyRule *blocked = NULL; /* the first allow rule a secret argument passed by */
+        const PolicyHost *host;
         char who[1100], why[300], note[300] = "";
 
         *ret = (PolicyDecision){ .action = POLICY_DENY };
@@ -495,7 +503,8 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
                 snprintf(ret->reason, sizeof(ret->reason), "denied: the request has no command");
                 return -EINVAL;
         }
-        if (req->host && !policy_find_host(p, req->host)) {
+        host = req->host ? policy_find_host(p, req->host) : NULL;
+        if (req->host && !host) {
                 snprintf(ret->reason, sizeof(ret->reason),
                          "denied: host '%.100s' is not in the policy's inventory (hosts:)",
                          req->host);
@@ -504,7 +513,7 @@ int policy_evaluate(const Policy *p, const PolicyRequest *req, PolicyDecision *r
 
         for (size_t i = 0; i < p->n_rules; i++) {
                 const PolicyRule *rule = &p->rules[i];
-                int r = policy_rule_matches(p, rule, req, why, sizeof(why));
+                int r = rule_matches(p, rule, req, host, why, sizeof(why));
 
                 if (r < 0) {
                         ret->rule = rule;

@@ -115,7 +115,7 @@ static const char *type_name(const YNode *n)
 {
         switch (n->type) {
         case YNODE_SCALAR:
-                return "a single value";
+                return n->len == 0 ? "empty" : "a single value";
         case YNODE_SEQUENCE:
                 return "a list";
         case YNODE_MAPPING:

@@ -87,7 +87,8 @@ typedef struct {
         char *effect;     /* effect condition for plans (issue 6); NULL = none */
         char *effect_arg; /* e.g. the glob of "writes: GLOB" */
         PolicyAction action;
-        unsigned approvers; /* for POLICY_APPROVE: distinct approvals needed */
+        unsigned approvers; /* for POLICY_APPROVE: distinct approvals needed; 0 = the target
+                               environment's approvals:, else 1 */
         char *reason;       /* shown to agent and approver; may be NULL */
         /* Added after the first draft: */
         size_t index;    /* 1-based position in rules: */
@@ -117,12 +118,13 @@ typedef struct Policy {
         char **approver_groups;
         PolicyProfile *profiles; /* always contains "default" */
         size_t n_profiles;
-        char **protect; /* workspace files kept read-only in every profile */
+        char **protect; /* workspace files kept read-only in every profile (a built-in
+                           list when the policy has no protect:) */
         PolicyRule *rules;
         size_t n_rules;
         PolicyAction default_action;
-        unsigned default_approvers;
-        uint64_t request_ttl_usec; /* pending requests expire after this; default 15 min */
+        unsigned default_approvers; /* 0 = the target environment's approvals:, else 1 */
+        uint64_t request_ttl_usec;  /* pending requests expire after this; default 15 min */
 } Policy;
 
 /*
@@ -231,7 +233,8 @@ bool policy_path_is_secret(const Policy *p, const char *path);
 /*
  * The secrets as absolute globs: each "~/X" expanded to X under every home
  * directory from the passwd database (and /root), duplicates removed.
- * Returns 0 and *ret (a strv; free with strv_free), or -ENOMEM.
+ * Returns 0 and *ret (a strv; free with strv_free), or -ENOMEM. Reads the
+ * passwd database with getpwent(): not thread-safe, call it from one thread.
  */
 int policy_secret_globs(const Policy *p, char ***ret);
 

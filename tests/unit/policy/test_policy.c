@@ -197,6 +197,7 @@ static void test_errors(void **state)
         load_bad("secret: []\n", 1, 1, "did you mean 'secrets'");
         load_bad("secrets: /etc/shadow\n", 1, 10, "wrong type");
         load_bad("secrets:\n  - etc/shadow\n", 2, 5, "not an absolute path");
+        load_bad("secrets:\nrules: []\n", 1, 9, "must be a list, not empty");
         load_bad("secrets:\n  - /etc/[abc\n", 2, 5, "bad glob");
         load_bad("secrets: [\"/var/*/**/key\"]\n", 1, 11, "wildcard before '**'");
         load_bad("secrets: [/a/../etc/shadow]\n", 1, 11, "'..'");
