@@ -735,6 +735,36 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 /* ---- protected workspace files --------------------------------------------------------- */
 
 /*
+ * A regular file where a protected path needs a directory (".git" is a
+ * "gitdir:" file in a git worktree or submodule, so ".git/hooks" cannot
+ * exist): rewriting that file would point the human's tools at a directory
+ * of the agent's making, so the file itself is kept read-only.
+ */
+static int protect_file_in_the_way(SbxPlan *p, const char *ws, const char *full)
+{
+        _cleanup_free_ char *path = strdup(full);
+
+        if (!path)
+                return -ENOMEM;
+        for (char *s = path + strlen(ws) + 1; (s = strchr(s, '/')); s++) {
+                struct stat st;
+
+                *s = '\0';
+                if (lstat(path, &st) < 0)
+                        return 0;
+                if (S_ISREG(st.st_mode)) {
+                        if (!strv_contains(p->protect, path) && strv_extend(&p->protect, path) < 0)
+                                return -ENOMEM;
+                        return 0;
+                }
+                if (!S_ISDIR(st.st_mode))
+                        return 0; /* a symlink (resolves elsewhere) or a special file */
+                *s = '/';
+        }
+        return 0;
+}
+
+/*
  * Placeholders carry an extended attribute, so that one left behind by an
  * airlock killed during its launch (before its helper could clean up) is
  * recognised by the next launch and removed after that session (if still
@@ -905,6 +935,12 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                         struct stat st;
 
                         if (lstat(full, &st) < 0) {
+                                if (errno == ENOTDIR) {
+                                        int r = protect_file_in_the_way(p, ws, full);
+                                        if (r < 0)
+                                                return r;
+                                        continue;
+                                }
                                 if (errno != ENOENT)
                                         continue;
                                 if (!create) {
@@ -1291,8 +1327,22 @@ static int protect_anchors(int rootfd, const SbxPlan *p, SbxError *err)
                 if (strv_contains(done, top))
                         continue;
                 target = openat2_nofollow(rootfd, top + 1, O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                if (target == -ENOTDIR) {
+                        /*
+                         * A file where a protected directory's parent should be:
+                         * in a git worktree or submodule ".git" is a "gitdir:"
+                         * file, and rewriting it would point the human's git at
+                         * hooks of the agent's making. Read-only, like the rest.
+                         */
+                        int r = protect_path(rootfd, top, err);
+                        if (r < 0)
+                                return r;
+                        if (strv_consume(&done, TAKE_PTR(top)) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
                 if (target < 0)
-                        continue; /* not a directory (or gone): nothing to rename under it */
+                        continue; /* gone: nothing to rename under it */
                 mnt = open_tree(target, "",
                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
                 if (mnt < 0)
@@ -1613,7 +1663,8 @@ static int add_watch(SbxPlan *p, const char *dir, const char *name_glob, bool fi
 {
         SbxWatch *t;
         int wd = inotify_add_watch(p->inotify_fd, dir,
-                                   IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW);
+                                   IN_CREATE | IN_MOVED_TO | IN_MOVE_SELF | IN_DELETE_SELF |
+                                           IN_ONLYDIR | IN_DONT_FOLLOW);
 
         if (wd < 0)
                 return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
@@ -1704,6 +1755,22 @@ int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata)
                 for (char *q = buf; q < buf + n;) {
                         const struct inotify_event *ev = (const struct inotify_event *)q;
                         q += sizeof *ev + ev->len;
+                        if (ev->mask & (IN_MOVE_SELF | IN_DELETE_SELF)) {
+                                /*
+                                 * A watched directory moved or went away: a new
+                                 * one under its name is watched by nobody and
+                                 * masked by nothing (mv /etc/x /etc/x.old; mkdir
+                                 * /etc/x). Not a case to mend: end the session.
+                                 */
+                                for (size_t i = 0; i < p->n_watches; i++)
+                                        if (p->watches[i].wd == ev->wd) {
+                                                int r = fn(p->watches[i].dir, false, userdata);
+                                                if (r < 0)
+                                                        return r;
+                                                break;
+                                        }
+                                continue;
+                        }
                         if (ev->len == 0)
                                 continue;
                         for (size_t i = 0; i < p->n_watches; i++) {

@@ -620,6 +620,7 @@ def test_secret_created_in_an_existing_directory_is_masked(env):
     out, errs = p.communicate(timeout=20)
     assert p.returncode == 0, errs
     assert out.strip() == "[]"
+    assert "WARNING" in errs and "may have read" in errs
     assert late.read_text() == "LATE\n"
 
 
@@ -635,6 +636,7 @@ def test_secret_replaced_by_rename_is_masked_too(env):
     out, errs = p.communicate(timeout=20)
     assert p.returncode == 0, errs
     assert out.strip() == "[]"
+    assert "WARNING" in errs and "may have read" in errs
     # Outside, the rotated key is there to read (the other side of the claim).
     assert env["key"].read_text() == "ROTATED\n"
 
@@ -657,3 +659,29 @@ def test_listening_unix_sockets_outside_run_are_unreachable(env):
         assert "refused" in r.stdout, r.stdout + r.stderr
     finally:
         s.close()
+
+
+def test_secret_directory_replaced_during_the_session_ends_it(env):
+    d = env["secrets"] / "confdir"
+    d.mkdir()
+    (d / "authkey").write_text("OLD\n")
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "secrets:\n", f"secrets:\n  - {d}/authkey\n"))
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 3; cat {d}/authkey"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    os.rename(d, env["secrets"] / "confdir.old")
+    d.mkdir()
+    (d / "authkey").write_text("NEWKEY\n")
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 71 and "NEWKEY" not in out
+    assert str(d) in errs
+
+
+def test_gitdir_file_of_a_worktree_is_read_only(env):
+    gitfile = env["ws"] / ".git"
+    gitfile.write_text("gitdir: /somewhere/else\n")
+    r = run(env, "sh", "-c", "echo 'gitdir: .fakegit' > .git; echo rc=$?")
+    assert "rc=0" not in r.stdout and "rc=" in r.stdout
+    assert gitfile.read_text() == "gitdir: /somewhere/else\n"
