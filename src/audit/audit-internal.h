@@ -72,6 +72,12 @@ int audit_key_load(int dir_fd, AuditKeyState *ret);
  * directory. Returns 0 or a negative errno.
  */
 int audit_key_store(int dir_fd, const AuditKeyState *k, bool create);
+/*
+ * Opens the log's state directory (creating it 0700 if create), refusing
+ * one that is not owned by us or is group/world-writable. Returns the fd or
+ * a negative errno.
+ */
+int audit_state_dir_open(const char *state_dir, bool create);
 
 /* Field access for parsed records (audit_parse_record() guarantees types). */
 uint64_t audit_rec_seq(json_t *rec);

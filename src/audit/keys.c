@@ -276,7 +276,25 @@ out:
         return r;
 }
 
-int audit_state_dir_open(const char *state_dir, bool create);
+int audit_state_dir_open(const char *state_dir, bool create)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        if (isempty(state_dir))
+                return -EINVAL;
+        if (create && mkdir(state_dir, 0700) < 0 && errno != EEXIST)
+                return negative_errno();
+        fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        /* Only its owner may add or replace files in the log's directory. */
+        if (st.st_uid != geteuid() || (st.st_mode & 022))
+                return -EPERM;
+        return TAKE_FD(fd);
+}
 
 int audit_setup_keys(const char *state_dir, char ret_vkey[AUDIT_VKEY_MAX])
 {

@@ -4,16 +4,17 @@
  * sends to UDP 5405. Only packet headers are looked at (snaplen 96: link,
  * IP and UDP headers; knet payloads are encrypted anyway and are never
  * kept). Needs CAP_NET_RAW; without it the capture reports why and the rest
- * of the facts stand.
+ * of the facts stand. libpcap is loaded at first use (doctor-libs.h); when
+ * it is missing the capture reports that, with the package to install.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pcap/pcap.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "doctor/doctor-libs.h"
 #include "doctor/doctor.h"
 
 #define SNAPLEN     96
@@ -71,10 +72,11 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *b
 
 int doctor_capture_corosync(unsigned seconds, json_t **ret)
 {
-        char err[PCAP_ERRBUF_SIZE] = "";
+        char err[PCAP_ERRBUF_SIZE] = "", why[512];
         struct bpf_program prog;
         json_t *j = json_object();
         Ctx c = {};
+        const DoctorPcapLib *pc;
         pcap_t *p;
         uint64_t deadline;
         int fd;
@@ -83,37 +85,43 @@ int doctor_capture_corosync(unsigned seconds, json_t **ret)
                 return -ENOMEM;
         json_object_set_new(j, "seconds", json_integer(seconds));
         json_object_set_new(j, "filter", json_string("udp dst port 5405, incoming"));
-        p = pcap_create("any", err);
+        pc = doctor_pcap_lib(why, sizeof(why));
+        if (!pc) {
+                json_object_set_new(j, "error", json_string(why));
+                *ret = j;
+                return 0;
+        }
+        p = pc->pcap_create("any", err);
         if (!p) {
                 json_object_set_new(j, "error", json_string(err));
                 *ret = j;
                 return 0;
         }
-        if (pcap_set_snaplen(p, SNAPLEN) != 0 || pcap_set_promisc(p, 0) != 0 ||
-            pcap_set_timeout(p, 100) != 0 || pcap_set_immediate_mode(p, 1) != 0 ||
-            pcap_activate(p) < 0 || pcap_setdirection(p, PCAP_D_IN) != 0 ||
-            pcap_compile(p, &prog, "udp dst port 5405", 1, PCAP_NETMASK_UNKNOWN) != 0) {
+        if (pc->pcap_set_snaplen(p, SNAPLEN) != 0 || pc->pcap_set_promisc(p, 0) != 0 ||
+            pc->pcap_set_timeout(p, 100) != 0 || pc->pcap_set_immediate_mode(p, 1) != 0 ||
+            pc->pcap_activate(p) < 0 || pc->pcap_setdirection(p, PCAP_D_IN) != 0 ||
+            pc->pcap_compile(p, &prog, "udp dst port 5405", 1, PCAP_NETMASK_UNKNOWN) != 0) {
                 char msg[PCAP_ERRBUF_SIZE + 128];
                 snprintf(msg, sizeof(msg), "cannot capture (needs CAP_NET_RAW): %s",
-                         pcap_geterr(p));
+                         pc->pcap_geterr(p));
                 json_object_set_new(j, "error", json_string(msg));
-                pcap_close(p);
+                pc->pcap_close(p);
                 *ret = j;
                 return 0;
         }
-        if (pcap_setfilter(p, &prog) != 0 || pcap_setnonblock(p, 1, err) != 0 ||
-            (fd = pcap_get_selectable_fd(p)) < 0) {
-                json_object_set_new(j, "error", json_string(pcap_geterr(p)));
-                pcap_freecode(&prog);
-                pcap_close(p);
+        if (pc->pcap_setfilter(p, &prog) != 0 || pc->pcap_setnonblock(p, 1, err) != 0 ||
+            (fd = pc->pcap_get_selectable_fd(p)) < 0) {
+                json_object_set_new(j, "error", json_string(pc->pcap_geterr(p)));
+                pc->pcap_freecode(&prog);
+                pc->pcap_close(p);
                 *ret = j;
                 return 0;
         }
-        pcap_freecode(&prog);
-        c.linktype = pcap_datalink(p);
+        pc->pcap_freecode(&prog);
+        c.linktype = pc->pcap_datalink(p);
         c.sources = json_object();
         if (!c.sources) {
-                pcap_close(p);
+                pc->pcap_close(p);
                 json_decref(j);
                 return -ENOMEM;
         }
@@ -126,10 +134,10 @@ int doctor_capture_corosync(unsigned seconds, json_t **ret)
                         break;
                 if (poll(&pfd, 1, (int)((deadline - now) / 1000) + 1) < 0 && errno != EINTR)
                         break;
-                if (pcap_dispatch(p, -1, on_packet, (u_char *)&c) < 0)
+                if (pc->pcap_dispatch(p, -1, on_packet, (u_char *)&c) < 0)
                         break;
         }
-        pcap_close(p);
+        pc->pcap_close(p);
         json_object_set_new(j, "packets", json_integer((json_int_t)c.packets));
         json_object_set_new(j, "sources", c.sources);
         *ret = j;

@@ -3,21 +3,23 @@
  * The running corosync's own view, through its client libraries (libqb IPC
  * to the local daemon; nothing goes on the network): cmap for the runtime
  * configuration, quorum for the member list, votequorum for votes, cfg for
- * knet link state. Read-only calls only.
+ * knet link state. Read-only calls only. The libraries are loaded at first
+ * use (doctor-libs.h); without them the runtime facts are reported missing
+ * with the package to install, and the rest of the facts stand.
  */
-#include <corosync/cfg.h>
-#include <corosync/cmap.h>
 #include <corosync/corotypes.h>
-#include <corosync/quorum.h>
-#include <corosync/votequorum.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "doctor/doctor-libs.h"
 #include "doctor/doctor.h"
 
 #define MAX_NODELIST 1024
+
+/* The loaded client libraries; set by doctor_corosync_runtime() before any use. */
+static const DoctorCorosyncLibs *cs;
 
 static json_t *escaped_string(const char *s)
 {
@@ -35,25 +37,25 @@ static void cmap_facts(cmap_handle_t h, json_t *rt)
         size_t vlen;
         json_t *nodes = json_array(), *rings = json_array();
 
-        if (cmap_get_string(h, "totem.cluster_name", &s) == CS_OK) {
+        if (cs->cmap_get_string(h, "totem.cluster_name", &s) == CS_OK) {
                 json_object_set_new(rt, "cluster_name", escaped_string(s));
                 free(s);
         }
-        if (cmap_get_uint64(h, "totem.config_version", &u64) == CS_OK)
+        if (cs->cmap_get_uint64(h, "totem.config_version", &u64) == CS_OK)
                 json_object_set_new(rt, "config_version", json_integer((json_int_t)u64));
-        if (cmap_get_string(h, "totem.transport", &s) == CS_OK) {
+        if (cs->cmap_get_string(h, "totem.transport", &s) == CS_OK) {
                 json_object_set_new(rt, "transport", escaped_string(s));
                 free(s);
         }
-        if (cmap_get_uint32(h, "runtime.votequorum.this_node_id", &u32) == CS_OK)
+        if (cs->cmap_get_uint32(h, "runtime.votequorum.this_node_id", &u32) == CS_OK)
                 json_object_set_new(rt, "node_id", json_integer(u32));
 
         /* nodelist.node.N.{nodeid,name,ring0_addr,...} */
-        if (nodes && cmap_iter_init(h, "nodelist.node.", &it) == CS_OK) {
+        if (nodes && cs->cmap_iter_init(h, "nodelist.node.", &it) == CS_OK) {
                 json_t *cur = NULL;
                 long cur_idx = -1;
 
-                while (cmap_iter_next(h, it, key, &vlen, &type) == CS_OK) {
+                while (cs->cmap_iter_next(h, it, key, &vlen, &type) == CS_OK) {
                         char *rest, *field;
                         long idx = strtol(key + strlen("nodelist.node."), &rest, 10);
 
@@ -66,16 +68,16 @@ static void cmap_facts(cmap_handle_t h, json_t *rt)
                                         break;
                                 cur_idx = idx;
                         }
-                        if (streq(field, "nodeid") && cmap_get_uint32(h, key, &u32) == CS_OK)
+                        if (streq(field, "nodeid") && cs->cmap_get_uint32(h, key, &u32) == CS_OK)
                                 json_object_set_new(cur, "nodeid", json_integer(u32));
                         else if (type == CMAP_VALUETYPE_STRING &&
-                                 cmap_get_string(h, key, &s) == CS_OK) {
+                                 cs->cmap_get_string(h, key, &s) == CS_OK) {
                                 if (streq(field, "name") || strneq(field, "ring", 4))
                                         json_object_set_new(cur, field, escaped_string(s));
                                 free(s);
                         }
                 }
-                cmap_iter_finalize(h, it);
+                cs->cmap_iter_finalize(h, it);
         }
         json_object_set_new(rt, "nodelist", nodes ? nodes : json_array());
 
@@ -113,7 +115,7 @@ static void quorum_notify(quorum_handle_t handle, uint32_t quorate, uint64_t rin
 {
         QuorumView *v = NULL;
 
-        if (quorum_context_get(handle, (const void **)&v) != CS_OK || !v)
+        if (cs->quorum_context_get(handle, (const void **)&v) != CS_OK || !v)
                 return;
         v->quorate = (int)quorate;
         v->seen = true;
@@ -133,26 +135,26 @@ static int quorum_facts(json_t *q, char *why, size_t why_size)
 
         if (!v.members)
                 return -ENOMEM;
-        e = quorum_initialize(&h, &cb, &type);
+        e = cs->quorum_initialize(&h, &cb, &type);
         if (e != CS_OK) {
                 json_decref(v.members);
                 snprintf(why, why_size, "quorum_initialize: corosync error %d", (int)e);
                 return -EIO;
         }
-        quorum_context_set(h, &v);
-        if (quorum_getquorate(h, &v.quorate) == CS_OK)
+        cs->quorum_context_set(h, &v);
+        if (cs->quorum_getquorate(h, &v.quorate) == CS_OK)
                 json_object_set_new(q, "quorate", json_boolean(v.quorate));
-        if (quorum_trackstart(h, CS_TRACK_CURRENT) == CS_OK)
-                quorum_dispatch(h, CS_DISPATCH_ONE);
-        quorum_finalize(h);
+        if (cs->quorum_trackstart(h, CS_TRACK_CURRENT) == CS_OK)
+                cs->quorum_dispatch(h, CS_DISPATCH_ONE);
+        cs->quorum_finalize(h);
         if (v.seen) {
                 json_object_set_new(q, "quorate", json_boolean(v.quorate));
                 json_object_set_new(q, "members", v.members);
         } else
                 json_decref(v.members);
 
-        if (votequorum_initialize(&vh, NULL) == CS_OK) {
-                if (votequorum_getinfo(vh, 0, &info) == CS_OK) {
+        if (cs->votequorum_initialize(&vh, NULL) == CS_OK) {
+                if (cs->votequorum_getinfo(vh, 0, &info) == CS_OK) {
                         json_object_set_new(q, "node_votes", json_integer(info.node_votes));
                         json_object_set_new(q, "expected_votes",
                                             json_integer(info.node_expected_votes));
@@ -165,7 +167,7 @@ static int quorum_facts(json_t *q, char *why, size_t why_size)
                                         q, "quorate",
                                         json_boolean(info.flags & VOTEQUORUM_INFO_QUORATE));
                 }
-                votequorum_finalize(vh);
+                cs->votequorum_finalize(vh);
         }
         return 0;
 }
@@ -179,7 +181,7 @@ static void link_facts(json_t *rt)
 
         if (!links)
                 return;
-        if (corosync_cfg_initialize(&h, NULL) != CS_OK) {
+        if (cs->corosync_cfg_initialize(&h, NULL) != CS_OK) {
                 json_object_set_new(rt, "links_error",
                                     json_string("corosync_cfg_initialize failed"));
                 json_decref(links);
@@ -191,8 +193,8 @@ static void link_facts(json_t *rt)
                 json_int_t id = json_integer_value(json_object_get(n, "nodeid"));
                 json_t *node;
 
-                if (id <= 0 ||
-                    corosync_cfg_node_status_get(h, (unsigned)id, CFG_NODE_STATUS_V1, &st) != CS_OK)
+                if (id <= 0 || cs->corosync_cfg_node_status_get(h, (unsigned)id, CFG_NODE_STATUS_V1,
+                                                                &st) != CS_OK)
                         continue;
                 node = json_object();
                 if (!node)
@@ -220,7 +222,7 @@ static void link_facts(json_t *rt)
                 }
                 json_array_append_new(links, node);
         }
-        corosync_cfg_finalize(h);
+        cs->corosync_cfg_finalize(h);
         json_object_set_new(rt, "links", links);
 }
 
@@ -230,7 +232,10 @@ int doctor_corosync_runtime(json_t **ret, char *why, size_t why_size)
         json_t *rt, *q;
         cs_error_t e;
 
-        e = cmap_initialize(&h);
+        cs = doctor_corosync_libs(why, why_size);
+        if (!cs)
+                return -ENOENT;
+        e = cs->cmap_initialize(&h);
         if (e != CS_OK) {
                 snprintf(why, why_size,
                          "cannot connect to corosync through libcmap (corosync error %d) — is it "
@@ -243,11 +248,11 @@ int doctor_corosync_runtime(json_t **ret, char *why, size_t why_size)
         if (!rt || !q) {
                 json_decref(rt);
                 json_decref(q);
-                cmap_finalize(h);
+                cs->cmap_finalize(h);
                 return -ENOMEM;
         }
         cmap_facts(h, rt);
-        cmap_finalize(h);
+        cs->cmap_finalize(h);
         if (quorum_facts(q, why, why_size) < 0)
                 json_object_set_new(q, "error", json_string(why));
         json_object_set_new(rt, "quorum", q);

@@ -9,9 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -939,9 +941,38 @@ static void test_root_cannot_rewrite_what_was_sealed_before(void **state)
         assert_false(r.keyed);
 }
 
+/*
+ * Lines hash to SHA-256 whichever implementation runs, and where the build
+ * found OpenSSL's headers the fast one is loaded at the first hash (dlopen,
+ * not linked: bench/audit's verify speed depends on it).
+ */
+static void test_hash_line(void **state)
+{
+        char hex[AUDIT_HASH_HEX_LEN + 1];
+        uint8_t raw[32], want[crypto_hash_sha256_BYTES];
+        char line[400];
+
+        audit_hash_line("abc", 3, NULL, hex);
+        assert_string_equal(hex,
+                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        for (size_t i = 0; i < sizeof(line); i++)
+                line[i] = (char)('a' + i % 26);
+        audit_hash_line(line, sizeof(line), raw, NULL);
+        crypto_hash_sha256(want, (const unsigned char *)line, sizeof(line));
+        assert_memory_equal(raw, want, sizeof(want));
+#if AUDIT_HAVE_LIBCRYPTO
+        {
+                void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_NOLOAD);
+                assert_non_null(h);
+                dlclose(h); /* drops only the reference RTLD_NOLOAD took */
+        }
+#endif
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_hash_line),
                 cmocka_unit_test_setup_teardown(test_append_and_verify, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_reopen_continues_chain, env_setup,
                                                 env_teardown),

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "common/hash.h"
 #include "common/util.h"
+#include "doctor/doctor-libs.h"
 #include "doctor/doctor.h"
 
 static const char lab_conf[] = "# a comment\n"
@@ -505,6 +507,77 @@ static void test_local_facts_fake_root(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/* Every slot of a loaded table holds a function (tables are pointers only). */
+static void assert_table_filled(const void *table, size_t size)
+{
+        assert_int_equal(size % sizeof(void *), 0);
+        for (size_t off = 0; off < size; off += sizeof(void *)) {
+                void *p;
+
+                memcpy(&p, (const char *)table + off, sizeof(p));
+                assert_non_null(p);
+        }
+}
+
+static void test_libs_load_installed(void **state)
+{
+        char why[512] = "";
+        const DoctorCorosyncLibs *cs = doctor_corosync_libs(why, sizeof(why));
+        const DoctorPcapLib *pc = doctor_pcap_lib(why, sizeof(why));
+        char err[PCAP_ERRBUF_SIZE] = "";
+        pcap_t *p;
+
+        assert_non_null(cs);
+        assert_non_null(pc);
+        assert_table_filled(cs, sizeof(*cs));
+        assert_table_filled(pc, sizeof(*pc));
+        /* Loaded once: the same table on every call. */
+        assert_ptr_equal(doctor_corosync_libs(why, sizeof(why)), cs);
+        /* The pointers are the real functions: a handle is created and closed. */
+        p = pc->pcap_create("any", err);
+        assert_non_null(p);
+        pc->pcap_close(p);
+}
+
+static void test_libs_load_missing(void **state)
+{
+        static const DoctorLib libs[] = {
+                { "libcmap.so.4", "libcmap4" },
+                { "libairlock-test-absent.so.9", "libabsent9" },
+        };
+        static const DoctorSym syms[] = {
+                { "cmap_initialize", offsetof(DoctorCorosyncLibs, cmap_initialize) },
+        };
+        static const DoctorSym bad_syms[] = {
+                { "cmap_initialize", offsetof(DoctorCorosyncLibs, cmap_initialize) },
+                { "cmap_no_such_function", offsetof(DoctorCorosyncLibs, cmap_finalize) },
+        };
+        DoctorCorosyncLibs t = {};
+        char why[512] = "";
+
+        /* A library that is not there: named, with dlerror's reason and the packages. */
+        assert_int_equal(doctor_libs_load("corosync's client libraries", libs, 2, syms, 1, &t, why,
+                                          sizeof(why)),
+                         -ENOENT);
+        assert_non_null(strstr(why, "corosync's client libraries are not installed "
+                                    "(libairlock-test-absent.so.9: "));
+        assert_non_null(strstr(why, "No such file"));
+        assert_non_null(strstr(why, "— apt-get install libcmap4 libabsent9"));
+
+        /* A function the installed library lacks. */
+        assert_int_equal(doctor_libs_load("corosync's client libraries", libs, 1, bad_syms, 2, &t,
+                                          why, sizeof(why)),
+                         -ENOSYS);
+        assert_non_null(strstr(why, "cmap_no_such_function() is missing"));
+
+        /* The same call with what exists works, and fills the slot. */
+        memset(&t, 0, sizeof(t));
+        assert_int_equal(doctor_libs_load("corosync's client libraries", libs, 1, syms, 1, &t, why,
+                                          sizeof(why)),
+                         0);
+        assert_non_null(t.cmap_initialize);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -519,6 +592,8 @@ int main(void)
                 cmocka_unit_test(test_findings_incident),
                 cmocka_unit_test(test_findings_wrong_key),
                 cmocka_unit_test(test_findings_member_problems),
+                cmocka_unit_test(test_libs_load_installed),
+                cmocka_unit_test(test_libs_load_missing),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
