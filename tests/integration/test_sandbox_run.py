@@ -685,3 +685,18 @@ def test_gitdir_file_of_a_worktree_is_read_only(env):
     r = run(env, "sh", "-c", "echo 'gitdir: .fakegit' > .git; echo rc=$?")
     assert "rc=0" not in r.stdout and "rc=" in r.stdout
     assert gitfile.read_text() == "gitdir: /somewhere/else\n"
+
+
+def test_fifos_work_but_devices_and_setid_files_cannot_be_made(env):
+    code = ("import os, stat\n"
+            "os.mkfifo('/tmp/fifo'); print('fifo', stat.S_ISFIFO(os.stat('/tmp/fifo').st_mode))\n"
+            "for name, mode, dev in (('suid', stat.S_IFREG | 0o4755, 0),\n"
+            "                        ('null', stat.S_IFCHR | 0o666, os.makedev(1, 3))):\n"
+            "    try:\n"
+            "        os.mknod(name, mode, dev); print(name, 'made')\n"
+            "    except OSError as e:\n"
+            "        print(name, 'refused', e.errno)\n")
+    r = run(env, "python3", "-c", code)
+    assert "fifo True" in r.stdout, r.stdout + r.stderr
+    assert "suid refused" in r.stdout and "null refused" in r.stdout
+    assert not (env["ws"] / "suid").exists() and not (env["ws"] / "null").exists()
