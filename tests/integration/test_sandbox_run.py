@@ -700,3 +700,25 @@ def test_fifos_work_but_devices_and_setid_files_cannot_be_made(env):
     assert "fifo True" in r.stdout, r.stdout + r.stderr
     assert "suid refused" in r.stdout and "null refused" in r.stdout
     assert not (env["ws"] / "suid").exists() and not (env["ws"] / "null").exists()
+
+
+def test_back_to_back_and_overlapping_sessions_keep_placeholders_protected(env):
+    for _ in range(15):  # a new session while the last one's helper is cleaning up
+        r = run(env, "true")
+        assert r.returncode == 0, r.stderr
+    a = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", "echo up; sleep 1"],
+                         stdout=subprocess.PIPE, text=True)
+    assert a.stdout.readline() == "up\n"
+    b = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c",
+                          "echo up; sleep 2; echo evil > .bashrc; echo rc=$?"],
+                         stdout=subprocess.PIPE, text=True)
+    assert b.stdout.readline() == "up\n"
+    assert a.wait(10) == 0  # A ends while B runs: B's placeholders must stay
+    out, _ = b.communicate(timeout=20)
+    assert "rc=0" not in out and "rc=" in out
+    deadline = time.time() + 5
+    while time.time() < deadline and os.listdir(env["ws"]):
+        time.sleep(0.02)
+    assert os.listdir(env["ws"]) == []
