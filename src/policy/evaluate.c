@@ -171,7 +171,9 @@ int policy_secret_globs(const Policy *p, char ***ret)
         return 0;
 }
 
-#define SECRET_ARG_PREFIX "it allows, but "
+#define SECRET_ARG_PREFIX       "it allows, but "
+#define POLICY_MAX_CHECKED_ARGS 4096
+static const char TOO_MANY_ARGS[] = "";
 
 /*
  * Paths an allow rule never passes whatever the policy's secrets say: raw
@@ -246,6 +248,9 @@ static const char *argv_names_secret(const Policy *p, char *const *argv, const c
 {
         if (isempty(cwd) || cwd[0] != '/')
                 cwd = "/";
+        /* Checking costs time per argument; an agent must not make the broker spin. */
+        if (strv_length(argv) > POLICY_MAX_CHECKED_ARGS)
+                return TOO_MANY_ARGS;
         for (size_t i = 1; argv[0] && argv[i]; i++) {
                 const char *a = argv[i], *eq = strchr(a, '=');
 
@@ -436,6 +441,13 @@ static int rule_matches(const Policy *p, const PolicyRule *rule, const PolicyReq
         if (rule->action == POLICY_ALLOW) {
                 const char *a = argv_names_secret(p, req->argv, req->cwd);
 
+                if (a == TOO_MANY_ARGS) {
+                        snprintf(why, why_size,
+                                 SECRET_ARG_PREFIX "the command has more than %d arguments, too "
+                                                   "many to check for secrets",
+                                 POLICY_MAX_CHECKED_ARGS);
+                        return 0;
+                }
                 if (a) {
                         snprintf(why, why_size,
                                  SECRET_ARG_PREFIX "the argument '%.200s' names a secret or a "

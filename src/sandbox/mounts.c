@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/xattr.h>
 #include <glob.h>
@@ -735,6 +736,36 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 /* ---- protected workspace files --------------------------------------------------------- */
 
 /*
+ * A regular file where a protected path needs a directory (".git" is a
+ * "gitdir:" file in a git worktree or submodule, so ".git/hooks" cannot
+ * exist): rewriting that file would point the human's tools at a directory
+ * of the agent's making, so the file itself is kept read-only.
+ */
+static int protect_file_in_the_way(SbxPlan *p, const char *ws, const char *full)
+{
+        _cleanup_free_ char *path = strdup(full);
+
+        if (!path)
+                return -ENOMEM;
+        for (char *s = path + strlen(ws) + 1; (s = strchr(s, '/')); s++) {
+                struct stat st;
+
+                *s = '\0';
+                if (lstat(path, &st) < 0)
+                        return 0;
+                if (S_ISREG(st.st_mode)) {
+                        if (!strv_contains(p->protect, path) && strv_extend(&p->protect, path) < 0)
+                                return -ENOMEM;
+                        return 0;
+                }
+                if (!S_ISDIR(st.st_mode))
+                        return 0; /* a symlink (resolves elsewhere) or a special file */
+                *s = '/';
+        }
+        return 0;
+}
+
+/*
  * Placeholders carry an extended attribute, so that one left behind by an
  * airlock killed during its launch (before its helper could clean up) is
  * recognised by the next launch and removed after that session (if still
@@ -742,16 +773,72 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
  */
 #define PLACEHOLDER_XATTR "user.airlock.placeholder"
 
-static void mark_placeholder(int fd)
+/* The value is the session id of the launch that owns the placeholder now. */
+static void mark_placeholder(const SbxPlan *p, int fd)
 {
-        (void)fsetxattr(fd, PLACEHOLDER_XATTR, "1", 1, 0);
+        const char *sid = p->cfg->session_id;
+
+        (void)fsetxattr(fd, PLACEHOLDER_XATTR, sid, strlen(sid), 0);
 }
 
 static bool is_placeholder(const char *path)
 {
-        char v;
+        char v[64];
 
-        return lgetxattr(path, PLACEHOLDER_XATTR, &v, 1) == 1 && v == '1';
+        return lgetxattr(path, PLACEHOLDER_XATTR, v, sizeof v) > 0;
+}
+
+static bool placeholder_owned_by(const char *path, const char *sid)
+{
+        char v[64];
+        ssize_t n = lgetxattr(path, PLACEHOLDER_XATTR, v, sizeof v - 1);
+
+        if (n <= 0)
+                return false;
+        v[n] = '\0';
+        return streq(v, sid);
+}
+
+/*
+ * Placeholders are created, adopted and removed under an exclusive flock
+ * on the workspace directory, and each names the session that owns it: so
+ * a session ending (its helper removing its placeholders) and another one
+ * starting in the same workspace (adopting the same names) never remove
+ * each other's. Returns the locked fd (close it to unlock) or -errno.
+ */
+static int lock_workspace(const char *ws)
+{
+        int fd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0)
+                return -errno;
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        int r = -errno;
+                        close(fd);
+                        return r;
+                }
+        return fd;
+}
+
+void sbx_remove_placeholders(SbxPlan *p)
+{
+        _cleanup_close_ int lock = -EBADF;
+
+        if (!p->protect_new || p->n_binds == 0)
+                return;
+        lock = lock_workspace(p->binds[0].path);
+        for (size_t i = strv_length(p->protect_new); i > 0; i--) {
+                const char *path = p->protect_new[i - 1];
+                struct stat st;
+
+                if (lstat(path, &st) < 0 || !placeholder_owned_by(path, p->cfg->session_id))
+                        continue; /* gone, or adopted by a newer session */
+                if (S_ISDIR(st.st_mode))
+                        (void)rmdir(path); /* only if empty: what the agent added stays */
+                else if (S_ISREG(st.st_mode) && st.st_size == 0)
+                        (void)unlink(path);
+        }
 }
 
 /* Adopts the marked placeholders along rel (left by an earlier, killed launch). */
@@ -766,9 +853,12 @@ static int adopt_placeholders(SbxPlan *p, const char *ws, const char *rel)
                 if (saved != '/' && saved != '\0')
                         continue;
                 *s = '\0';
-                if (is_placeholder(path) && !strv_contains(p->protect_new, path) &&
-                    strv_extend(&p->protect_new, path) < 0)
-                        return -ENOMEM;
+                if (is_placeholder(path) && !strv_contains(p->protect_new, path)) {
+                        const char *sid = p->cfg->session_id;
+                        (void)lsetxattr(path, PLACEHOLDER_XATTR, sid, strlen(sid), 0);
+                        if (strv_extend(&p->protect_new, path) < 0)
+                                return -ENOMEM;
+                }
                 *s = saved;
                 if (saved == '\0')
                         return 0;
@@ -826,7 +916,7 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                 close(fd);
                                 return r;
                         }
-                        mark_placeholder(fd);
+                        mark_placeholder(p, fd);
                         close(fd);
                         return strv_extend(&p->protect_new, path) < 0 ? -ENOMEM : 1;
                 }
@@ -842,7 +932,7 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                 return sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
                         fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
                         if (fd >= 0)
-                                mark_placeholder(fd);
+                                mark_placeholder(p, fd);
                 }
                 if (fd == -ELOOP || fd == -ENOTDIR)
                         return 0;
@@ -873,8 +963,16 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
         const char *ws = p->binds[0].path;
         struct stat wst;
 
+        _cleanup_close_ int lock = -EBADF;
+
         if (stat(ws, &wst) < 0)
                 return sbx_fail(err, 71, -errno, "workspace %s: %m", ws);
+        if (create && p->cfg->protect_globs && p->cfg->protect_globs[0]) {
+                lock = lock_workspace(ws);
+                if (lock < 0)
+                        return sbx_fail(err, 71, lock, "cannot lock the workspace %s: %s", ws,
+                                        strerror(-lock));
+        }
         STRV_FOREACH (g, p->cfg->protect_globs) {
                 _cleanup_free_ char *full = NULL;
                 glob_t gl = { 0 };
@@ -905,6 +1003,12 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                         struct stat st;
 
                         if (lstat(full, &st) < 0) {
+                                if (errno == ENOTDIR) {
+                                        int r = protect_file_in_the_way(p, ws, full);
+                                        if (r < 0)
+                                                return r;
+                                        continue;
+                                }
                                 if (errno != ENOENT)
                                         continue;
                                 if (!create) {
@@ -1291,8 +1395,22 @@ static int protect_anchors(int rootfd, const SbxPlan *p, SbxError *err)
                 if (strv_contains(done, top))
                         continue;
                 target = openat2_nofollow(rootfd, top + 1, O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                if (target == -ENOTDIR) {
+                        /*
+                         * A file where a protected directory's parent should be:
+                         * in a git worktree or submodule ".git" is a "gitdir:"
+                         * file, and rewriting it would point the human's git at
+                         * hooks of the agent's making. Read-only, like the rest.
+                         */
+                        int r = protect_path(rootfd, top, err);
+                        if (r < 0)
+                                return r;
+                        if (strv_consume(&done, TAKE_PTR(top)) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
                 if (target < 0)
-                        continue; /* not a directory (or gone): nothing to rename under it */
+                        continue; /* gone: nothing to rename under it */
                 mnt = open_tree(target, "",
                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
                 if (mnt < 0)
@@ -1613,7 +1731,8 @@ static int add_watch(SbxPlan *p, const char *dir, const char *name_glob, bool fi
 {
         SbxWatch *t;
         int wd = inotify_add_watch(p->inotify_fd, dir,
-                                   IN_CREATE | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW);
+                                   IN_CREATE | IN_MOVED_TO | IN_MOVE_SELF | IN_DELETE_SELF |
+                                           IN_ONLYDIR | IN_DONT_FOLLOW);
 
         if (wd < 0)
                 return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
@@ -1704,6 +1823,22 @@ int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata)
                 for (char *q = buf; q < buf + n;) {
                         const struct inotify_event *ev = (const struct inotify_event *)q;
                         q += sizeof *ev + ev->len;
+                        if (ev->mask & (IN_MOVE_SELF | IN_DELETE_SELF)) {
+                                /*
+                                 * A watched directory moved or went away: a new
+                                 * one under its name is watched by nobody and
+                                 * masked by nothing (mv /etc/x /etc/x.old; mkdir
+                                 * /etc/x). Not a case to mend: end the session.
+                                 */
+                                for (size_t i = 0; i < p->n_watches; i++)
+                                        if (p->watches[i].wd == ev->wd) {
+                                                int r = fn(p->watches[i].dir, false, userdata);
+                                                if (r < 0)
+                                                        return r;
+                                                break;
+                                        }
+                                continue;
+                        }
                         if (ev->len == 0)
                                 continue;
                         for (size_t i = 0; i < p->n_watches; i++) {

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -161,20 +162,23 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                         break;
                 }
                 if (pfd[3].revents & POLLIN) {
-                        /* the watcher killed pid 1 already: take its word for why */
+                        /* lines from the session helper: see finish_secret_report() */
                         char buf[4096];
                         ssize_t n = read(p->watch_report, buf, sizeof buf - 1);
+                        char *more;
                         if (n <= 0) {
-                                /* the watcher died: without it a new secret would show. */
-                                strcpy(buf, "(unknown: the secret watcher stopped)");
+                                /* the helper died: without it a new secret would show. */
+                                strcpy(buf, "!(unknown: the secret watcher stopped)\n");
                                 n = (ssize_t)strlen(buf);
                                 kill(child, SIGKILL);
+                                p->watch_report = safe_close(p->watch_report);
                         }
-                        if (!p->secret_appeared) {
-                                buf[n] = '\0';
-                                p->secret_appeared = strdup(buf);
+                        buf[n] = '\0';
+                        if (asprintf(&more, "%s%s", p->secret_appeared ? p->secret_appeared : "",
+                                     buf) >= 0) {
+                                free(p->secret_appeared);
+                                p->secret_appeared = more;
                         }
-                        p->watch_report = safe_close(p->watch_report);
                 }
                 if (pfd[0].revents & POLLIN) {
                         struct signalfd_siginfo si;

@@ -380,22 +380,6 @@ static void report_protect_created(const SbxPlan *p)
         }
 }
 
-/* Removes the placeholders airlock created for missing protected names, newest first. */
-static void remove_placeholders(SbxPlan *p)
-{
-        for (size_t i = strv_length(p->protect_new); i > 0; i--) {
-                const char *path = p->protect_new[i - 1];
-                struct stat st;
-
-                if (lstat(path, &st) < 0)
-                        continue;
-                if (S_ISDIR(st.st_mode))
-                        (void)rmdir(path); /* only if empty: what the agent added stays */
-                else if (S_ISREG(st.st_mode) && st.st_size == 0)
-                        (void)unlink(path);
-        }
-}
-
 void sbx_plan_done(SbxPlan *p)
 {
         if (p->watcher > 0) {
@@ -410,7 +394,7 @@ void sbx_plan_done(SbxPlan *p)
                 p->watch_done = safe_close(p->watch_done);
                 p->watcher = 0;
         } else
-                remove_placeholders(p);
+                sbx_remove_placeholders(p);
         sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
@@ -472,8 +456,9 @@ typedef struct {
         int pidfd;  /* pid 1 of the sandbox */
         int userns; /* its namespaces, opened while it was still dumpable */
         int mntns;
-        int report; /* to the parent */
+        int report; /* to the parent: one line per secret that appeared */
         bool joined;
+        bool ending; /* the session is over: report only */
 } WatchCtx;
 
 /*
@@ -530,11 +515,21 @@ static int on_secret_appeared(const char *path, bool final, void *userdata)
 {
         WatchCtx *w = userdata;
 
-        /* The secret itself: mask it too and carry on. A directory on the way: end. */
-        if (final && remask(w, path) == 0)
+        /*
+         * The secret itself: mask it too and carry on ("~"). A directory on
+         * the way, or a failed mask: end the session ("!"). After the agent
+         * has ended, only report ("+"): it may have read the file before.
+         */
+        if (w->ending) {
+                (void)dprintf(w->report, "+%s\n", path);
                 return 0;
+        }
+        if (final && remask(w, path) == 0) {
+                (void)dprintf(w->report, "~%s\n", path);
+                return 0;
+        }
         (void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-        (void)write_all(w->report, path, strlen(path));
+        (void)dprintf(w->report, "!%s\n", path);
         return -ECANCELED;
 }
 
@@ -619,12 +614,17 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                         if (pf[1].revents)
                                 break;
                 }
+                /* Events that arrived while the agent was ending: report them too. */
+                w.ending = true;
+                if (watching)
+                        (void)sbx_watch_drain(p, on_secret_appeared, &w);
+                close(w.report); /* the parent reads the report up to here */
                 {
                         struct pollfd pf = { .fd = pidfd, .events = POLLIN };
                         while (poll(&pf, 1, -1) < 0 && errno == EINTR)
                                 ;
                 }
-                remove_placeholders(p);
+                sbx_remove_placeholders(p);
                 _exit(0);
         }
         close(fds[1]);
@@ -635,6 +635,51 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         /* The parent keeps no reference that would make its own exit wait. */
         p->inotify_fd = safe_close(p->inotify_fd);
         return 0;
+}
+
+/*
+ * Reads the rest of the session helper's report (it closes its end right
+ * after a last look at the watches) and tells the human: a secret masked
+ * during the session may still have been read by an agent polling for it
+ * (a warning); one that ended the session, or appeared while the agent was
+ * ending and was never masked, fails the run (exit 71).
+ */
+static int finish_secret_report(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ char *rest = NULL, *all = NULL;
+        const char *fatal = NULL;
+
+        if (p->watch_report >= 0) {
+                p->watch_done = safe_close(p->watch_done); /* the session is over */
+                (void)read_full_fd(p->watch_report, 64 * 1024, &rest, NULL);
+                p->watch_report = safe_close(p->watch_report);
+        }
+        if (asprintf(&all, "%s%s", p->secret_appeared ? p->secret_appeared : "", rest ? rest : "") <
+            0)
+                return -ENOMEM;
+        for (char *line = all, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                if (line[0] == '~')
+                        fprintf(stderr,
+                                "airlock: run: WARNING: secret %s appeared on the host during the "
+                                "session; it was masked inside at once, but an agent polling for "
+                                "it may have read it — rotate it if that matters\n",
+                                line + 1);
+                else if ((line[0] == '!' || line[0] == '+') && !fatal)
+                        fatal = line;
+        }
+        if (!fatal)
+                return 0;
+        return sbx_fail(err, 71, -EPERM,
+                        fatal[0] == '!'
+                                ? "%s appeared on the host during the session (on the way to a "
+                                  "secret, or it could not be masked inside) — the session was "
+                                  "ended; start a new one"
+                                : "secret %s appeared on the host as the session ended and was "
+                                  "not masked: the agent may have read it — rotate it",
+                        fatal + 1);
 }
 
 /* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
@@ -770,14 +815,9 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         r = read_report(err_r, err);
         if (r < 0)
                 goto finish;
-        if (plan.secret_appeared) {
-                r = sbx_fail(err, 71, -EPERM,
-                             "%s appeared on the host during the session on the way to a secret "
-                             "(or could not be masked inside) — the session was ended; start a "
-                             "new one",
-                             plan.secret_appeared);
+        r = finish_secret_report(&plan, err);
+        if (r < 0)
                 goto finish;
-        }
         *ret_exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         report_protect_created(&plan);
         r = 0;

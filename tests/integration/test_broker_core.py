@@ -480,3 +480,17 @@ def test_host_requests_run_through_the_inventory_connect_prefix(tmp_path):
         assert r.returncode == EX_USAGE and "unknown host 'nowhere'" in r.stderr
     finally:
         b.stop()
+
+
+def test_requesters_words_and_argv_are_escaped_for_the_approver(broker, tmp_path):
+    evil = "fine\x1b[2J\x1b[1;1HApproved by admin\r\nreally"
+    broker.airlock("exec", "--wait", "0", "--why", evil, "--", "touch", "a\x1b[31mb")
+    rid = json.loads(broker.airlock("requests", "--json").stdout)[0]["id"]
+    shown = broker.airlock("show", rid, user=ALICE).stdout
+    assert "\x1b" not in shown and "\r" not in shown
+    facts, words = shown.split("own words")
+    assert "a\\x1b[31mb" in facts
+    assert "fine\\x1b[2J\\x1b[1;1HApproved by admin\\x0d" in words
+    assert "Approved by admin" not in facts
+    listing = broker.airlock("requests").stdout
+    assert "\x1b" not in listing

@@ -417,3 +417,75 @@ def test_move_into_another_cgroup(lab):
     r = lab.sh_inside("for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs; do "
                       "[ -e $f ] && echo $$ > $f 2>/dev/null && echo MOVED $f; done; echo done")
     assert "done" in r.stdout and "MOVED" not in r.stdout, describe(r)
+
+
+def test_symlinks_planted_for_the_next_session(lab):
+    """An agent plants symlinks in the workspace where airlock (root) will make placeholders
+    for protected names next time (.git -> a host directory, .bashrc -> a new host file,
+    .profile -> an existing empty host file). Root following them would create or remove host
+    files outside the workspace. Outside, root following the same links does exactly that."""
+    target_dir = lab.etc_dir / "planted-dir"
+    target_dir.mkdir()
+    new_file = lab.etc_dir / "planted-new"
+    empty_file = lab.etc_dir / "planted-empty"
+    empty_file.write_text("")
+    links = {".git": target_dir, ".bashrc": new_file, ".profile": empty_file}
+    for name, target in links.items():
+        os.symlink(target, lab.ws(name))
+    try:
+        # outside: root writing through the links reaches the host files
+        (lab.ws(".git") / "probe-outside").write_text("x")
+        assert (target_dir / "probe-outside").exists()
+        (target_dir / "probe-outside").unlink()
+        r = lab.inside("/bin/true")
+        assert r.returncode == 0 or r.stderr, describe(r)
+        assert sorted(os.listdir(target_dir)) == [], f"airlock created files through .git: {os.listdir(target_dir)}{describe(r)}"
+        assert not new_file.exists(), f"airlock created {new_file} through .bashrc{describe(r)}"
+        assert empty_file.exists(), f"airlock removed {empty_file} through .profile{describe(r)}"
+        for name in links:
+            assert lab.ws(name).is_symlink(), f"{name} was replaced{describe(r)}"
+    finally:
+        for name in links:
+            lab.ws(name).unlink(missing_ok=True)
+        shutil.rmtree(target_dir, ignore_errors=True)
+        new_file.unlink(missing_ok=True)
+        empty_file.unlink(missing_ok=True)
+
+
+def git(*args, cwd=None):
+    return subprocess.run(["git", "-c", "safe.directory=*", "-c", "user.name=t", "-c", "user.email=t@t",
+                           *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_git_worktree_gitdir_file_redirected(lab):
+    """In a git worktree (or submodule) .git is a file, "gitdir: PATH": rewrite it to a git
+    directory the agent made, with its own hooks, and the human's next git command runs them.
+    .git/hooks cannot be protected there (it does not exist); the .git file must be."""
+    need_tools("git")
+    main = lab.hostfile("mainrepo")
+    wt = lab.hostfile("worktree")
+    git("init", "-q", main)
+    (main / "README").write_text("x\n")
+    git("add", "README", cwd=main)
+    git("commit", "-qm", "init", cwd=main)
+    assert git("worktree", "add", "-q", wt, cwd=main).returncode == 0
+    subprocess.run(["chmod", "-R", "a+rwX", str(wt)])
+    fake = wt / ".fakegit"
+    evil = f"mkdir -p {fake} && cp -r {main}/.git/objects {main}/.git/refs {main}/.git/HEAD {fake}/ && " \
+           f"mkdir -p {fake}/hooks && printf '#!/bin/sh\\necho pwned\\n' > {fake}/hooks/pre-commit && " \
+           f"chmod +x {fake}/hooks/pre-commit; printf 'gitdir: {fake}\\n' > {wt}/.git; echo rc=$?"
+    try:
+        before = git("rev-parse", "--absolute-git-dir", cwd=wt).stdout.strip()
+        assert "worktrees" in before, before
+        # outside: the same steps redirect git
+        saved = (wt / ".git").read_text()
+        subprocess.run(["sh", "-c", evil], check=True, capture_output=True)
+        assert git("rev-parse", "--absolute-git-dir", cwd=wt).stdout.strip() == str(fake)
+        (wt / ".git").write_text(saved)
+        shutil.rmtree(fake)
+        r = lab.sh_inside(evil, workspace=wt)
+        after = git("rev-parse", "--absolute-git-dir", cwd=wt).stdout.strip()
+        assert after == before, f"the agent redirected the worktree's git directory to {after}{describe(r)}"
+    finally:
+        shutil.rmtree(main, ignore_errors=True)
+        shutil.rmtree(wt, ignore_errors=True)

@@ -455,7 +455,6 @@ def test_secret_renamed_into_place_while_the_agent_polls(lab):
         loot.unlink(missing_ok=True)
 
 
-@known_weakness("F16", "the secret's directory replaced after launch: the mask and the watch stay on the old one")
 def test_secret_directory_replaced_after_launch(lab):
     """Configuration tools replace whole directories (mv conf conf.old; mkdir conf; write):
     the mask sits on the old file and the watch on the old directory, so the new key in the

@@ -620,6 +620,7 @@ def test_secret_created_in_an_existing_directory_is_masked(env):
     out, errs = p.communicate(timeout=20)
     assert p.returncode == 0, errs
     assert out.strip() == "[]"
+    assert "WARNING" in errs and "may have read" in errs
     assert late.read_text() == "LATE\n"
 
 
@@ -635,6 +636,7 @@ def test_secret_replaced_by_rename_is_masked_too(env):
     out, errs = p.communicate(timeout=20)
     assert p.returncode == 0, errs
     assert out.strip() == "[]"
+    assert "WARNING" in errs and "may have read" in errs
     # Outside, the rotated key is there to read (the other side of the claim).
     assert env["key"].read_text() == "ROTATED\n"
 
@@ -657,3 +659,66 @@ def test_listening_unix_sockets_outside_run_are_unreachable(env):
         assert "refused" in r.stdout, r.stdout + r.stderr
     finally:
         s.close()
+
+
+def test_secret_directory_replaced_during_the_session_ends_it(env):
+    d = env["secrets"] / "confdir"
+    d.mkdir()
+    (d / "authkey").write_text("OLD\n")
+    env["policy"].write_text(env["policy"].read_text().replace(
+        "secrets:\n", f"secrets:\n  - {d}/authkey\n"))
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", f"sleep 3; cat {d}/authkey"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    os.rename(d, env["secrets"] / "confdir.old")
+    d.mkdir()
+    (d / "authkey").write_text("NEWKEY\n")
+    out, errs = p.communicate(timeout=20)
+    assert p.returncode == 71 and "NEWKEY" not in out
+    assert str(d) in errs
+
+
+def test_gitdir_file_of_a_worktree_is_read_only(env):
+    gitfile = env["ws"] / ".git"
+    gitfile.write_text("gitdir: /somewhere/else\n")
+    r = run(env, "sh", "-c", "echo 'gitdir: .fakegit' > .git; echo rc=$?")
+    assert "rc=0" not in r.stdout and "rc=" in r.stdout
+    assert gitfile.read_text() == "gitdir: /somewhere/else\n"
+
+
+def test_fifos_work_but_devices_and_setid_files_cannot_be_made(env):
+    code = ("import os, stat\n"
+            "os.mkfifo('/tmp/fifo'); print('fifo', stat.S_ISFIFO(os.stat('/tmp/fifo').st_mode))\n"
+            "for name, mode, dev in (('suid', stat.S_IFREG | 0o4755, 0),\n"
+            "                        ('null', stat.S_IFCHR | 0o666, os.makedev(1, 3))):\n"
+            "    try:\n"
+            "        os.mknod(name, mode, dev); print(name, 'made')\n"
+            "    except OSError as e:\n"
+            "        print(name, 'refused', e.errno)\n")
+    r = run(env, "python3", "-c", code)
+    assert "fifo True" in r.stdout, r.stdout + r.stderr
+    assert "suid refused" in r.stdout and "null refused" in r.stdout
+    assert not (env["ws"] / "suid").exists() and not (env["ws"] / "null").exists()
+
+
+def test_back_to_back_and_overlapping_sessions_keep_placeholders_protected(env):
+    for _ in range(15):  # a new session while the last one's helper is cleaning up
+        r = run(env, "true")
+        assert r.returncode == 0, r.stderr
+    a = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", "echo up; sleep 1"],
+                         stdout=subprocess.PIPE, text=True)
+    assert a.stdout.readline() == "up\n"
+    b = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c",
+                          "echo up; sleep 2; echo evil > .bashrc; echo rc=$?"],
+                         stdout=subprocess.PIPE, text=True)
+    assert b.stdout.readline() == "up\n"
+    assert a.wait(10) == 0  # A ends while B runs: B's placeholders must stay
+    out, _ = b.communicate(timeout=20)
+    assert "rc=0" not in out and "rc=" in out
+    deadline = time.time() + 5
+    while time.time() < deadline and os.listdir(env["ws"]):
+        time.sleep(0.02)
+    assert os.listdir(env["ws"]) == []

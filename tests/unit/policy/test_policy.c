@@ -501,6 +501,22 @@ static void test_evaluate(void **state)
         assert_int_equal(d.action, POLICY_ALLOW);
         d = eval(p, NULL, NULL, "cat", "/proc/1/status", NULL);
         assert_int_equal(d.action, POLICY_ALLOW);
+        /* too many arguments to check: no allow */
+        {
+                size_t n = 5000;
+                _cleanup_free_ char **many = calloc(n + 1, sizeof(char *));
+
+                assert_non_null(many);
+                many[0] = (char *)"cat";
+                for (size_t i = 1; i < n; i++)
+                        many[i] = (char *)"/etc/hosts";
+                assert_int_equal(policy_evaluate(p, &(PolicyRequest){ .argv = many }, &d), 0);
+                assert_int_equal(d.action, POLICY_APPROVE);
+                assert_non_null(strstr(d.reason, "more than 4096 arguments"));
+                many[4096] = NULL;
+                assert_int_equal(policy_evaluate(p, &(PolicyRequest){ .argv = many }, &d), 0);
+                assert_int_equal(d.action, POLICY_ALLOW);
+        }
         /* relative arguments are read against cwd ("/" when unknown) */
         d = eval(p, NULL, NULL, "cat", "etc/corosync/authkey", NULL);
         assert_int_equal(d.action, POLICY_APPROVE);
