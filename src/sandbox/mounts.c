@@ -652,10 +652,10 @@ out:
  * their tmpfs. A daemon that starts listening after the launch is not
  * covered (documented).
  */
-static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+static int mask_unix_sockets_in(SbxPlan *p, const char *table, SbxError *err)
 {
         _cleanup_free_ char *text = NULL;
-        int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
+        int r = read_full_file(table, 16 * 1024 * 1024, &text, NULL);
 
         if (r < 0)
                 return 0;                 /* no unix socket support: nothing to mask */
@@ -690,6 +690,59 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
                         return r;
         }
         return 0;
+}
+
+/*
+ * /proc/net/unix lists the sockets of one network namespace only, but a
+ * pathname socket is reachable by path from any namespace: a container's
+ * daemon listening on the host's file system is missed by the host's table.
+ * Started by root (who may read every process's table), airlock also reads
+ * the table of each other network namespace in use, once per namespace.
+ */
+static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ ino_t *seen = NULL;
+        size_t n_seen = 0;
+        struct stat self;
+        DIR *d;
+        struct dirent *de;
+        int r;
+
+        r = mask_unix_sockets_in(p, "/proc/net/unix", err);
+        if (r < 0 || !p->privileged || stat("/proc/self/ns/net", &self) < 0)
+                return r;
+        d = opendir("/proc");
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                char path[300];
+                struct stat st;
+                bool known;
+
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                        continue;
+                snprintf(path, sizeof path, "/proc/%s/ns/net", de->d_name);
+                if (stat(path, &st) < 0)
+                        continue;
+                known = st.st_ino == self.st_ino;
+                for (size_t i = 0; !known && i < n_seen; i++)
+                        known = seen[i] == st.st_ino;
+                if (known)
+                        continue;
+                ino_t *t = realloc(seen, sizeof(ino_t) * (n_seen + 1));
+                if (!t) {
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                seen = t;
+                seen[n_seen++] = st.st_ino;
+                snprintf(path, sizeof path, "/proc/%s/net/unix", de->d_name);
+                r = mask_unix_sockets_in(p, path, err);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r < 0 ? r : 0;
 }
 
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)

@@ -722,3 +722,29 @@ def test_back_to_back_and_overlapping_sessions_keep_placeholders_protected(env):
     while time.time() < deadline and os.listdir(env["ws"]):
         time.sleep(0.02)
     assert os.listdir(env["ws"]) == []
+
+
+@pytest.mark.skipif(not ROOT, reason="reading other namespaces' socket tables needs root")
+def test_sockets_of_other_network_namespaces_are_unreachable(env):
+    path = env["secrets"] / "container.sock"
+    listener = subprocess.Popen(
+        ["unshare", "--net", "python3", "-c",
+         "import socket, os, sys, time\n"
+         "s = socket.socket(socket.AF_UNIX)\n"
+         f"s.bind({str(path)!r}); os.chmod({str(path)!r}, 0o777); s.listen()\n"
+         "print('up', flush=True); time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "up\n"
+        import socket
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(str(path))  # outside, from another namespace: reachable by path
+        c.close()
+        code = (f"import socket\ns = socket.socket(socket.AF_UNIX)\n"
+                f"try:\n s.connect({str(path)!r}); print('connected')\n"
+                f"except OSError as e: print('refused', e.errno)\n")
+        r = run(env, "python3", "-c", code)
+        assert "refused" in r.stdout, r.stdout + r.stderr
+    finally:
+        listener.kill()
+        listener.wait()
