@@ -93,7 +93,6 @@ def start_listener(path, netns=False):
     return p
 
 
-@known_weakness("F14", "sockets are found in the host's /proc/net/unix only: a container's daemon is missed")
 def test_daemon_socket_of_another_network_namespace(lab):
     """A daemon in another network namespace (a container) whose socket is on the host's
     file system: the host's /proc/net/unix does not list it, yet connect(2) by path works."""
