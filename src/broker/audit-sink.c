@@ -5,6 +5,7 @@
 
 #include "audit/audit.h"
 #include "broker/audit-sink.h"
+#include "common/log.h"
 #include "common/util.h"
 
 /*
@@ -15,15 +16,32 @@
 static pthread_rwlock_t sink_lock = PTHREAD_RWLOCK_INITIALIZER;
 static AuditWriter *writer;
 
+static bool audit_key_present(const char *state_dir)
+{
+        _cleanup_free_ char *p = NULL;
+
+        if (asprintf(&p, "%s/%s", state_dir, AUDIT_KEY_FILE) < 0)
+                return true; /* no memory: say nothing rather than something wrong */
+        return access(p, F_OK) == 0;
+}
+
 int audit_sink_open(const char *state_dir, char *err, size_t err_size)
 {
         AuditOptions o = { .state_dir = state_dir, .copy = AUDIT_COPY_AUTO };
         int r;
 
         r = audit_open(&o, &writer);
-        if (r < 0)
+        if (r < 0) {
                 snprintf(err, err_size, "cannot open the audit log %s/%s: %s", state_dir,
                          AUDIT_LOG_FILE, strerror(-r));
+                return r;
+        }
+        /* Without a seal key the chain is all there is, and root can rebuild a chain. */
+        if (!audit_key_present(state_dir))
+                log_warning("the audit log %s/%s is not sealed — run 'airlock log setup-keys "
+                            "--state-dir %s' once, keep the printed key off this host, and "
+                            "restart airlockd",
+                            state_dir, AUDIT_LOG_FILE, state_dir);
         return r;
 }
 

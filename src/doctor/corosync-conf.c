@@ -139,7 +139,12 @@ int doctor_parse_corosync_conf(const char *text, size_t len, json_t **ret, char 
                 }
         }
         if (depth != 0) {
-                snprintf(why, why_size, "section '%s' is not closed", stack[depth - 1]);
+                /* The name comes from the file: escape it like every other string we return. */
+                _cleanup_free_ char *name = escape_for_terminal(stack[depth - 1]);
+
+                if (!name)
+                        goto nomem;
+                snprintf(why, why_size, "section '%s' is not closed", name);
                 goto invalid;
         }
         *ret = out;

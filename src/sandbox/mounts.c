@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/xattr.h>
 #include <glob.h>
@@ -651,10 +652,10 @@ out:
  * their tmpfs. A daemon that starts listening after the launch is not
  * covered (documented).
  */
-static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+static int mask_unix_sockets_in(SbxPlan *p, const char *table, SbxError *err)
 {
         _cleanup_free_ char *text = NULL;
-        int r = read_full_file("/proc/net/unix", 16 * 1024 * 1024, &text, NULL);
+        int r = read_full_file(table, 16 * 1024 * 1024, &text, NULL);
 
         if (r < 0)
                 return 0;                 /* no unix socket support: nothing to mask */
@@ -689,6 +690,59 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
                         return r;
         }
         return 0;
+}
+
+/*
+ * /proc/net/unix lists the sockets of one network namespace only, but a
+ * pathname socket is reachable by path from any namespace: a container's
+ * daemon listening on the host's file system is missed by the host's table.
+ * Started by root (who may read every process's table), airlock also reads
+ * the table of each other network namespace in use, once per namespace.
+ */
+static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+{
+        _cleanup_free_ ino_t *seen = NULL;
+        size_t n_seen = 0;
+        struct stat self;
+        DIR *d;
+        struct dirent *de;
+        int r;
+
+        r = mask_unix_sockets_in(p, "/proc/net/unix", err);
+        if (r < 0 || !p->privileged || stat("/proc/self/ns/net", &self) < 0)
+                return r;
+        d = opendir("/proc");
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                char path[300];
+                struct stat st;
+                bool known;
+
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                        continue;
+                snprintf(path, sizeof path, "/proc/%s/ns/net", de->d_name);
+                if (stat(path, &st) < 0)
+                        continue;
+                known = st.st_ino == self.st_ino;
+                for (size_t i = 0; !known && i < n_seen; i++)
+                        known = seen[i] == st.st_ino;
+                if (known)
+                        continue;
+                ino_t *t = realloc(seen, sizeof(ino_t) * (n_seen + 1));
+                if (!t) {
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                seen = t;
+                seen[n_seen++] = st.st_ino;
+                snprintf(path, sizeof path, "/proc/%s/net/unix", de->d_name);
+                r = mask_unix_sockets_in(p, path, err);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r < 0 ? r : 0;
 }
 
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)
@@ -772,16 +826,72 @@ static int protect_file_in_the_way(SbxPlan *p, const char *ws, const char *full)
  */
 #define PLACEHOLDER_XATTR "user.airlock.placeholder"
 
-static void mark_placeholder(int fd)
+/* The value is the session id of the launch that owns the placeholder now. */
+static void mark_placeholder(const SbxPlan *p, int fd)
 {
-        (void)fsetxattr(fd, PLACEHOLDER_XATTR, "1", 1, 0);
+        const char *sid = p->cfg->session_id;
+
+        (void)fsetxattr(fd, PLACEHOLDER_XATTR, sid, strlen(sid), 0);
 }
 
 static bool is_placeholder(const char *path)
 {
-        char v;
+        char v[64];
 
-        return lgetxattr(path, PLACEHOLDER_XATTR, &v, 1) == 1 && v == '1';
+        return lgetxattr(path, PLACEHOLDER_XATTR, v, sizeof v) > 0;
+}
+
+static bool placeholder_owned_by(const char *path, const char *sid)
+{
+        char v[64];
+        ssize_t n = lgetxattr(path, PLACEHOLDER_XATTR, v, sizeof v - 1);
+
+        if (n <= 0)
+                return false;
+        v[n] = '\0';
+        return streq(v, sid);
+}
+
+/*
+ * Placeholders are created, adopted and removed under an exclusive flock
+ * on the workspace directory, and each names the session that owns it: so
+ * a session ending (its helper removing its placeholders) and another one
+ * starting in the same workspace (adopting the same names) never remove
+ * each other's. Returns the locked fd (close it to unlock) or -errno.
+ */
+static int lock_workspace(const char *ws)
+{
+        int fd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0)
+                return -errno;
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        int r = -errno;
+                        close(fd);
+                        return r;
+                }
+        return fd;
+}
+
+void sbx_remove_placeholders(SbxPlan *p)
+{
+        _cleanup_close_ int lock = -EBADF;
+
+        if (!p->protect_new || p->n_binds == 0)
+                return;
+        lock = lock_workspace(p->binds[0].path);
+        for (size_t i = strv_length(p->protect_new); i > 0; i--) {
+                const char *path = p->protect_new[i - 1];
+                struct stat st;
+
+                if (lstat(path, &st) < 0 || !placeholder_owned_by(path, p->cfg->session_id))
+                        continue; /* gone, or adopted by a newer session */
+                if (S_ISDIR(st.st_mode))
+                        (void)rmdir(path); /* only if empty: what the agent added stays */
+                else if (S_ISREG(st.st_mode) && st.st_size == 0)
+                        (void)unlink(path);
+        }
 }
 
 /* Adopts the marked placeholders along rel (left by an earlier, killed launch). */
@@ -796,9 +906,12 @@ static int adopt_placeholders(SbxPlan *p, const char *ws, const char *rel)
                 if (saved != '/' && saved != '\0')
                         continue;
                 *s = '\0';
-                if (is_placeholder(path) && !strv_contains(p->protect_new, path) &&
-                    strv_extend(&p->protect_new, path) < 0)
-                        return -ENOMEM;
+                if (is_placeholder(path) && !strv_contains(p->protect_new, path)) {
+                        const char *sid = p->cfg->session_id;
+                        (void)lsetxattr(path, PLACEHOLDER_XATTR, sid, strlen(sid), 0);
+                        if (strv_extend(&p->protect_new, path) < 0)
+                                return -ENOMEM;
+                }
                 *s = saved;
                 if (saved == '\0')
                         return 0;
@@ -856,7 +969,7 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                 close(fd);
                                 return r;
                         }
-                        mark_placeholder(fd);
+                        mark_placeholder(p, fd);
                         close(fd);
                         return strv_extend(&p->protect_new, path) < 0 ? -ENOMEM : 1;
                 }
@@ -872,7 +985,7 @@ static int make_placeholder(SbxPlan *p, const char *ws, const struct stat *wst, 
                                 return sbx_fail(err, 71, -errno, "cannot chown %s: %m", path);
                         fd = openat2_nofollow(cur, seg, O_RDONLY | O_DIRECTORY, RESOLVE_BENEATH);
                         if (fd >= 0)
-                                mark_placeholder(fd);
+                                mark_placeholder(p, fd);
                 }
                 if (fd == -ELOOP || fd == -ENOTDIR)
                         return 0;
@@ -903,8 +1016,16 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
         const char *ws = p->binds[0].path;
         struct stat wst;
 
+        _cleanup_close_ int lock = -EBADF;
+
         if (stat(ws, &wst) < 0)
                 return sbx_fail(err, 71, -errno, "workspace %s: %m", ws);
+        if (create && p->cfg->protect_globs && p->cfg->protect_globs[0]) {
+                lock = lock_workspace(ws);
+                if (lock < 0)
+                        return sbx_fail(err, 71, lock, "cannot lock the workspace %s: %s", ws,
+                                        strerror(-lock));
+        }
         STRV_FOREACH (g, p->cfg->protect_globs) {
                 _cleanup_free_ char *full = NULL;
                 glob_t gl = { 0 };

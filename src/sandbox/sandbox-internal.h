@@ -96,6 +96,7 @@ void sbx_plan_done(SbxPlan *p);
 int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
 int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err);
+void sbx_remove_placeholders(SbxPlan *p); /* those this session still owns */
 int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);
 typedef struct {
         int rootfd;    /* the sandbox's root, attached but not yet pivoted into */

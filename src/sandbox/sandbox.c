@@ -380,22 +380,6 @@ static void report_protect_created(const SbxPlan *p)
         }
 }
 
-/* Removes the placeholders airlock created for missing protected names, newest first. */
-static void remove_placeholders(SbxPlan *p)
-{
-        for (size_t i = strv_length(p->protect_new); i > 0; i--) {
-                const char *path = p->protect_new[i - 1];
-                struct stat st;
-
-                if (lstat(path, &st) < 0)
-                        continue;
-                if (S_ISDIR(st.st_mode))
-                        (void)rmdir(path); /* only if empty: what the agent added stays */
-                else if (S_ISREG(st.st_mode) && st.st_size == 0)
-                        (void)unlink(path);
-        }
-}
-
 void sbx_plan_done(SbxPlan *p)
 {
         if (p->watcher > 0) {
@@ -410,7 +394,7 @@ void sbx_plan_done(SbxPlan *p)
                 p->watch_done = safe_close(p->watch_done);
                 p->watcher = 0;
         } else
-                remove_placeholders(p);
+                sbx_remove_placeholders(p);
         sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
@@ -640,7 +624,7 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                         while (poll(&pf, 1, -1) < 0 && errno == EINTR)
                                 ;
                 }
-                remove_placeholders(p);
+                sbx_remove_placeholders(p);
                 _exit(0);
         }
         close(fds[1]);

@@ -92,8 +92,6 @@ static const char *const denied[] = {
         "uselib",
         "nfsservctl",
         "fanotify_init",
-        "mknod",
-        "mknodat",
         "sethostname",
         "setdomainname",
         "pidfd_getfd",
@@ -166,9 +164,18 @@ int sbx_seccomp_build(bool net_host, void **ret)
                 int nr;
                 unsigned arg;
         } mode_calls[] = {
-                { SCMP_SYS(chmod), 1 },     { SCMP_SYS(fchmod), 1 }, { SCMP_SYS(fchmodat), 2 },
-                { 452 /* fchmodat2 */, 2 }, { SCMP_SYS(creat), 1 },  { SCMP_SYS(open), 2 },
-                { SCMP_SYS(openat), 3 },    { SCMP_SYS(mkdir), 1 },  { SCMP_SYS(mkdirat), 2 },
+                { SCMP_SYS(chmod), 1 },
+                { SCMP_SYS(fchmod), 1 },
+                { SCMP_SYS(fchmodat), 2 },
+                { 452 /* fchmodat2 */, 2 },
+                { SCMP_SYS(creat), 1 },
+                { SCMP_SYS(open), 2 },
+                { SCMP_SYS(openat), 3 },
+                { SCMP_SYS(mkdir), 1 },
+                { SCMP_SYS(mkdirat), 2 },
+                /* mknod makes FIFOs (fine) and also regular files, with any mode bits */
+                { SCMP_SYS(mknod), 1 },
+                { SCMP_SYS(mknodat), 2 },
         };
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(mode_calls); i++) {
                 static const uint32_t bits[] = { S_ISUID, S_ISGID };

@@ -104,6 +104,7 @@ secrets:
   - {self.secret_dir}
   - {self.etc_dir}/late.key
   - {self.etc_dir}/*.pem
+  - {self.srv_dir}/deep/conf/app.key
   - ~/.ssh/id_*
 protect: [.git/hooks, .git/config, .bashrc, .profile]
 profiles:

@@ -12,6 +12,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -93,7 +94,6 @@ def start_listener(path, netns=False):
     return p
 
 
-@known_weakness("F14", "sockets are found in the host's /proc/net/unix only: a container's daemon is missed")
 def test_daemon_socket_of_another_network_namespace(lab):
     """A daemon in another network namespace (a container) whose socket is on the host's
     file system: the host's /proc/net/unix does not list it, yet connect(2) by path works."""
@@ -131,6 +131,28 @@ def test_daemon_started_after_launch(lab):
             daemon.kill()
             daemon.wait()
         lab.ws("go").unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", str(d)])
+
+
+@known_weakness("F20", "only listening stream sockets are masked: a datagram command socket is reachable")
+def test_datagram_command_socket_outside_run(lab):
+    """Some daemons take commands on a SOCK_DGRAM unix socket (no listen(2), so it is not
+    marked listening in /proc/net/unix): sendto(2) by path reaches them like connect does."""
+    d = pathlib.Path("/var/lib") / (lab.tag + "-dgram")
+    d.mkdir()
+    path = d / "cmd.sock"
+    l = Listener(socket.AF_UNIX, str(path), kind=socket.SOCK_DGRAM)
+    os.chmod(path, 0o777)
+    try:
+        expect_ok(probe_outside("unix-sendto", path))
+        time.sleep(0.3)
+        assert l.received, "outside, the daemon got the datagram"
+        l.received.clear()
+        expect_denied(lab.probe_inside("unix-sendto", path), *UNREACHABLE)
+        time.sleep(0.3)
+        assert not l.received, "a datagram from inside reached the host daemon"
+    finally:
+        l.close()
         subprocess.run(["rm", "-rf", str(d)])
 
 

@@ -457,7 +457,6 @@ def git(*args, cwd=None):
                            *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
-@known_weakness("F18", "in a git worktree or submodule .git is a gitdir file, and it is writable")
 def test_git_worktree_gitdir_file_redirected(lab):
     """In a git worktree (or submodule) .git is a file, "gitdir: PATH": rewrite it to a git
     directory the agent made, with its own hooks, and the human's next git command runs them.

@@ -455,7 +455,6 @@ def test_secret_renamed_into_place_while_the_agent_polls(lab):
         loot.unlink(missing_ok=True)
 
 
-@known_weakness("F16", "the secret's directory replaced after launch: the mask and the watch stay on the old one")
 def test_secret_directory_replaced_after_launch(lab):
     """Configuration tools replace whole directories (mv conf conf.old; mkdir conf; write):
     the mask sits on the old file and the watch on the old directory, so the new key in the
@@ -477,6 +476,35 @@ def test_secret_directory_replaced_after_launch(lab):
             p.kill()
         lab.ws("go").unlink(missing_ok=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+@known_weakness("F19", "an ancestor two levels above the secret replaced after launch is not noticed")
+def test_secret_ancestor_directory_replaced_after_launch(lab):
+    """Like the directory swap, one level higher: `mv deep deep.old; mkdir -p deep/conf` and a
+    new key. Watching the secret's own directory is not enough; every ancestor can move."""
+    deep = lab.srv_dir / "deep"
+    key = deep / "conf" / "app.key"
+    key.parent.mkdir(parents=True)
+    key.write_text("old\n")
+    key.chmod(0o644)
+    old = lab.srv_dir / "deep.old"
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(f"{lab.probe} read {key}"))
+    try:
+        wait_started(p)
+        os.rename(deep, old)
+        key.parent.mkdir(parents=True)
+        key.write_text(lab.token + "-ancestor\n")
+        key.chmod(0o644)
+        assert lab.token in expect_ok(probe_outside("read", key))
+        time.sleep(1)
+        lab.ws("go").touch()
+        ended_or_masked(lab.finish(p), (key, deep), 1)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        lab.ws("go").unlink(missing_ok=True)
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(deep, ignore_errors=True)
 
 
 def test_secret_through_another_mount_of_the_same_filesystem(lab):

@@ -9,6 +9,7 @@ import os
 import pwd
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -70,6 +71,14 @@ def test_the_users_other_processes(user):
     p = subprocess.Popen(["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--clear-groups",
                           "sleep", "60"])
     try:
+        # wait until setpriv has become the user and exec'd sleep (before that it is root's)
+        for _ in range(500):
+            try:
+                if open(f"/proc/{p.pid}/comm").read().strip() == "sleep":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
         expect_ok(user.outside(PROBE, "kill", str(p.pid), "0"))
         expect_ok(user.outside(PROBE, "ptrace-attach", str(p.pid)))
         expect_denied(user.inside(PROBE, "kill", str(p.pid), "9"), "ESRCH", "EPERM")

@@ -685,3 +685,66 @@ def test_gitdir_file_of_a_worktree_is_read_only(env):
     r = run(env, "sh", "-c", "echo 'gitdir: .fakegit' > .git; echo rc=$?")
     assert "rc=0" not in r.stdout and "rc=" in r.stdout
     assert gitfile.read_text() == "gitdir: /somewhere/else\n"
+
+
+def test_fifos_work_but_devices_and_setid_files_cannot_be_made(env):
+    code = ("import os, stat\n"
+            "os.mkfifo('/tmp/fifo'); print('fifo', stat.S_ISFIFO(os.stat('/tmp/fifo').st_mode))\n"
+            "for name, mode, dev in (('suid', stat.S_IFREG | 0o4755, 0),\n"
+            "                        ('null', stat.S_IFCHR | 0o666, os.makedev(1, 3))):\n"
+            "    try:\n"
+            "        os.mknod(name, mode, dev); print(name, 'made')\n"
+            "    except OSError as e:\n"
+            "        print(name, 'refused', e.errno)\n")
+    r = run(env, "python3", "-c", code)
+    assert "fifo True" in r.stdout, r.stdout + r.stderr
+    assert "suid refused" in r.stdout and "null refused" in r.stdout
+    assert not (env["ws"] / "suid").exists() and not (env["ws"] / "null").exists()
+
+
+def test_back_to_back_and_overlapping_sessions_keep_placeholders_protected(env):
+    for _ in range(15):  # a new session while the last one's helper is cleaning up
+        r = run(env, "true")
+        assert r.returncode == 0, r.stderr
+    a = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", "echo up; sleep 1"],
+                         stdout=subprocess.PIPE, text=True)
+    assert a.stdout.readline() == "up\n"
+    b = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c",
+                          "echo up; sleep 2; echo evil > .bashrc; echo rc=$?"],
+                         stdout=subprocess.PIPE, text=True)
+    assert b.stdout.readline() == "up\n"
+    assert a.wait(10) == 0  # A ends while B runs: B's placeholders must stay
+    out, _ = b.communicate(timeout=20)
+    assert "rc=0" not in out and "rc=" in out
+    deadline = time.time() + 5
+    while time.time() < deadline and os.listdir(env["ws"]):
+        time.sleep(0.02)
+    assert os.listdir(env["ws"]) == []
+
+
+@pytest.mark.skipif(not ROOT, reason="reading other namespaces' socket tables needs root")
+def test_sockets_of_other_network_namespaces_are_unreachable(env):
+    path = env["secrets"] / "container.sock"
+    listener = subprocess.Popen(
+        ["unshare", "--net", "python3", "-c",
+         "import socket, os, sys, time\n"
+         "s = socket.socket(socket.AF_UNIX)\n"
+         f"s.bind({str(path)!r}); os.chmod({str(path)!r}, 0o777); s.listen()\n"
+         "print('up', flush=True); time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "up\n"
+        import socket
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(str(path))  # outside, from another namespace: reachable by path
+        c.close()
+        code = (f"import socket\ns = socket.socket(socket.AF_UNIX)\n"
+                f"try:\n s.connect({str(path)!r}); print('connected')\n"
+                f"except OSError as e: print('refused', e.errno)\n")
+        r = run(env, "python3", "-c", code)
+        assert "refused" in r.stdout, r.stdout + r.stderr
+    finally:
+        listener.kill()
+        listener.wait()

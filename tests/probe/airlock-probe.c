@@ -1219,6 +1219,25 @@ static int unix_connect(const char *name, bool abstract)
         return report_connected(fd);
 }
 
+/* unix-sendto PATH: one datagram to a SOCK_DGRAM unix socket (a daemon's command socket). */
+static int t_unix_sendto(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        size_t n = strlen(argv[1]);
+        if (n + 1 > sizeof(sun.sun_path))
+                return 2;
+        memcpy(sun.sun_path, argv[1], n);
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return FAIL("socket");
+        if (sendto(fd, "airlock-dgram", 13, 0, (struct sockaddr *)&sun,
+                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+                return FAIL("sendto");
+        return ok("sent");
+}
+
 /* unix-connect PATH */
 static int t_unix_connect(int argc, char **argv)
 {
@@ -1430,6 +1449,7 @@ static const struct {
         { "udp-send", t_udp_send },
         { "socket", t_socket },
         { "unix-connect", t_unix_connect },
+        { "unix-sendto", t_unix_sendto },
         { "abstract-connect", t_abstract_connect },
         { "tiocsti", t_tiocsti },
         { "tioclinux", t_tioclinux },
