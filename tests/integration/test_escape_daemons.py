@@ -110,6 +110,27 @@ def test_daemon_socket_of_another_network_namespace(lab):
         subprocess.run(["rm", "-rf", str(d)])
 
 
+@known_weakness("F21", "a container's socket is listed under its own mount namespace's path, not the host's")
+def test_daemon_socket_of_a_container_with_its_own_mounts(lab):
+    """A container has its own network *and* mount namespace: its /proc/net/unix names the
+    socket by the container's path (/mnt/d.sock), while on the host it is
+    /var/lib/.../root/d.sock — masking by the listed path misses it."""
+    root = pathlib.Path("/var/lib") / (lab.tag + "-ctroot")
+    root.mkdir()
+    host_path = root / "d.sock"
+    script = f"mount --bind {root} /mnt && exec /usr/bin/python3 -c '{LISTENER}' /mnt/d.sock"
+    p = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready", "the container's daemon did not start"
+        assert "hello-from-host" in expect_ok(probe_outside("unix-connect", host_path))
+        expect_denied(lab.probe_inside("unix-connect", host_path), *UNREACHABLE)
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run(["rm", "-rf", str(root)])
+
+
 @known_weakness("F15", "sockets are masked at launch only: a daemon that starts later is reachable")
 def test_daemon_started_after_launch(lab):
     """A daemon that starts listening while the sandbox runs (a service restart)."""
