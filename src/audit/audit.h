@@ -6,11 +6,11 @@
  * with forward-secure MACs. airlock-log(5) documents the format; this header
  * is the API the broker writes through and the CLI reads through.
  *
- * Writer: audit_open() / audit_append() / audit_close(). audit_append()
- * returns only once the record is on disk (write + fdatasync, grouped across
- * concurrent callers). After any write failure the writer is failed for good:
- * every later call returns the same error, so the broker refuses to act
- * (fail closed) and reports audit_failure().
+ * Writer: audit_open() / audit_append() / audit_append_many() / audit_close().
+ * audit_append() returns only once the record is on disk (write + fdatasync,
+ * grouped across concurrent callers). After any write failure the writer is
+ * failed for good: every later call returns the same error, so the broker
+ * refuses to act (fail closed) and reports audit_failure().
  *
  * Reader: audit_verify_buffer() checks the chain and, given the verification
  * key, every seal; it names the first wrong record and how it is wrong.
@@ -140,6 +140,23 @@ int audit_open(const AuditOptions *o, AuditWriter **ret);
  * the caller must not act on what it could not record.
  */
 int audit_append(AuditWriter *w, json_t *fields, uint64_t *ret_seq);
+
+/*
+ * Appends n records (fields[0..n-1], each as for audit_append()) as
+ * consecutive records of the chain, and returns once all of them are durable
+ * — one write and one fdatasync for the batch (shared with concurrent
+ * callers as audit_append() does). For transitions decided together: each
+ * record is still on disk before the caller acts on any of them.
+ *
+ * Every fields[i] is checked before any is queued: -EINVAL queues nothing.
+ * If building record i fails later (-E2BIG, -ENOMEM), the records before it
+ * stay in the chain and are synced, and the error is returned: the caller
+ * must treat the batch as not recorded and not act on it. Returns 0 and
+ * writes *ret_last_seq (may be NULL) with the last record's sequence number,
+ * or the errors audit_append() returns. n == 0 waits until everything queued
+ * so far is durable.
+ */
+int audit_append_many(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq);
 
 /*
  * Appends a seal now if records were written since the last one (the writer

@@ -47,6 +47,8 @@ struct AuditWriter {
 
         bool flushing, gathering;
         size_t last_batch; /* records in the last sync */
+        size_t n_calls;    /* append calls whose records are queued */
+        size_t last_calls; /* append calls the last sync served */
         uint64_t durable_seq;
         char durable_head[AUDIT_HASH_HEX_LEN + 1];
         int failed;
@@ -205,6 +207,8 @@ static void flush_locked(AuditWriter *w)
         int r = 0;
 
         w->last_batch = n_items;
+        w->last_calls = w->n_calls;
+        w->n_calls = 0;
         w->len = w->cap = w->n_items = w->cap_items = 0;
         memcpy(head, w->head, sizeof(head));
         if (persist)
@@ -249,8 +253,10 @@ static int commit_locked(AuditWriter *w, uint64_t seq)
                 if (!w->flushing && !w->gathering) {
                         /* The writers the last sync woke are still coming back with their
                          * next records: give them a moment to join this batch, or every
-                         * other sync carries only the first one back. */
-                        if (w->n_items * 2 < w->last_batch) {
+                         * other sync carries only the first one back. Counted in calls,
+                         * not records: one caller's batch (audit_append_many()) says
+                         * nothing about other writers coming back. */
+                        if (w->n_calls * 2 < w->last_calls) {
                                 w->gathering = true;
                                 pthread_mutex_unlock(&w->lock);
                                 usleep(GATHER_USEC);
@@ -604,9 +610,61 @@ int audit_append(AuditWriter *w, json_t *fields, uint64_t *ret_seq)
         r = append_locked(w, fields, &seq);
         if (r < 0)
                 goto out;
+        w->n_calls++;
         r = commit_locked(w, seq);
         if (r == 0 && ret_seq)
                 *ret_seq = seq;
+out:
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+int audit_append_many(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq)
+{
+        uint64_t seq = 0;
+        int r = 0;
+
+        if (!w || (!fields && n > 0))
+                return -EINVAL;
+        /* Check them all before queuing any: a malformed one queues nothing. */
+        for (size_t i = 0; i < n; i++)
+                if (audit_fields_check(fields[i], false) < 0)
+                        return -EINVAL;
+        pthread_mutex_lock(&w->lock);
+        if (w->closed) {
+                r = -ESHUTDOWN;
+                goto out;
+        }
+        if (w->failed) {
+                r = w->failed;
+                goto out;
+        }
+        if (n == 0) {
+                /* nothing to add: durable means what is queued so far */
+                seq = w->last_seq;
+        } else {
+                /*
+                 * Queued under one hold of the lock: the records are consecutive
+                 * in the chain, and one sync makes them all durable together.
+                 */
+                w->n_calls++;
+                for (size_t i = 0; i < n; i++) {
+                        r = append_locked(w, fields[i], &seq);
+                        if (r < 0) {
+                                /*
+                                 * The ones queued before are in the chain and will be
+                                 * written; sync them, but report the failure: the
+                                 * caller must not act on the batch.
+                                 */
+                                if (i > 0)
+                                        (void)commit_locked(w, seq);
+                                goto out;
+                        }
+                }
+        }
+        r = commit_locked(w, seq);
+        if (r == 0 && ret_last_seq)
+                *ret_last_seq = seq;
 out:
         pthread_mutex_unlock(&w->lock);
         return r;

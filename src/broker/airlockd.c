@@ -239,6 +239,38 @@ static int audit_transition(const char *event, const Req *r, json_t *details)
         return k;
 }
 
+/*
+ * Writes n records about r (events[i] with details[i], borrowed, may be NULL)
+ * as one batch, durable with one sync before this returns: for transitions
+ * decided at once. Returns 0 or -errno: then none of them may take effect.
+ */
+static int audit_transitions(size_t n, const char *const *events, const Req *r,
+                             json_t *const *details)
+{
+        json_t *recs[AUDIT_SINK_BATCH_MAX] = {};
+        int k = n <= AUDIT_SINK_BATCH_MAX ? 0 : -E2BIG;
+
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                recs[i] = record_for(r);
+                if (!recs[i])
+                        k = -ENOMEM;
+                else
+                        json_object_set_new(recs[i], "details",
+                                            details[i] ? json_deep_copy(details[i])
+                                                       : json_object());
+        }
+        if (k >= 0)
+                k = audit_sink_write_many(events, recs, n);
+        for (size_t i = 0; i < n && i < AUDIT_SINK_BATCH_MAX; i++)
+                json_decref(recs[i]);
+        if (k < 0)
+                log_error("cannot write the audit log (%s): refusing the transitions '%s'..'%s' "
+                          "of request %llu",
+                          strerror(-k), n ? events[0] : "", n ? events[n - 1] : "",
+                          (unsigned long long)r->id);
+        return k;
+}
+
 static const char *audit_event_for(ReqState to)
 {
         switch (to) {
@@ -859,18 +891,26 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                         "policy_sha256", r->policy_digest);
                 _cleanup_(json_decrefp) json_t *start = json_pack("{s:s}", "from", "submitted");
 
+                /*
+                 * These transitions are decided together, before any of them takes
+                 * effect: one batch, on disk with one sync before the database
+                 * knows the request, before the command runs and before the client
+                 * hears of it.
+                 */
+                const char *events[3] = { AUDIT_EVENT_REQUEST_SUBMITTED,
+                                          AUDIT_EVENT_REQUEST_DECIDED, NULL };
+                json_t *details[3] = { sub, dec, start };
+                size_t n = 2;
+
                 k = sub && dec && start ? 0 : -ENOMEM;
-                if (k >= 0)
-                        k = audit_transition(AUDIT_EVENT_REQUEST_SUBMITTED, r, sub);
-                if (k >= 0)
-                        k = audit_transition(AUDIT_EVENT_REQUEST_DECIDED, r, dec);
                 if (k >= 0 && r->state == REQ_DENIED) {
                         json_object_set_new(start, "by", json_string("policy"));
                         json_object_set_new(start, "why", json_string(r->reason));
-                        k = audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, start);
-                }
-                if (k >= 0 && r->state == REQ_EXECUTING)
-                        k = audit_transition(AUDIT_EVENT_EXEC_START, r, start);
+                        events[n++] = AUDIT_EVENT_REQUEST_DENIED;
+                } else if (k >= 0 && r->state == REQ_EXECUTING)
+                        events[n++] = AUDIT_EVENT_EXEC_START;
+                if (k >= 0)
+                        k = audit_transitions(n, events, r, details);
         }
         /* still invisible to other threads: the database without the broker lock */
         if (k >= 0) {

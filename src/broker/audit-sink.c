@@ -68,3 +68,25 @@ int audit_sink_write(const char *event, json_t *fields)
         json_decref(rec);
         return r;
 }
+
+int audit_sink_write_many(const char *const *events, json_t *const *fields, size_t n)
+{
+        json_t *recs[AUDIT_SINK_BATCH_MAX] = {};
+        int r = 0;
+
+        if (n > AUDIT_SINK_BATCH_MAX)
+                return -E2BIG;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                recs[i] = fields[i] ? json_copy(fields[i]) : json_object();
+                if (!recs[i] || json_object_set_new(recs[i], "event", json_string(events[i])) < 0)
+                        r = -ENOMEM;
+        }
+        if (r == 0) {
+                pthread_rwlock_rdlock(&sink_lock);
+                r = writer ? audit_append_many(writer, recs, n, NULL) : -ESHUTDOWN;
+                pthread_rwlock_unlock(&sink_lock);
+        }
+        for (size_t i = 0; i < n; i++)
+                json_decref(recs[i]);
+        return r;
+}

@@ -28,3 +28,14 @@ void audit_sink_close(void);
  * must then not perform the transition.
  */
 int audit_sink_write(const char *event, json_t *fields);
+
+/* The most records audit_sink_write_many() takes at once. */
+#define AUDIT_SINK_BATCH_MAX 8
+
+/*
+ * Writes n records (events[i] with fields[i], borrowed, as for
+ * audit_sink_write()) as one batch: consecutive in the chain, durable with
+ * one sync, all before this returns. For transitions decided at once. Returns
+ * 0, or -errno: then none of them may take effect.
+ */
+int audit_sink_write_many(const char *const *events, json_t *const *fields, size_t n);

@@ -3,6 +3,7 @@ allow, approve, deny, the two-person rule, TTL expiry, who may approve, the
 digest an approval binds to, restarts, policy reloads and bad input."""
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -494,3 +495,37 @@ def test_requesters_words_and_argv_are_escaped_for_the_approver(broker, tmp_path
     assert "Approved by admin" not in facts
     listing = broker.airlock("requests").stdout
     assert "\x1b" not in listing
+
+
+def test_allowed_request_records_its_decision_in_one_sync_before_running(broker, tmp_path):
+    """submitted + decided + exec_start are decided at once: one batch in the
+    audit log, on disk (one fdatasync) before the database, the database before
+    the command runs, and exec_end before the final state and the reply."""
+    if not shutil.which("strace"):
+        pytest.skip("strace is missing (apt-get install strace)")
+    out = tmp_path / "trace"
+    st = subprocess.Popen(["strace", "-f", "-y", "-qq", "-o", str(out),
+                           "-e", "trace=fdatasync,fsync,execve", "-p", str(broker.proc.pid)],
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # strace attaches to every thread
+        r = broker.airlock("exec", "--", "echo", "batched")
+        assert r.returncode == 0 and r.stdout == "batched\n", r.stderr
+    finally:
+        st.terminate()
+        st.wait(10)
+    steps = []
+    for line in out.read_text().splitlines():
+        if "execve(" in line and "batched" in line:
+            steps.append("run")
+        elif ("fdatasync(" in line or "fsync(" in line) and "= 0" in line:
+            if "audit.log>" in line:
+                steps.append("audit")
+            elif "airlockd.db" in line:
+                steps.append("db")
+    assert steps == ["audit", "db", "run", "audit", "db"], steps
+    recs = [e for e in broker.audit_events() if e.get("argv") == ["echo", "batched"]]
+    assert [e["event"] for e in recs] == ["request_submitted", "request_decided", "exec_start",
+                                          "exec_end"]
+    seqs = [e["seq"] for e in recs[:3]]
+    assert seqs == list(range(seqs[0], seqs[0] + 3)), seqs

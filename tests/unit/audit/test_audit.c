@@ -307,6 +307,161 @@ static void test_concurrent_appends(void **state)
         assert_true(r.closed);
 }
 
+static json_t *batch_fields(unsigned t, unsigned b, unsigned k)
+{
+        static const char *const ev[] = { AUDIT_EVENT_REQUEST_SUBMITTED,
+                                          AUDIT_EVENT_REQUEST_DECIDED, AUDIT_EVENT_EXEC_START };
+
+        return json_pack("{s:s, s:s, s:{s:i, s:i, s:i}}", "event", ev[k % 3], "request", "r-b",
+                         "details", "t", (int)t, "b", (int)b, "k", (int)k);
+}
+
+typedef struct {
+        AuditWriter *w;
+        unsigned t, n;
+        int failures;
+} BatchArg;
+
+static void *batch_thread(void *p)
+{
+        BatchArg *a = p;
+
+        for (unsigned b = 0; b < a->n; b++) {
+                json_t *f[3];
+                uint64_t seq = 0;
+
+                for (unsigned k = 0; k < 3; k++)
+                        f[k] = batch_fields(a->t, b, k);
+                if (audit_append_many(a->w, f, 3, &seq) < 0 || seq == 0)
+                        a->failures++;
+                for (unsigned k = 0; k < 3; k++)
+                        json_decref(f[k]);
+        }
+        return NULL;
+}
+
+/* Splits buf into records and returns them with seals left out. */
+static json_t *records_without_seals(const char *buf, size_t n)
+{
+        json_t *all = json_array();
+        const char *p = buf, *end = buf + n;
+
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                json_t *rec;
+
+                assert_non_null(nl);
+                rec = json_loadb(p, (size_t)(nl - p), 0, NULL);
+                assert_non_null(rec);
+                if (!streq(json_string_value(json_object_get(rec, "event")), AUDIT_EVENT_SEAL))
+                        json_array_append(all, rec);
+                json_decref(rec);
+                p = nl + 1;
+        }
+        return all;
+}
+
+static void test_append_many(void **state)
+{
+        Env *e = *state;
+        AuditWriter *w;
+        json_t *f[3];
+        uint64_t seq = 0, head_seq = 0, before;
+        char head[AUDIT_HASH_HEX_LEN + 1];
+        struct stat st;
+        off_t size;
+        _cleanup_free_ char *buf = NULL, *big = NULL;
+        size_t n;
+        AuditVerifyResult r;
+        json_t *recs;
+
+        assert_int_equal(audit_setup_keys(e->dir, e->vkey), 0);
+        w = open_writer(e, 4, 0); /* a seal falls inside some batches */
+
+        /* Three records, consecutive, durable when the call returns. */
+        for (unsigned k = 0; k < 3; k++)
+                f[k] = batch_fields(0, 0, k);
+        audit_head(w, &before, head);
+        assert_int_equal(audit_append_many(w, f, 3, &seq), 0);
+        audit_head(w, &head_seq, head);
+        assert_true(seq >= before + 3);
+        assert_true(head_seq >= seq);
+
+        /* Nothing to add: returns at once, nothing written. */
+        assert_int_equal(stat(e->log, &st), 0);
+        size = st.st_size;
+        assert_int_equal(audit_append_many(w, NULL, 0, NULL), 0);
+        assert_int_equal(audit_append_many(NULL, f, 3, NULL), -EINVAL);
+
+        /* One malformed record: none of the batch is queued. */
+        json_decref(f[2]);
+        f[2] = json_pack("{s:s}", "event", "made_up");
+        assert_int_equal(audit_append_many(w, f, 3, &seq), -EINVAL);
+        assert_int_equal(stat(e->log, &st), 0);
+        assert_int_equal(st.st_size, size);
+        audit_head(w, &seq, head);
+        assert_int_equal(seq, head_seq);
+
+        /* A record too big to build: the error is returned (the caller must not act),
+         * the ones before it are in the chain, and the writer is not failed. */
+        json_decref(f[2]);
+        big = malloc(AUDIT_RECORD_MAX + 1);
+        memset(big, 'a', AUDIT_RECORD_MAX);
+        big[AUDIT_RECORD_MAX] = '\0';
+        f[2] = json_pack("{s:s, s:{s:s}}", "event", AUDIT_EVENT_EXEC_END, "details", "out", big);
+        assert_int_equal(audit_append_many(w, f, 3, &seq), -E2BIG);
+        assert_int_equal(audit_failure(w), 0);
+        for (unsigned k = 0; k < 3; k++)
+                json_decref(f[k]);
+
+        /* Many writers with batches at once: each batch stays together in the chain. */
+        {
+                enum { T = 8, N = 40 };
+                pthread_t th[T];
+                BatchArg a[T];
+                size_t next[T] = { 0 };
+                int last_t = -1, last_k = 2;
+
+                for (unsigned t = 0; t < T; t++) {
+                        a[t] = (BatchArg){ .w = w, .t = t + 1, .n = N };
+                        assert_int_equal(pthread_create(&th[t], NULL, batch_thread, &a[t]), 0);
+                }
+                for (unsigned t = 0; t < T; t++) {
+                        pthread_join(th[t], NULL);
+                        assert_int_equal(a[t].failures, 0);
+                }
+                assert_int_equal(audit_close(w), 0);
+                read_log(e, &buf, &n);
+                r = verify_buf(buf, n, e->vkey, NULL);
+                assert_int_equal(r.problem, AUDIT_OK);
+                assert_true(r.closed);
+                recs = records_without_seals(buf, n);
+                for (size_t i = 0; i < json_array_size(recs); i++) {
+                        json_t *d = json_object_get(json_array_get(recs, i), "details");
+                        json_int_t t = json_integer_value(json_object_get(d, "t"));
+                        json_int_t b = json_integer_value(json_object_get(d, "b"));
+                        json_int_t k = json_integer_value(json_object_get(d, "k"));
+
+                        if (t < 1 || !json_object_get(d, "b"))
+                                continue; /* log_open, log_close, the first batches */
+                        /* a batch's records follow each other; batches of a thread in order */
+                        if (k == 0) {
+                                assert_int_equal(last_k, 2);
+                                assert_int_equal((size_t)b, next[t - 1]);
+                                next[t - 1]++;
+                        } else {
+                                assert_int_equal(t, last_t);
+                                assert_int_equal(k, last_k + 1);
+                        }
+                        last_t = (int)t;
+                        last_k = (int)k;
+                }
+                for (unsigned t = 0; t < T; t++)
+                        assert_int_equal(next[t], N);
+                json_decref(recs);
+        }
+}
+
 static void test_timer_seals(void **state)
 {
         Env *e = *state;
@@ -982,6 +1137,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_unsafe_state_dir_refused, env_setup,
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_appends, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_append_many, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_timer_seals, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_unsealed_tail_reported, env_setup,
                                                 env_teardown),
