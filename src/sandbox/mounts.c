@@ -841,23 +841,15 @@ static bool is_placeholder(const char *path)
         return lgetxattr(path, PLACEHOLDER_XATTR, v, sizeof v) > 0;
 }
 
-static bool placeholder_owned_by(const char *path, const char *sid)
-{
-        char v[64];
-        ssize_t n = lgetxattr(path, PLACEHOLDER_XATTR, v, sizeof v - 1);
-
-        if (n <= 0)
-                return false;
-        v[n] = '\0';
-        return streq(v, sid);
-}
-
 /*
  * Placeholders are created, adopted and removed under an exclusive flock
- * on the workspace directory, and each names the session that owns it: so
- * a session ending (its helper removing its placeholders) and another one
- * starting in the same workspace (adopting the same names) never remove
- * each other's. Returns the locked fd (close it to unlock) or -errno.
+ * on the workspace directory. Each session that relies on a placeholder
+ * (created or adopted) holds it open with a shared flock for as long as
+ * the session lasts (its helper outlives a killed airlock),: a session
+ * ending never removes a placeholder another one still has mounted (an
+ * unlink of it would detach that session's read-only mount), and the last
+ * one to end removes it. Returns the locked fd (close it to unlock) or
+ * -errno.
  */
 static int lock_workspace(const char *ws)
 {
@@ -874,6 +866,50 @@ static int lock_workspace(const char *ws)
         return fd;
 }
 
+/* Holds each placeholder of this session (call with the workspace locked). */
+static int hold_placeholders(SbxPlan *p)
+{
+        size_t n = strv_length(p->protect_new);
+
+        if (n == 0)
+                return 0;
+        p->protect_new_fds = calloc(n, sizeof(int));
+        if (!p->protect_new_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                int fd = open(p->protect_new[i],
+                              O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+
+                if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) < 0)
+                        fd = safe_close(fd);
+                p->protect_new_fds[i] = fd < 0 ? -EBADF : fd;
+        }
+        p->n_protect_new_fds = n;
+        return 0;
+}
+
+/*
+ * True when no other session holds path: our own shared lock (fd, when we
+ * hold one) converts to an exclusive one only if no other holder is left.
+ */
+static bool placeholder_unused(SbxPlan *p, size_t i, const struct stat *st)
+{
+        _cleanup_close_ int own = -EBADF;
+        int fd = i < p->n_protect_new_fds ? p->protect_new_fds[i] : -EBADF;
+        struct stat fst;
+
+        if (fd < 0) {
+                own = open(p->protect_new[i],
+                           O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+                if (own < 0)
+                        return false;
+                fd = own;
+        }
+        if (fstat(fd, &fst) < 0 || fst.st_dev != st->st_dev || fst.st_ino != st->st_ino)
+                return false; /* replaced since: not what we hold */
+        return flock(fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 void sbx_remove_placeholders(SbxPlan *p)
 {
         _cleanup_close_ int lock = -EBADF;
@@ -881,12 +917,16 @@ void sbx_remove_placeholders(SbxPlan *p)
         if (!p->protect_new || p->n_binds == 0)
                 return;
         lock = lock_workspace(p->binds[0].path);
+        if (lock < 0)
+                return; /* fail safe: an empty placeholder stays, adopted next time */
         for (size_t i = strv_length(p->protect_new); i > 0; i--) {
                 const char *path = p->protect_new[i - 1];
                 struct stat st;
 
-                if (lstat(path, &st) < 0 || !placeholder_owned_by(path, p->cfg->session_id))
-                        continue; /* gone, or adopted by a newer session */
+                /* Only what airlock marked, and only once no other session has it mounted. */
+                if (lstat(path, &st) < 0 || !is_placeholder(path) ||
+                    !placeholder_unused(p, i - 1, &st))
+                        continue;
                 if (S_ISDIR(st.st_mode))
                         (void)rmdir(path); /* only if empty: what the agent added stays */
                 else if (S_ISREG(st.st_mode) && st.st_size == 0)
@@ -1069,8 +1109,15 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                                                 return -ENOMEM;
                                         continue;
                                 }
-                                int r = make_placeholder(p, ws, &wst, full + strlen(ws) + 1,
-                                                         dir_hint, err);
+                                /*
+                                 * Directories on the way left by a killed
+                                 * launch are this session's to remove too.
+                                 */
+                                int r = adopt_placeholders(p, ws, full + strlen(ws) + 1);
+                                if (r < 0)
+                                        return r;
+                                r = make_placeholder(p, ws, &wst, full + strlen(ws) + 1, dir_hint,
+                                                     err);
                                 if (r < 0)
                                         return r;
                                 if (r == 0)
@@ -1101,7 +1148,7 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                         }
                 globfree(&gl);
         }
-        return 0;
+        return create ? hold_placeholders(p) : 0;
 }
 
 /* ---- resolv.conf for net host ----------------------------------------------------------- */

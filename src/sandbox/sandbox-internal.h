@@ -64,7 +64,10 @@ typedef struct {
         char **protect;         /* canonical paths inside the workspace kept read-only */
         char **protect_missing; /* --explain: literal protected names absent */
         char **protect_new;     /* placeholders (and their directories) airlock created */
-        char *resolv_conf;      /* SBX_NET_HOST: the sandbox's resolv.conf text */
+        /* protect_new[i] held open with a shared flock for the session (or -1) */
+        int *protect_new_fds;
+        size_t n_protect_new_fds;
+        char *resolv_conf; /* SBX_NET_HOST: the sandbox's resolv.conf text */
         /* where the resolv.conf goes inside (the host file, or its symlink target in /run) */
         char *resolv_target;
         char **envp;

@@ -382,26 +382,30 @@ static void report_protect_created(const SbxPlan *p)
 
 void sbx_plan_done(SbxPlan *p)
 {
-        if (p->watcher > 0) {
-                /*
-                 * The session helper finishes the cleanup on its own: closing
-                 * its pipe tells it the session is over; it then removes the
-                 * placeholders (an unlink of a former mount point waits for an
-                 * RCU grace period) and closes the inotify instance (an SRCU
-                 * grace period), milliseconds airlock's exit need not wait
-                 * for. It is reaped by init once airlock has exited.
-                 */
-                p->watch_done = safe_close(p->watch_done);
-                p->watcher = 0;
-        } else
+        pid_t watcher = p->watcher;
+
+        /*
+         * Closing the session helper's pipe tells it the session is over:
+         * it removes the placeholders (it also does so on its own when
+         * airlock is killed). `airlock run` returns only once that is
+         * done, so that the workspace is as it was and the next launch in
+         * it does not race a cleanup still running. The helper works while
+         * the other helper and the cgroup are reaped here.
+         */
+        p->watch_done = safe_close(p->watch_done);
+        p->watcher = 0;
+        if (watcher <= 0)
                 sbx_remove_placeholders(p);
-        sbx_timing("placeholders removed");
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
                         ;
         sbx_timing("helper reaped");
         sbx_cgroup_cleanup(p);
         sbx_timing("cgroup removed");
+        if (watcher > 0)
+                while (waitpid(watcher, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        sbx_timing("placeholders removed");
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
@@ -413,6 +417,9 @@ void sbx_plan_done(SbxPlan *p)
         strv_free(p->protect);
         strv_free(p->protect_missing);
         strv_free(p->protect_new);
+        for (size_t i = 0; i < p->n_protect_new_fds; i++)
+                safe_close(p->protect_new_fds[i]);
+        free(p->protect_new_fds);
         strv_free(p->envp);
         strv_free(p->weaker);
         strv_free(p->homes);
