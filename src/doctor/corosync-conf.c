@@ -139,12 +139,27 @@ int doctor_parse_corosync_conf(const char *text, size_t len, json_t **ret, char 
                 }
         }
         if (depth != 0) {
-                /* The name comes from the file: escape it like every other string we return. */
+                /*
+                 * The name comes from the file: escape it like every other string we
+                 * return, and shorten it where that cannot split an escape or a UTF-8
+                 * sequence, so the reason fits and stays displayable.
+                 */
                 _cleanup_free_ char *name = escape_for_terminal(stack[depth - 1]);
+                size_t cut;
 
                 if (!name)
                         goto nomem;
-                snprintf(why, why_size, "section '%s' is not closed", name);
+                cut = strlen(name);
+                if (cut > 60) {
+                        cut = 60;
+                        while (cut > 0 && (((unsigned char)name[cut] & 0xc0) == 0x80 ||
+                                           (cut >= 1 && name[cut - 1] == '\\') ||
+                                           (cut >= 2 && name[cut - 2] == '\\') ||
+                                           (cut >= 3 && name[cut - 3] == '\\')))
+                                cut--;
+                }
+                snprintf(why, why_size, "section '%.*s%s' is not closed", (int)cut, name,
+                         cut < strlen(name) ? "..." : "");
                 goto invalid;
         }
         *ret = out;
