@@ -86,6 +86,7 @@ typedef struct {
         pid_t watcher;         /* the process reading inotify_fd during the session */
         int watch_report;      /* watcher -> parent: the secret that appeared */
         int watch_done;        /* parent -> watcher: closed when the session is over */
+        int watch_cleaned;     /* watcher -> parent: one byte once the placeholders are gone */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */

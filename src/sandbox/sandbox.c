@@ -269,7 +269,8 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                         .err_fd = -EBADF,
                         .inotify_fd = -EBADF,
                         .watch_report = -EBADF,
-                        .watch_done = -EBADF };
+                        .watch_done = -EBADF,
+                        .watch_cleaned = -EBADF };
         if (!c->argv || !c->argv[0])
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -387,10 +388,13 @@ void sbx_plan_done(SbxPlan *p)
         /*
          * Closing the session helper's pipe tells it the session is over:
          * it removes the placeholders (it also does so on its own when
-         * airlock is killed). `airlock run` returns only once that is
-         * done, so that the workspace is as it was and the next launch in
-         * it does not race a cleanup still running. The helper works while
-         * the other helper and the cgroup are reaped here.
+         * airlock is killed) and says so with one byte. `airlock run`
+         * returns only once that is done, so that the workspace is as it
+         * was and the next launch in it does not race a cleanup still
+         * running. The helper works while the other helper and the cgroup
+         * are reaped here. Its exit (closing the inotify instance, an SRCU
+         * grace period) touches nothing on disk and is not waited for: init
+         * reaps it once airlock has exited.
          */
         p->watch_done = safe_close(p->watch_done);
         p->watcher = 0;
@@ -402,9 +406,20 @@ void sbx_plan_done(SbxPlan *p)
         sbx_timing("helper reaped");
         sbx_cgroup_cleanup(p);
         sbx_timing("cgroup removed");
-        if (watcher > 0)
-                while (waitpid(watcher, NULL, 0) < 0 && errno == EINTR)
+        if (watcher > 0) {
+                char c;
+                ssize_t n;
+
+                while ((n = read(p->watch_cleaned, &c, 1)) < 0 && errno == EINTR)
                         ;
+                if (n != 1) {
+                        /* The helper died before it was done: finish here (its locks are gone). */
+                        while (waitpid(watcher, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                        sbx_remove_placeholders(p);
+                } else
+                        (void)waitpid(watcher, NULL, WNOHANG);
+        }
         sbx_timing("placeholders removed");
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
@@ -430,6 +445,7 @@ void sbx_plan_done(SbxPlan *p)
         safe_close(p->inotify_fd);
         safe_close(p->watch_report);
         safe_close(p->watch_done);
+        safe_close(p->watch_cleaned);
         for (size_t i = 0; i < p->n_watches; i++) {
                 free(p->watches[i].dir);
                 free(p->watches[i].name);
@@ -444,7 +460,8 @@ void sbx_plan_done(SbxPlan *p)
                         .err_fd = -EBADF,
                         .inotify_fd = -EBADF,
                         .watch_report = -EBADF,
-                        .watch_done = -EBADF };
+                        .watch_done = -EBADF,
+                        .watch_cleaned = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -552,7 +569,7 @@ static int on_secret_appeared(const char *path, bool final, void *userdata)
 static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
 {
         _cleanup_close_ int pidfd = -EBADF, userns = -EBADF, mntns = -EBADF;
-        int fds[2], done[2];
+        int fds[2], done[2], cleaned[2];
         pid_t pid;
 
         if (p->n_watches == 0 && !p->protect_new)
@@ -583,12 +600,21 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 close(fds[1]);
                 return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
         }
+        if (pipe2(cleaned, O_CLOEXEC) < 0) {
+                close(fds[0]);
+                close(fds[1]);
+                close(done[0]);
+                close(done[1]);
+                return sbx_fail(err, 71, -errno, "cannot create a pipe: %m");
+        }
         pid = fork();
         if (pid < 0) {
                 close(fds[0]);
                 close(fds[1]);
                 close(done[0]);
                 close(done[1]);
+                close(cleaned[0]);
+                close(cleaned[1]);
                 return sbx_fail(err, 71, -errno, "cannot start the session helper: %m");
         }
         if (pid == 0) {
@@ -605,6 +631,7 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 sigprocmask(SIG_BLOCK, &all, NULL);
                 close(fds[0]);
                 close(done[1]);
+                close(cleaned[0]);
                 for (;;) {
                         struct pollfd pf[2] = {
                                 { .fd = watching ? p->inotify_fd : -1, .events = POLLIN },
@@ -632,10 +659,14 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                                 ;
                 }
                 sbx_remove_placeholders(p);
+                if (write(cleaned[1], "d", 1) < 0) /* airlock run may return now */
+                        _exit(1);                  /* (it then cleans up itself) */
                 _exit(0);
         }
         close(fds[1]);
         close(done[0]);
+        close(cleaned[1]);
+        p->watch_cleaned = cleaned[0];
         p->watch_report = fds[0];
         p->watch_done = done[1];
         p->watcher = pid;
