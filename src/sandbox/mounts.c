@@ -931,6 +931,13 @@ void sbx_remove_placeholders(SbxPlan *p)
                         (void)rmdir(path); /* only if empty: what the agent added stays */
                 else if (S_ISREG(st.st_mode) && st.st_size == 0)
                         (void)unlink(path);
+                /*
+                 * Not exclusive beyond the workspace lock: one that stays
+                 * (not empty) must not refuse the next session's hold while
+                 * the helper's copy of the fd lives on.
+                 */
+                if (i - 1 < p->n_protect_new_fds && p->protect_new_fds[i - 1] >= 0)
+                        (void)flock(p->protect_new_fds[i - 1], LOCK_UN);
         }
 }
 
