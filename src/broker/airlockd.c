@@ -211,8 +211,9 @@ static json_t *record_for(const Req *r)
 
                 snprintf(sid, sizeof(sid), "%llu", (unsigned long long)r->session_id);
                 json_object_set_new(j, "agent",
+                                    /* uid: the agent's, as the kernel reported it on its socket */
                                     json_pack("{s:s, s:s, s:I, s:s}", "name", r->agent, "session",
-                                              sid, "uid", (json_int_t)r->session_starter_uid,
+                                              sid, "uid", (json_int_t)r->requester_uid,
                                               "started_by", r->session_starter));
         }
         return j;
@@ -1194,8 +1195,12 @@ static json_t *session_record(const Session *s)
         char sid[32];
 
         snprintf(sid, sizeof(sid), "%llu", (unsigned long long)s->id);
-        return json_pack("{s:{s:s, s:s, s:I, s:s}}", "agent", "name", s->agent, "session", sid,
-                         "uid", (json_int_t)s->starter_uid, "started_by", s->starter_name);
+        /*
+         * The agent's uid is known only once it connects (SO_PEERCRED on its
+         * session socket): each request record carries it; here it is null.
+         */
+        return json_pack("{s:{s:s, s:s, s:n, s:s}}", "agent", "name", s->agent, "session", sid,
+                         "uid", "started_by", s->starter_name);
 }
 
 static void session_close(Session *s, const char *why)

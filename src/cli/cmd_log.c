@@ -168,15 +168,17 @@ static void print_record(const Filter *f, json_t *rec, const char *line, size_t 
 
                 fputs("  agent=", stdout);
                 put_esc(name ? name : "?");
-                if (json_is_integer(uid))
-                        printf("(uid %lld", (long long)json_integer_value(uid));
-                else
+                if (json_is_integer(uid) || by) {
                         fputs("(", stdout);
-                if (by) {
-                        fputs(", started by ", stdout);
-                        put_esc(by);
+                        if (json_is_integer(uid))
+                                printf("uid %lld%s", (long long)json_integer_value(uid),
+                                       by ? ", " : "");
+                        if (by) {
+                                fputs("started by ", stdout);
+                                put_esc(by);
+                        }
+                        fputs(")", stdout);
                 }
-                fputs(")", stdout);
         } else {
                 /* A request from outside any sandbox: the broker names the requester. */
                 json_t *d = json_object_get(rec, "details");
