@@ -3,6 +3,7 @@ its session socket; a human outside approves; and nothing inside the sandbox
 can approve, whatever route or uid it tries — each attempt shown failing next
 to the legitimate route working."""
 import json
+import pwd
 import os
 import pathlib
 import shutil
@@ -90,6 +91,19 @@ def test_agent_allowed_read_runs(broker):
     who = broker.show(rid)["requester"]
     assert who["kind"] == "agent" and who["agent"] == "claude"
     assert who["started_by"] == "root" and who["profile"] == "default"
+
+
+def test_audit_records_carry_the_agents_own_uid(broker):
+    """The agent runs as airlock-agent, never as the root who started it: its records say so."""
+    r = run_in_sandbox(broker, f"{A} exec -- echo hello")
+    assert r.returncode == 0, r.stderr
+    agent_uid = pwd.getpwnam("airlock-agent").pw_uid
+    assert agent_uid != 0
+    recs = [e for e in broker.audit_events() if e["event"] == "request_submitted"]
+    assert recs and all(e["agent"]["uid"] == agent_uid for e in recs), recs
+    assert all(e["agent"]["started_by"] == "root" for e in recs)
+    starts = [e for e in broker.audit_events() if e["event"] == "session_start"]
+    assert starts and all(e["agent"]["uid"] is None for e in starts), starts
 
 
 def test_agent_change_pending_approved_outside_output_and_status_back(broker, tmp_path):
