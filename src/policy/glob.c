@@ -24,6 +24,23 @@ typedef struct {
         const char *pattern; /* the whole pattern, to know what precedes a '**' */
 } GlobState;
 
+/* The ']' closing the class that starts at the '[' at p (a leading ']' is literal), or NULL. */
+static const char *class_end(const char *p, const char *end)
+{
+        const char *q = p + 1;
+
+        if (q < end && (*q == '!' || *q == '^'))
+                q++;
+        if (q < end && *q == ']')
+                q++;
+        while (q < end && *q != ']') {
+                if (*q == '\\' && q + 1 < end)
+                        q++;
+                q++;
+        }
+        return q < end ? q : NULL;
+}
+
 /* Returns the matching '}' for the '{' at p, or NULL. Skips escapes and classes. */
 static const char *brace_end(const char *p, const char *end)
 {
@@ -36,18 +53,9 @@ static const char *brace_end(const char *p, const char *end)
                         continue;
                 }
                 if (*p == '[') {
-                        const char *q = p + 1;
+                        const char *q = class_end(p, end);
 
-                        if (q < end && (*q == '!' || *q == '^'))
-                                q++;
-                        if (q < end && *q == ']')
-                                q++;
-                        while (q < end && *q != ']') {
-                                if (*q == '\\' && q + 1 < end)
-                                        q++;
-                                q++;
-                        }
-                        if (q >= end)
+                        if (!q)
                                 return NULL;
                         p = q;
                         continue;
@@ -76,18 +84,9 @@ static const char *alt_end(const char *p, const char *end)
                         continue;
                 }
                 if (*p == '[') {
-                        const char *q = p + 1;
+                        const char *q = class_end(p, end);
 
-                        if (q < end && (*q == '!' || *q == '^'))
-                                q++;
-                        if (q < end && *q == ']')
-                                q++;
-                        while (q < end && *q != ']') {
-                                if (*q == '\\' && q + 1 < end)
-                                        q++;
-                                q++;
-                        }
-                        p = q < end ? q : end - 1;
+                        p = q ? q : end - 1;
                         continue;
                 }
                 if (*p == '{')
