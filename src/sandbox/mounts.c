@@ -828,33 +828,100 @@ int sbx_mask_unix_sockets(SbxPlan *p, bool for_explain, SbxError *err)
         return 0;
 }
 
+/*
+ * The names in a small directory, read in one go (a home: most hold none of
+ * the "~/" secrets' first components, and one listing answers them all
+ * instead of a glob each). NULL for a directory that cannot be read or is
+ * large: then every glob runs as usual.
+ */
+typedef struct {
+        char *buf;
+        size_t len;
+} DirNames;
+
+#define DIR_NAMES_MAX (32 * 1024)
+
+static void dir_names_read(const char *path, DirNames *ret)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+        ssize_t n;
+
+        *ret = (DirNames){ 0 };
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size > DIR_NAMES_MAX / 2)
+                return;
+        ret->buf = malloc(DIR_NAMES_MAX);
+        if (!ret->buf)
+                return;
+        while ((n = getdents64(fd, ret->buf + ret->len, DIR_NAMES_MAX - ret->len)) > 0)
+                ret->len += (size_t)n;
+        if (n < 0 || ret->len >= DIR_NAMES_MAX - 1024) { /* an error, or maybe more to read */
+                free(ret->buf);
+                *ret = (DirNames){ 0 };
+        }
+}
+
+/* True unless the listing shows that no entry can match name (a glob's first component). */
+static bool dir_names_may_hold(const DirNames *l, const char *name, size_t n)
+{
+        if (!l->buf)
+                return true; /* not listed: ask glob */
+        for (size_t i = 0; i < n; i++)
+                if (strchr("*?[]{}\\", name[i]))
+                        return true; /* a pattern: glob decides */
+        for (size_t off = 0; off < l->len;) {
+                const struct dirent64 *d = (const struct dirent64 *)(l->buf + off);
+                if (d->d_reclen == 0)
+                        return true;
+                if (strlen(d->d_name) == n && strneq(d->d_name, name, n))
+                        return true;
+                off += d->d_reclen;
+        }
+        return false;
+}
+
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 {
-        STRV_FOREACH (g, p->cfg->secret_globs) {
-                int r;
+        size_t n_homes = strv_length(p->homes);
+        _cleanup_free_ DirNames *lists = calloc(n_homes + 1, sizeof(DirNames));
+        int r = 0;
 
+        if (!lists)
+                return -ENOMEM;
+        STRV_FOREACH (g, p->cfg->secret_globs)
                 if (strneq(*g, "~/", 2)) {
-                        /* In every existing home: a missing home has nothing to mask. */
-                        STRV_FOREACH (h, p->homes) {
-                                _cleanup_free_ char *abs = NULL;
-                                if (asprintf(&abs, "%s/%s", *h, *g + 2) < 0)
-                                        return -ENOMEM;
-                                r = expand_one(p, abs, err);
-                                if (r < 0)
-                                        return r;
-                        }
-                        continue;
+                        for (size_t i = 0; i < n_homes; i++)
+                                dir_names_read(p->homes[i], &lists[i]);
+                        break;
                 }
-                r = expand_one(p, *g, err);
+        STRV_FOREACH (g, p->cfg->secret_globs) {
+                if (strneq(*g, "~/", 2)) {
+                        const char *rest = *g + 2;
+                        size_t first = strcspn(rest, "/");
+
+                        /* In every existing home: a missing home has nothing to mask. */
+                        for (size_t i = 0; i < n_homes && r >= 0; i++) {
+                                _cleanup_free_ char *abs = NULL;
+                                if (!dir_names_may_hold(&lists[i], rest, first))
+                                        continue; /* its first component is not there */
+                                if (asprintf(&abs, "%s/%s", p->homes[i], rest) < 0)
+                                        r = -ENOMEM;
+                                else
+                                        r = expand_one(p, abs, err);
+                        }
+                } else
+                        r = expand_one(p, *g, err);
                 if (r < 0)
-                        return r;
+                        break;
         }
+        for (size_t i = 0; i < n_homes; i++)
+                free(lists[i].buf);
+        if (r < 0)
+                return r;
         sbx_timing("secrets: globs");
-        {
-                int r = mask_aliases(p, err);
-                if (r < 0)
-                        return r;
-        }
+        r = mask_aliases(p, err);
+        if (r < 0)
+                return r;
         /* A secret that contains the workspace would hide it: say so instead of surprising. */
         for (size_t i = 0; i < p->n_masks; i++)
                 for (size_t j = 0; j < p->n_binds; j++)
