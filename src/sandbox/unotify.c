@@ -133,7 +133,9 @@ static int bound_in_sandbox(const struct stat *st)
                 .nlh = { .nlmsg_len = sizeof q,
                          .nlmsg_type = SOCK_DIAG_BY_FAMILY,
                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
-                .req = { .sdiag_family = AF_UNIX, .udiag_states = ~0U, .udiag_show = UDIAG_SHOW_VFS },
+                .req = { .sdiag_family = AF_UNIX,
+                         .udiag_states = ~0U,
+                         .udiag_show = UDIAG_SHOW_VFS },
         };
         uint32_t want_dev = diag_dev(st->st_dev);
 
@@ -310,8 +312,8 @@ static int do_connect(Job *j)
                 struct sockaddr_un sun = { .sun_family = AF_UNIX };
                 int n = snprintf(sun.sun_path, sizeof sun.sun_path, "/proc/self/fd/%d", j->target);
                 return connect(j->sock, (struct sockaddr *)&sun,
-                               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1)) <
-                                       0
+                               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n +
+                                           1)) < 0
                                ? -errno
                                : 0;
         }
@@ -379,9 +381,10 @@ static int recv_fd(int chan)
                 char buf[CMSG_SPACE(sizeof(int))];
         } u;
         struct iovec iov = { .iov_base = &data, .iov_len = 1 };
-        struct msghdr mh = {
-                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf
-        };
+        struct msghdr mh = { .msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf };
         struct cmsghdr *c;
         int fd;
 
@@ -441,9 +444,10 @@ static int send_fd(int chan, int fd)
                 char buf[CMSG_SPACE(sizeof(int))];
         } u = { 0 };
         struct iovec iov = { .iov_base = &data, .iov_len = 1 };
-        struct msghdr mh = {
-                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf
-        };
+        struct msghdr mh = { .msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = u.buf,
+                             .msg_controllen = sizeof u.buf };
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
         c->cmsg_level = SOL_SOCKET;
@@ -460,7 +464,8 @@ int sbx_unotify_start(const SbxPlan *p, SbxError *err)
         pid_t pid;
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return sbx_fail(err, 71, -errno, "cannot create the connect supervisor's channel: %m");
+                return sbx_fail(err, 71, -errno,
+                                "cannot create the connect supervisor's channel: %m");
         /*
          * The supervisor is forked before the filter is loaded: its own
          * connects are not filtered. It inherits pid 1's state: the agent's

@@ -1389,8 +1389,12 @@ static char flip_paths[2][108];
 static void *flipper(void *arg)
 {
         (void)arg;
-        for (unsigned i = 0;; i++)
+        /* hold each value a little: a read during the copy is torn (ENOENT), not a race won */
+        for (unsigned i = 0;; i++) {
                 memcpy(flip_addr.sun_path, flip_paths[i & 1], sizeof flip_addr.sun_path);
+                for (volatile int spin = 0; spin < 2000; spin++)
+                        ;
+        }
         return NULL;
 }
 
