@@ -4,8 +4,8 @@
 
 static int run(int argc, char **argv)
 {
-        (void) argc;
-        (void) argv;
+        (void)argc;
+        (void)argv;
         return cli_fail("plan", EXIT_INTERNAL, "not built yet — this build predates airlock plan");
 }
 

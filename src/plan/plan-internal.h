@@ -30,8 +30,7 @@ int plan_result_add_file(PlanResult *r, const PlanFile *f); /* takes ownership o
 int plan_result_add_secret(PlanResult *r, const char *path, const char *program, bool write);
 int plan_result_add_net(PlanResult *r, const PlanNet *n); /* copies */
 int plan_result_add_exec(PlanResult *r, char *const *argv, const char *path);
-int plan_result_add_signal(PlanResult *r, int sig, pid_t target, const char *program,
-                           bool blocked);
+int plan_result_add_signal(PlanResult *r, int sig, pid_t target, const char *program, bool blocked);
 int plan_result_add_contact(PlanResult *r, const char *daemon, const char *meaning,
                             const char *evidence, bool blocked);
 /* Marks the plan partial with a reason (copied; duplicates are kept once). */
@@ -60,8 +59,8 @@ typedef struct PlanSup PlanSup;
  * process holding the filter has gone. Results go into r (locked by the
  * supervisor while it writes; read r only after plan_sup_stop()).
  */
-int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r,
-                   PlanSup **ret, char *err, size_t err_size);
+int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, PlanSup **ret,
+                   char *err, size_t err_size);
 
 /*
  * Watches every existing secret of the policy for opens (fanotify inode
