@@ -22,6 +22,7 @@
 
 #include "common/util.h"
 #include "sandbox/sandbox-internal.h"
+#include "sandbox/unotify.h"
 
 void sbx_report(int fd, const SbxError *err)
 {
@@ -250,6 +251,8 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                 if (s != SIGKILL && s != SIGSTOP)
                         signal(s, noop_handler);
 
+        if (sbx_unotify_start(p, &err) < 0) /* the unix socket wall: unotify.c */
+                die(errfd, &err);
         sbx_timing("child: privileges dropped");
         agent = spawn_agent(p, &err, sync_fd);
         if (agent < 0) {
