@@ -679,6 +679,17 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         p->watcher = pid;
         /* The parent keeps no reference that would make its own exit wait. */
         p->inotify_fd = safe_close(p->inotify_fd);
+        /*
+         * Nor the placeholders: the helper's copies hold their shared locks
+         * (flock belongs to the open file, which both copies share) for the
+         * session, and the last close of an unlinked placeholder (the
+         * filesystem freeing its inode) then happens in the helper's exit,
+         * which nobody waits for. Should the helper die early, the parent
+         * falls back to removing them by path (sbx_remove_placeholders
+         * opens what it does not hold).
+         */
+        for (size_t i = 0; i < p->n_protect_new_fds; i++)
+                p->protect_new_fds[i] = safe_close(p->protect_new_fds[i]);
         return 0;
 }
 
