@@ -191,6 +191,11 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
          * and it creates no file). It only builds our own private mount
          * namespace: if the parent refuses, we exit and it goes with us.
          */
+        if (p->cfg->net == SBX_NET_NONE && unshare(CLONE_NEWNET) < 0) {
+                sbx_fail(&err, 71, -errno, "cannot create the network namespace: %m");
+                die(errfd, &err);
+        }
+        sbx_timing("child: network namespace");
         if (sbx_mounts_begin(p, &m, &err) < 0)
                 die(errfd, &err);
         sbx_timing("child: mounts begun");

@@ -773,8 +773,12 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         r = sbx_plan_prepare(&plan, c, false, err);
         if (r < 0)
                 goto finish;
-        if (c->net == SBX_NET_NONE)
-                flags |= CLONE_NEWNET;
+        /*
+         * With --net none, pid 1 creates the network namespace itself
+         * (unshare, first thing, before anything of the agent exists),
+         * while we write its maps: setting up a namespace's loopback and
+         * sysctls is the dearest part of the clone.
+         */
 
         if (pipe2(fds, O_CLOEXEC) < 0)
                 goto fail_errno;
