@@ -178,7 +178,6 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         SbxMountsCtx m;
         int errfd = p->err_fd;
         pid_t agent;
-        char go;
         sigset_t all;
 
         /* If airlock dies, so does the sandbox (and with pid 1, everything in it). */
@@ -199,10 +198,16 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         if (sbx_mounts_begin(p, &m, &err) < 0)
                 die(errfd, &err);
         sbx_timing("child: mounts begun");
-        /* The parent says go once the maps and the cgroup are in place. */
-        if (read(sync_fd, &go, 1) != 1)
-                _exit(127); /* parent gone or refused: start nothing */
+        /*
+         * The go: the secrets to mask and the paths to protect, sent once
+         * the maps and the cgroup are in place. Nothing (parent gone or
+         * refused) or anything malformed: start nothing.
+         */
+        if (sbx_plan_receive(p, sync_fd) < 0)
+                _exit(127);
         sbx_timing("child: go");
+        if (sbx_mounts_open_masks(p, &m, &err) < 0)
+                die(errfd, &err);
         if (p->privileged) {
                 /*
                  * Become the agent user (mapped to itself): keep the
@@ -277,13 +282,15 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                         pid_t r;
                         int st;
                         while ((r = waitpid(-1, &st, WNOHANG)) > 0)
-                                if (r == agent)
+                                if (r == agent) {
+                                        sbx_timing("child: agent reaped");
                                         /*
                                          * Our exit status is the agent's (128+N for a
                                          * signal): airlock learns it from our own exit,
                                          * one wakeup instead of a message and an exit.
                                          */
                                         _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                                }
                         continue;
                 }
                 kill(agent, sig);
