@@ -46,6 +46,7 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -87,6 +88,7 @@ typedef struct {
         int target; /* O_PATH fd of the unix socket to connect to, or -EBADF */
         struct sockaddr_storage addr;
         socklen_t len;
+        bool quick; /* a blocking connect that cannot wait: done without a thread */
 } Job;
 
 static void job_free(Job *j)
@@ -121,9 +123,10 @@ static uint32_t diag_dev(dev_t dev)
  * Whether a unix socket bound in our network namespace (the sandbox's)
  * owns the file st describes. A socket inode belongs to one socket for its
  * whole life, so the answer cannot change between here and the connect.
- * Returns 1, 0, or a negative errno (treated as "no").
+ * Returns 1, 0, or a negative errno (treated as "no"); *ret_room: whether a
+ * connect to it would not wait (not listening, or its backlog has room).
  */
-static int bound_in_sandbox(const struct stat *st)
+static int bound_in_sandbox(const struct stat *st, bool *ret_room)
 {
         _cleanup_close_ int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
         struct {
@@ -135,7 +138,7 @@ static int bound_in_sandbox(const struct stat *st)
                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
                 .req = { .sdiag_family = AF_UNIX,
                          .udiag_states = ~0U,
-                         .udiag_show = UDIAG_SHOW_VFS },
+                         .udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN },
         };
         uint32_t want_dev = diag_dev(st->st_dev);
 
@@ -168,15 +171,25 @@ static int bound_in_sandbox(const struct stat *st)
                                 continue;
                         struct unix_diag_msg *m = NLMSG_DATA(h);
                         size_t alen = h->nlmsg_len - NLMSG_LENGTH(sizeof *m);
+                        bool match = false, room = m->udiag_state != TCP_LISTEN;
                         for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, alen);
                              a = RTA_NEXT(a, alen)) {
                                 struct unix_diag_vfs v;
-                                if (a->rta_type != UNIX_DIAG_VFS || RTA_PAYLOAD(a) < sizeof v)
-                                        continue;
-                                memcpy(&v, RTA_DATA(a), sizeof v);
-                                if (v.udiag_vfs_ino == (uint32_t)st->st_ino &&
-                                    v.udiag_vfs_dev == want_dev)
-                                        return 1;
+                                struct unix_diag_rqlen rq;
+                                if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof v) {
+                                        memcpy(&v, RTA_DATA(a), sizeof v);
+                                        match = v.udiag_vfs_ino == (uint32_t)st->st_ino &&
+                                                v.udiag_vfs_dev == want_dev;
+                                } else if (a->rta_type == UNIX_DIAG_RQLEN &&
+                                           RTA_PAYLOAD(a) >= sizeof rq) {
+                                        /* listening: queued connections and the backlog */
+                                        memcpy(&rq, RTA_DATA(a), sizeof rq);
+                                        room = room || rq.udiag_rqueue < rq.udiag_wqueue;
+                                }
+                        }
+                        if (match) {
+                                *ret_room = room;
+                                return 1;
                         }
                 }
         }
@@ -224,10 +237,11 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
                 return -errno;
         if (fstat(target, &st) < 0)
                 return -errno;
-        ok = S_ISSOCK(st.st_mode) && w->have_session && st.st_dev == w->session_dev &&
-             st.st_ino == w->session_ino;
+        /* The broker accepts at once (backlog 256): its connects need no thread. */
+        ok = j->quick = S_ISSOCK(st.st_mode) && w->have_session && st.st_dev == w->session_dev &&
+                        st.st_ino == w->session_ino;
         if (!ok && S_ISSOCK(st.st_mode) && !w->net_host)
-                ok = bound_in_sandbox(&st) > 0;
+                ok = bound_in_sandbox(&st, &j->quick) > 0;
         if (!ok)
                 return -SBX_UNOTIFY_REFUSED;
         j->target = TAKE_FD(target);
@@ -350,12 +364,15 @@ static void handle(const Wall *w, const struct seccomp_notif *req)
         }
         /*
          * A non-blocking socket connects at once (EINPROGRESS and the agent
-         * polls the same socket); a blocking connect may take minutes (a
-         * full backlog, a host that does not answer): a thread of its own,
-         * so one slow connect never holds up the others.
+         * polls the same socket), and so does a unix connect to a listener
+         * with room in its backlog; any other blocking connect may take
+         * minutes (a full backlog, a host that does not answer): a thread of
+         * its own, so one slow connect never holds up the others. (A backlog
+         * filled by a racing connect between our look and ours holds up the
+         * agent's own connects only, until its own listener accepts.)
          */
         fl = fcntl(j->sock, F_GETFL);
-        if (fl >= 0 && (fl & O_NONBLOCK)) {
+        if (j->quick || (fl >= 0 && (fl & O_NONBLOCK))) {
                 worker(j);
                 return;
         }
