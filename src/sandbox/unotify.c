@@ -290,12 +290,15 @@ static int prepare(const Wall *w, const struct seccomp_notif *req, Job *j)
                 struct iovec local = { .iov_base = &j->addr, .iov_len = (size_t)len };
                 struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[1],
                                         .iov_len = (size_t)len };
-                if (process_vm_readv(tid, &local, 1, &remote, 1, 0) != len)
-                        return errno == ESRCH ? 1 : -EFAULT;
+                if (process_vm_readv(tid, &local, 1, &remote, 1, 0) != len) {
+                        /* EPERM: the agent made itself undumpable; we may not look */
+                        int e = errno == EPERM ? -EPERM : -EFAULT;
+                        return id_valid(w, req->id) ? e : 1;
+                }
         }
         pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
-        if (pidfd < 0)
-                return 1;
+        if (pidfd < 0) /* gone (then nobody waits), or we are short of fds: answer */
+                return id_valid(w, req->id) ? -EAGAIN : 1;
         /* The tid (and so the memory read and the pidfd) was the notifying thread's. */
         if (!id_valid(w, req->id))
                 return 1;

@@ -281,3 +281,24 @@ def test_self_check_probes_are_answered_by_the_wall(lab):
     out = probe_outside("unix-connect", "/")
     assert result(out)[:2] == ("ERR", "ECONNREFUSED"), describe(out)
     expect_denied(lab.probe_inside("unix-connect", "/"), "EACCES")
+
+
+def test_an_undumpable_agent_process_fails_closed(lab):
+    """A process that made itself undumpable (prctl PR_SET_DUMPABLE 0, as some security tools
+    do) cannot be looked at by the supervisor, which has no capability: its connects fail with
+    EPERM at once (they neither hang nor go through unchecked). Outside, the same works."""
+    script = r"""
+import ctypes, socket, sys
+l = socket.socket(socket.AF_UNIX); l.bind(sys.argv[1]); l.listen(1)
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+c = socket.socket(socket.AF_UNIX)
+try:
+    c.connect(sys.argv[1]); print("connected")
+except OSError as e:
+    print("refused", e.errno)
+"""
+    out_path = lab.hostfile("undumpable.sock")
+    r = subprocess.run(["/usr/bin/python3", "-c", script, str(out_path)], capture_output=True, text=True)
+    assert "connected" in r.stdout, describe(r)
+    r = lab.inside("/usr/bin/python3", "-c", script, "/tmp/undumpable.sock")
+    assert "refused 1" in r.stdout, describe(r)  # EPERM
