@@ -8,7 +8,8 @@
  * records every transition in the audit log and in SQLite first.
  *
  * Threads: the main thread accepts connections and handles signals and
- * expiry; each connection gets a thread; each execution gets a thread. One
+ * expiry; each connection gets a thread, which also runs the requests the
+ * policy allows at once; each approved request gets a thread to run it. One
  * mutex (B.lock) guards the policy, the sessions, the active requests and the
  * database handle.
  */
@@ -416,9 +417,20 @@ static int send_request(int fd, const char *type, const Req *r)
 
 /* ---- execution ---- */
 
+/* Who runs a request: an executor thread, or the requester's own connection thread. */
+typedef struct {
+        Req *r;
+        int stream_fd;      /* the requester's connection when it runs there, else -EBADF */
+        size_t sent;        /* chunks already streamed to stream_fd */
+        bool stream_broken; /* a send failed: the rest goes when the command is done */
+} ExecRun;
+
+static int send_output(int fd, int stream, const uint8_t *buf, size_t len);
+
 static void on_output(void *userdata, int stream, const uint8_t *buf, size_t len)
 {
-        Req *r = userdata;
+        ExecRun *x = userdata;
+        Req *r = x->r;
         Chunk *c, **n;
         size_t room;
 
@@ -445,12 +457,31 @@ static void on_output(void *userdata, int stream, const uint8_t *buf, size_t len
         r->out_bytes[stream] += len;
         pthread_cond_broadcast(&r->cond);
 out:
+        /*
+         * Running on the requester's connection: stream it now. Only this
+         * thread adds chunks, so they stay put while it sends without the
+         * lock. A requester that does not read is cut off by the socket's
+         * send timeout; the command runs on and its output is kept.
+         */
+        while (x->stream_fd >= 0 && !x->stream_broken && x->sent < r->n_chunks) {
+                Chunk *ch = r->chunks[x->sent++];
+
+                pthread_mutex_unlock(&B.lock);
+                if (send_output(x->stream_fd, ch->stream, ch->data, ch->len) < 0)
+                        x->stream_broken = true;
+                pthread_mutex_lock(&B.lock);
+        }
         pthread_mutex_unlock(&B.lock);
 }
 
-static void *executor_thread(void *userdata)
+/*
+ * Runs r (approved or executing) to its end: records exec_start for an
+ * approved one, runs the command, records the result. Takes x->r's
+ * reference.
+ */
+static void execute(ExecRun *x)
 {
-        Req *r = userdata;
+        Req *r = x->r;
         char detail[512];
         _cleanup_free_ uint8_t *out = NULL, *err = NULL;
         size_t lens[2] = {};
@@ -479,12 +510,12 @@ static void *executor_thread(void *userdata)
                                   (unsigned long long)r->id);
                         pthread_mutex_unlock(&B.lock);
                         req_unref(r);
-                        return NULL;
+                        return;
                 }
         } else if (r->state != REQ_EXECUTING) {
                 pthread_mutex_unlock(&B.lock);
                 req_unref(r);
-                return NULL;
+                return;
         }
         spec = (ExecSpec){
                 .command = r->command,
@@ -493,7 +524,7 @@ static void *executor_thread(void *userdata)
                 .user = r->run_as,
                 .timeout_usec = B.exec_timeout_usec,
                 .on_output = on_output,
-                .userdata = r,
+                .userdata = x,
         };
         pthread_mutex_unlock(&B.lock);
 
@@ -563,7 +594,8 @@ static void *executor_thread(void *userdata)
                         a = transition_full(r, to, detail[0] ? detail : NULL, NULL, false, false);
                 if (a < 0) {
                         log_error("request %llu ran (exit status %d) but its result could not be "
-                                  "recorded; it will show as interrupted after a restart",
+                                  "recorded in the audit log and the database; it is reported as "
+                                  "failed",
                                   (unsigned long long)r->id, r->exit_status);
                         /* the command ran: release waiters with what happened, in memory */
                         r->state = REQ_FAILED;
@@ -573,6 +605,13 @@ static void *executor_thread(void *userdata)
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&B.lock);
         req_unref(r);
+}
+
+static void *executor_thread(void *userdata)
+{
+        ExecRun x = { .r = userdata, .stream_fd = -EBADF };
+
+        execute(&x);
         return NULL;
 }
 
@@ -629,9 +668,8 @@ static int send_output(int fd, int stream, const uint8_t *buf, size_t len)
  * "still-pending" (deadline passed while pending). Called with B.lock held
  * and a reference on r; returns with B.lock released.
  */
-static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
+static int wait_and_stream_from(Conn *c, Req *r, uint64_t deadline_usec, size_t sent)
 {
-        size_t sent = 0;
         int k;
 
         for (;;) {
@@ -675,6 +713,11 @@ static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
                         return -ECONNRESET;
                 }
         }
+}
+
+static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
+{
+        return wait_and_stream_from(c, r, deadline_usec, 0);
 }
 
 /* A final request from the database: its stored output, then "done". Caller holds no lock. */
@@ -992,14 +1035,28 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         }
         if (req_state_is_final(r->state))
                 active_remove(r);
-        else if (r->state == REQ_EXECUTING)
-                (void)start_executor(r);
         /* first reply: the request as recorded (the client learns its id) */
         {
                 json_t *j = req_to_json(r);
+                bool run_here = r->state == REQ_EXECUTING;
 
                 pthread_mutex_unlock(&B.lock);
                 k = send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));
+                if (run_here) {
+                        /*
+                         * An allowed request runs on this thread: the requester
+                         * waits for it here anyway, and a thread started for it
+                         * would only cost time. Its output streams as it comes; it
+                         * runs to its end whatever the requester does.
+                         */
+                        ExecRun x = { .r = req_ref(r), .stream_fd = k < 0 ? -EBADF : c->fd };
+
+                        execute(&x);
+                        if (k < 0 || x.stream_broken)
+                                return k < 0 ? k : -EPIPE;
+                        pthread_mutex_lock(&B.lock);
+                        return wait_and_stream_from(c, r, now + q->wait_ms * 1000, x.sent);
+                }
                 if (k < 0)
                         return k;
         }
