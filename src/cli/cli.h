@@ -53,3 +53,4 @@ extern const CliCommand cli_command_requests;
 extern const CliCommand cli_command_show;
 extern const CliCommand cli_command_approve;
 extern const CliCommand cli_command_deny;
+extern const CliCommand cli_command_plan;
