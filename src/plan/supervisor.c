@@ -1340,7 +1340,11 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
 
         if (__atomic_load_n(&s->root_pid, __ATOMIC_RELAXED) == 0)
                 __atomic_store_n(&s->root_pid, (pid_t)req->pid, __ATOMIC_RELAXED);
-        mem = mem_open((pid_t)req->pid);
+        /* signals are all registers: no need to open the caller's memory */
+        if (req->data.nr != __NR_kill && req->data.nr != __NR_tkill &&
+            req->data.nr != __NR_tgkill && req->data.nr != __NR_rt_sigqueueinfo &&
+            req->data.nr != __NR_rt_tgsigqueueinfo && req->data.nr != __NR_pidfd_send_signal)
+                mem = mem_open((pid_t)req->pid);
         if (s->mode == PLAN_SUP_RECORD && s->pids.n < PLAN_SUP_MAX_RECORDS) {
                 char key[32];
 
