@@ -85,6 +85,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PlanSup *, plan_sup_free)
  * -ENOMEM.
  */
 int plan_meaning_exec(char *const *argv, char **ret_daemon, char **ret_meaning);
+/*
+ * The same for the nth daemon a command names ("systemctl restart a b":
+ * nth 0 is a.service, nth 1 is b.service): callers loop from 0 until it
+ * returns 0, so that no unit of a command goes unrecorded.
+ */
+int plan_meaning_exec_nth(char *const *argv, size_t nth, char **ret_daemon, char **ret_meaning);
 
 /*
  * The daemon behind a unix socket path ("/run/systemd/private" → "systemd",

@@ -31,10 +31,10 @@
 #include "common/macros.h"
 #include "policy/policy.h"
 
-#define PLAN_DEFAULT_TIMEOUT_USEC (120ULL * 1000000ULL) /* a plan that runs longer is stopped */
-#define PLAN_DEFAULT_OUTPUT_MAX (64 * 1024)             /* command output kept in the plan */
-#define PLAN_DEFAULT_DIFF_MAX (16 * 1024)               /* unified diff kept per file */
-#define PLAN_DEFAULT_TMPFS_MAX (1024ULL * 1024 * 1024)  /* size of the upper-layer tmpfs */
+#define PLAN_DEFAULT_TIMEOUT_USEC (120ULL * 1000000ULL)   /* a plan that runs longer is stopped */
+#define PLAN_DEFAULT_OUTPUT_MAX   (64 * 1024)             /* command output kept in the plan */
+#define PLAN_DEFAULT_DIFF_MAX     (16 * 1024)             /* unified diff kept per file */
+#define PLAN_DEFAULT_TMPFS_MAX    (1024ULL * 1024 * 1024) /* size of the upper-layer tmpfs */
 
 typedef enum {
         PLAN_FILE_CREATED,
@@ -130,9 +130,9 @@ typedef struct {
         bool complete;
         char **fidelity_reasons;
 
-        int exit_status;  /* as waitpid() reports it: WIFEXITED etc. apply */
-        bool timed_out;   /* stopped after the timeout */
-        char *output;     /* stdout+stderr, interleaved, cut at output_max */
+        int exit_status; /* as waitpid() reports it: WIFEXITED etc. apply */
+        bool timed_out;  /* stopped after the timeout */
+        char *output;    /* stdout+stderr, interleaved, cut at output_max */
         size_t output_size;
         bool output_truncated;
         bool output_withheld; /* the command read a secret: output not kept */
