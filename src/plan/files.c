@@ -368,9 +368,10 @@ static int describe_content(PlanFiles *pf, PlanFile *f, const char *old, size_t 
                 return 0; /* never shown */
         if (plan_is_text(new, new_len) && (!old_exists || plan_is_text(old, old_len))) {
                 bool truncated = false;
-                size_t max = pf->diff_max < pf->diff_left ? pf->diff_max : pf->diff_left;
+                size_t max = pf->diff_max;
 
-                if (max == 0) {
+                /* diffs while the budget lasts (the last one may overshoot by diff_max) */
+                if (pf->diff_left == 0) {
                         f->diff_truncated = true;
                         return 0;
                 }
@@ -416,18 +417,20 @@ static int describe_large(PlanFiles *pf, PlanFile *f, int udir, const char *name
 static int record_deleted(PlanFiles *pf, size_t layer, int ldir, const char *name, const char *rel,
                           const struct stat *lst, unsigned depth);
 
-/* Everything beneath a lower directory, deleted. */
-static int record_deleted_children(PlanFiles *pf, size_t layer, int dfd, const char *rel,
-                                   unsigned depth)
+static int cmp_str(const void *a, const void *b)
 {
-        _cleanup_close_ int copy = -EBADF;
-        DIR *d;
-        struct dirent *de;
-        int r = 0;
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-        if (depth > FILES_MAX_DEPTH)
-                return -ELOOP;
-        copy = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+/* The entries of a directory, sorted: the walk (and so the diff budget) is deterministic. */
+static int read_names(int dfd, char ***ret)
+{
+        _cleanup_close_ int copy = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0, alloc = 0;
+        struct dirent *de;
+        DIR *d;
+
         if (copy < 0)
                 return negative_errno();
         d = fdopendir(copy);
@@ -435,24 +438,62 @@ static int record_deleted_children(PlanFiles *pf, size_t layer, int dfd, const c
                 return negative_errno();
         TAKE_FD(copy);
         while ((de = readdir(d))) {
-                _cleanup_free_ char *crel = NULL;
-                struct stat st;
-
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                crel = join_rel(rel, de->d_name);
-                if (!crel) {
-                        r = -ENOMEM;
-                        break;
+                if (n + 2 > alloc) {
+                        size_t na = alloc ? alloc * 2 : 16;
+                        char **t = reallocarray(names, na, sizeof *t);
+
+                        if (!t) {
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        names = t;
+                        alloc = na;
                 }
-                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                r = record_deleted(pf, layer, dfd, de->d_name, crel, &st, depth + 1);
-                if (r < 0)
-                        break;
+                names[n] = strdup(de->d_name);
+                if (!names[n]) {
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                names[++n] = NULL;
         }
         closedir(d);
-        return r;
+        if (!names) {
+                names = calloc(1, sizeof *names);
+                if (!names)
+                        return -ENOMEM;
+        }
+        qsort(names, n, sizeof *names, cmp_str);
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+/* Everything beneath a lower directory, deleted. */
+static int record_deleted_children(PlanFiles *pf, size_t layer, int dfd, const char *rel,
+                                   unsigned depth)
+{
+        _cleanup_strv_free_ char **names = NULL;
+        int r;
+
+        if (depth > FILES_MAX_DEPTH)
+                return -ELOOP;
+        r = read_names(dfd, &names);
+        if (r < 0)
+                return r;
+        STRV_FOREACH (name, names) {
+                _cleanup_free_ char *crel = join_rel(rel, *name);
+                struct stat st;
+
+                if (!crel)
+                        return -ENOMEM;
+                if (fstatat(dfd, *name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                r = record_deleted(pf, layer, dfd, *name, crel, &st, depth + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static int record_deleted(PlanFiles *pf, size_t layer, int ldir, const char *name, const char *rel,
@@ -615,112 +656,85 @@ static bool dir_is_opaque(int dir, const char *name)
 static int walk_dir(PlanFiles *pf, size_t layer, int udir, int ldir, const char *rel, bool opaque,
                     unsigned depth)
 {
-        _cleanup_close_ int copy = -EBADF;
-        DIR *d;
-        struct dirent *de;
-        int r = 0;
+        _cleanup_strv_free_ char **names = NULL, **lnames = NULL;
+        int r;
 
         if (depth > FILES_MAX_DEPTH)
                 return -ELOOP;
-        copy = fcntl(udir, F_DUPFD_CLOEXEC, 3);
-        if (copy < 0)
-                return negative_errno();
-        d = fdopendir(copy);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(copy);
-        while ((de = readdir(d))) {
-                _cleanup_free_ char *crel = NULL;
+        r = read_names(udir, &names);
+        if (r < 0)
+                return r;
+        STRV_FOREACH (np, names) {
+                const char *name = *np;
+                _cleanup_free_ char *crel = join_rel(rel, name);
                 struct stat ust, lst;
                 bool lower;
 
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                crel = join_rel(rel, de->d_name);
-                if (!crel) {
-                        r = -ENOMEM;
-                        break;
-                }
-                if (fstatat(udir, de->d_name, &ust, AT_SYMLINK_NOFOLLOW) < 0) {
-                        r = negative_errno();
-                        break;
-                }
-                lower = ldir >= 0 && fstatat(ldir, de->d_name, &lst, AT_SYMLINK_NOFOLLOW) == 0;
+                if (!crel)
+                        return -ENOMEM;
+                if (fstatat(udir, name, &ust, AT_SYMLINK_NOFOLLOW) < 0)
+                        return negative_errno();
+                lower = ldir >= 0 && fstatat(ldir, name, &lst, AT_SYMLINK_NOFOLLOW) == 0;
 
                 if (is_whiteout(&ust)) {
                         if (lower)
-                                r = record_deleted(pf, layer, ldir, de->d_name, crel, &lst,
-                                                   depth + 1);
+                                r = record_deleted(pf, layer, ldir, name, crel, &lst, depth + 1);
                 } else if (S_ISDIR(ust.st_mode) && lower && S_ISDIR(lst.st_mode)) {
                         _cleanup_close_ int us = -EBADF, ls = -EBADF;
-                        bool child_opaque = opaque || dir_is_opaque(udir, de->d_name);
+                        bool child_opaque = opaque || dir_is_opaque(udir, name);
 
                         if (ust.st_mode != lst.st_mode || ust.st_uid != lst.st_uid ||
                             ust.st_gid != lst.st_gid) {
                                 Entry *e = new_entry(pf, layer, crel, PLAN_FILE_MODIFIED);
 
-                                if (!e) {
-                                        r = entry_fail(pf);
-                                        break;
-                                }
+                                if (!e)
+                                        return entry_fail(pf);
                                 set_old(&e->f, &lst);
                                 set_new(&e->f, &ust);
                                 e->f.mode_changed = ust.st_mode != lst.st_mode;
                                 e->f.owner_changed =
                                         ust.st_uid != lst.st_uid || ust.st_gid != lst.st_gid;
                         }
-                        us = open_beneath(udir, de->d_name, O_RDONLY | O_DIRECTORY);
-                        ls = open_beneath(ldir, de->d_name, O_RDONLY | O_DIRECTORY);
-                        if (us < 0 || ls < 0) {
-                                r = us < 0 ? us : ls;
-                                break;
-                        }
+                        us = open_beneath(udir, name, O_RDONLY | O_DIRECTORY);
+                        ls = open_beneath(ldir, name, O_RDONLY | O_DIRECTORY);
+                        if (us < 0 || ls < 0)
+                                return us < 0 ? us : ls;
                         r = walk_dir(pf, layer, us, ls, crel, child_opaque, depth + 1);
                 } else if (lower && (S_ISDIR(ust.st_mode) || S_ISDIR(lst.st_mode))) {
                         /* a directory replaced a file, or the reverse */
-                        r = record_deleted(pf, layer, ldir, de->d_name, crel, &lst, depth + 1);
+                        r = record_deleted(pf, layer, ldir, name, crel, &lst, depth + 1);
                         if (r >= 0)
-                                r = record_created(pf, layer, udir, de->d_name, crel, &ust, depth);
+                                r = record_created(pf, layer, udir, name, crel, &ust, depth);
                 } else if (lower)
-                        r = compare_entry(pf, layer, udir, ldir, de->d_name, crel, &ust, &lst);
+                        r = compare_entry(pf, layer, udir, ldir, name, crel, &ust, &lst);
                 else
-                        r = record_created(pf, layer, udir, de->d_name, crel, &ust, depth);
+                        r = record_created(pf, layer, udir, name, crel, &ust, depth);
                 if (r < 0)
-                        break;
+                        return r;
         }
-        closedir(d);
-        if (r < 0 || !opaque || ldir < 0)
-                return r;
+        if (!opaque || ldir < 0)
+                return 0;
 
         /* An opaque directory hides every lower entry it does not hold itself. */
-        copy = fcntl(ldir, F_DUPFD_CLOEXEC, 3);
-        if (copy < 0)
-                return negative_errno();
-        d = fdopendir(copy);
-        if (!d)
-                return negative_errno();
-        TAKE_FD(copy);
-        while ((de = readdir(d))) {
+        r = read_names(ldir, &lnames);
+        if (r < 0)
+                return r;
+        STRV_FOREACH (np, lnames) {
                 _cleanup_free_ char *crel = NULL;
                 struct stat st;
 
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                if (fstatat(udir, *np, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
                         continue;
-                if (fstatat(udir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+                if (fstatat(ldir, *np, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
-                if (fstatat(ldir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                crel = join_rel(rel, de->d_name);
-                if (!crel) {
-                        r = -ENOMEM;
-                        break;
-                }
-                r = record_deleted(pf, layer, ldir, de->d_name, crel, &st, depth + 1);
+                crel = join_rel(rel, *np);
+                if (!crel)
+                        return -ENOMEM;
+                r = record_deleted(pf, layer, ldir, *np, crel, &st, depth + 1);
                 if (r < 0)
-                        break;
+                        return r;
         }
-        closedir(d);
-        return r;
+        return 0;
 }
 
 int plan_files_walk(PlanFiles *pf, int upper_fd, int lower_fd, const char *prefix)
