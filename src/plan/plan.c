@@ -1425,6 +1425,100 @@ static int read_exact_deadline(int fd, void *buf, size_t len, uint64_t deadline)
         return 0;
 }
 
+/* Absolute, normalized ("." and ".." resolved lexically) form of a path argument. */
+static char *absolute_arg(const char *cwd, const char *arg)
+{
+        _cleanup_free_ char *joined = NULL;
+        char *out, *o;
+
+        if (isempty(arg) || strchr(arg, ':') || strchr(arg, '\n'))
+                return NULL; /* host:path and URLs are not local paths */
+        if (asprintf(&joined, "%s/%s", arg[0] == '/' ? "" : cwd, arg) < 0)
+                return NULL;
+        out = malloc(strlen(joined) + 2);
+        if (!out)
+                return NULL;
+        o = out;
+        for (char *p = joined; *p;) {
+                size_t n;
+
+                while (*p == '/')
+                        p++;
+                n = strcspn(p, "/");
+                if (n == 0)
+                        break;
+                if (n == 1 && p[0] == '.') {
+                } else if (n == 2 && p[0] == '.' && p[1] == '.') {
+                        while (o > out && *--o != '/')
+                                ;
+                } else {
+                        *o++ = '/';
+                        memcpy(o, p, n);
+                        o += n;
+                }
+                p += n;
+        }
+        if (o == out)
+                *o++ = '/';
+        *o = '\0';
+        return out;
+}
+
+static int intent_from_argv(PlanResult *r, const Policy *p, char *const *argv, const char *program)
+{
+        STRV_FOREACH (a, argv) {
+                const char *arg = *a;
+                _cleanup_free_ char *path = NULL;
+                struct stat st;
+                bool seen = false;
+
+                if (arg[0] == '-' && strchr(arg, '='))
+                        arg = strchr(arg, '=') + 1; /* --key=/etc/... */
+                else if (arg[0] == '-')
+                        continue;
+                path = absolute_arg(r->cwd ? r->cwd : "/", arg);
+                if (!path || !policy_path_is_secret(p, path) || lstat(path, &st) < 0)
+                        continue;
+                for (size_t i = 0; i < r->n_secrets; i++)
+                        if (streq(r->secrets[i].path, path))
+                                seen = true;
+                if (seen)
+                        continue;
+                if (plan_result_add_secret(r, path, program, false) < 0)
+                        return -ENOMEM;
+                {
+                        _cleanup_free_ char *why = NULL, *e = escape_for_terminal(path);
+
+                        if (asprintf(&why,
+                                     "%s names the secret %s on its command line and was cut "
+                                     "short: reading it is assumed, not observed",
+                                     program ? program : "the command", e ? e : "?") < 0 ||
+                            plan_result_partial(r, why) < 0)
+                                return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+/*
+ * A plan cut short (a refused connection, a timeout, a remote host) did
+ * not see what the programs would have done next: a secret named on a
+ * command line counts as read (scp's read of its source comes after its
+ * connection, which the plan refuses).
+ */
+static int secrets_intent(PlanResult *r, const Policy *p, char *const *argv)
+{
+        int k;
+
+        if (r->complete || !p)
+                return 0;
+        k = intent_from_argv(r, p, argv, argv[0]);
+        for (size_t i = 0; k >= 0 && i < r->n_execs; i++)
+                if (r->execs[i].argv)
+                        k = intent_from_argv(r, p, r->execs[i].argv, r->execs[i].path);
+        return k;
+}
+
 /* Merges the snapshot child's report (a partial PlanResult in JSON) into r. */
 static int merge_child(PlanResult *r, const char *text, size_t len)
 {
@@ -1744,6 +1838,9 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
                 return fail(err, err_size, k, "cannot read the snapshot's report: %s",
                             strerror(-k));
 
+        k = secrets_intent(r, opts.policy, argv);
+        if (k < 0)
+                return fail(err, err_size, k, "out of memory");
         if (r->n_secrets > 0) {
                 /* A command that read a secret may print it: its output is never kept. */
                 explicit_wipe(r->output, r->output_size);
