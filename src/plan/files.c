@@ -58,6 +58,8 @@ struct PlanFiles {
         char *baseline_path;
         char *baseline;
         size_t baseline_len;
+        char *buf[2]; /* reusable read buffers: upper, lower */
+        size_t buf_size[2];
 };
 
 PlanFiles *plan_files_new(const Policy *policy, const PlanFingerprints *fp, size_t diff_max,
@@ -102,6 +104,11 @@ PlanFiles *plan_files_free(PlanFiles *pf)
         free(pf->entries);
         free(pf->baseline_path);
         free(pf->baseline);
+        for (unsigned i = 0; i < 2; i++) {
+                if (pf->buf[i])
+                        explicit_wipe(pf->buf[i], pf->buf_size[i]);
+                free(pf->buf[i]);
+        }
         free(pf);
         return NULL;
 }
@@ -190,11 +197,16 @@ static int open_beneath(int dir, const char *rel, int flags)
         return fd < 0 ? negative_errno() : fd;
 }
 
-/* Reads a regular file of known size whole (at most FILES_READ_MAX). */
-static int read_file(int dir, const char *rel, uint64_t size, char **ret, size_t *ret_len)
+/*
+ * Reads a regular file of known size whole (at most FILES_READ_MAX) into
+ * one of the walker's two reusable buffers (no allocation and no page
+ * faults per file: a walk reads thousands).
+ */
+static int read_file(PlanFiles *pf, unsigned slot, int dir, const char *rel, uint64_t size,
+                     const char **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
+        char *buf;
         size_t got = 0;
 
         if (size > FILES_READ_MAX)
@@ -202,9 +214,19 @@ static int read_file(int dir, const char *rel, uint64_t size, char **ret, size_t
         fd = open_beneath(dir, rel, O_RDONLY);
         if (fd < 0)
                 return fd;
-        buf = malloc((size_t)size + 1);
-        if (!buf)
-                return -ENOMEM;
+        if (pf->buf_size[slot] < size + 1) {
+                size_t n = pf->buf_size[slot] * 2 > size + 1 ? pf->buf_size[slot] * 2 : size + 1;
+                char *t;
+
+                if (pf->buf[slot])
+                        explicit_wipe(pf->buf[slot], pf->buf_size[slot]);
+                t = realloc(pf->buf[slot], n);
+                if (!t)
+                        return -ENOMEM;
+                pf->buf[slot] = t;
+                pf->buf_size[slot] = n;
+        }
+        buf = pf->buf[slot];
         while (got < size) {
                 ssize_t k = pread(fd, buf + got, (size_t)size - got, (off_t)got);
 
@@ -217,7 +239,7 @@ static int read_file(int dir, const char *rel, uint64_t size, char **ret, size_t
                 got += (size_t)k;
         }
         buf[got] = '\0';
-        *ret = TAKE_PTR(buf);
+        *ret = buf;
         *ret_len = got;
         return 0;
 }
@@ -366,15 +388,19 @@ static int describe_content(PlanFiles *pf, PlanFile *f, const char *old, size_t 
         }
         if (s || s_old || secret_path)
                 return 0; /* never shown */
-        if (plan_is_text(new, new_len) && (!old_exists || plan_is_text(old, old_len))) {
+        /* past the budget no diff is made: the first 4 KiB tell text from binary */
+        if (pf->diff_left == 0) {
+                size_t nl = new_len < 4096 ? new_len : 4096, ol = old_len < 4096 ? old_len : 4096;
+
+                if (plan_is_text(new, nl) && (!old_exists || plan_is_text(old, ol))) {
+                        f->diff_truncated = true;
+                        return 0;
+                }
+        } else if (plan_is_text(new, new_len) && (!old_exists || plan_is_text(old, old_len))) {
                 bool truncated = false;
                 size_t max = pf->diff_max;
 
                 /* diffs while the budget lasts (the last one may overshoot by diff_max) */
-                if (pf->diff_left == 0) {
-                        f->diff_truncated = true;
-                        return 0;
-                }
                 r = plan_diff(old_exists ? old : "", old_exists ? old_len : 0, new, new_len,
                               old_exists ? f->path + 1 : NULL, f->path + 1, max, &f->diff,
                               &truncated);
@@ -539,7 +565,7 @@ static int record_created(PlanFiles *pf, size_t layer, int udir, const char *nam
         if (S_ISLNK(ust->st_mode))
                 return read_link(udir, name, &e->f.link_target);
         if (S_ISREG(ust->st_mode)) {
-                _cleanup_free_ char *buf = NULL;
+                const char *buf = NULL;
                 size_t len = 0;
                 size_t idx = (size_t)(e - pf->entries);
 
@@ -547,12 +573,12 @@ static int record_created(PlanFiles *pf, size_t layer, int udir, const char *nam
                 e->f.content_changed = true;
                 if ((uint64_t)ust->st_size > FILES_READ_MAX)
                         return describe_large(pf, &e->f, udir, name);
-                r = read_file(udir, name, (uint64_t)ust->st_size, &buf, &len);
+                r = read_file(pf, 0, udir, name, (uint64_t)ust->st_size, &buf, &len);
                 if (r < 0)
                         return r;
                 e = &pf->entries[idx];
                 r = describe_content(pf, &e->f, NULL, 0, false, buf, len);
-                explicit_wipe(buf, len);
+                explicit_wipe(pf->buf[0], len);
                 return r;
         }
         return 0;
@@ -563,7 +589,8 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                          const char *rel, const struct stat *ust, const struct stat *lst)
 {
         _cleanup_free_ char *path = host_path(&pf->layers[layer], rel);
-        _cleanup_free_ char *ubuf = NULL, *lbuf = NULL, *ulink = NULL, *llink = NULL;
+        _cleanup_free_ char *ulink = NULL, *llink = NULL;
+        const char *ubuf = NULL, *lbuf = NULL;
         size_t ulen = 0, llen = 0;
         bool content = false, mode, owner, large = false, baseline;
         Entry *e;
@@ -589,17 +616,15 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                         content = ust->st_size != lst->st_size ||
                                   large_differ(udir, name, ldir, name);
                 } else {
-                        r = read_file(udir, name, (uint64_t)ust->st_size, &ubuf, &ulen);
+                        r = read_file(pf, 0, udir, name, (uint64_t)ust->st_size, &ubuf, &ulen);
                         if (r < 0)
                                 return r;
                         if (baseline) {
-                                lbuf = malloc(pf->baseline_len + 1);
-                                if (!lbuf)
-                                        return -ENOMEM;
-                                memcpy(lbuf, pf->baseline, pf->baseline_len + 1);
+                                lbuf = pf->baseline;
                                 llen = pf->baseline_len;
                         } else {
-                                r = read_file(ldir, name, (uint64_t)lst->st_size, &lbuf, &llen);
+                                r = read_file(pf, 1, ldir, name, (uint64_t)lst->st_size, &lbuf,
+                                              &llen);
                                 if (r < 0)
                                         return r;
                         }
@@ -630,9 +655,9 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                         return r;
         }
         if (ubuf)
-                explicit_wipe(ubuf, ulen);
-        if (lbuf)
-                explicit_wipe(lbuf, llen);
+                explicit_wipe(pf->buf[0], ulen);
+        if (lbuf && !baseline)
+                explicit_wipe(pf->buf[1], llen);
         return 0;
 }
 

@@ -93,13 +93,19 @@ PlanResult *plan_result_free(PlanResult *r)
         return NULL;
 }
 
-/* Grows an array by one element (zeroed); returns it or NULL. */
+/*
+ * Grows an array by one element (zeroed); returns it or NULL. The capacity
+ * is the next power of two, so appending n elements costs O(n).
+ */
 static void *grow(void **array, size_t *n, size_t size)
 {
-        char *t = realloc(*array, (*n + 1) * size);
+        char *t = *array;
 
-        if (!t)
-                return NULL;
+        if (*n == 0 || (*n & (*n - 1)) == 0) {
+                t = reallocarray(*array, *n ? *n * 2 : 1, size);
+                if (!t)
+                        return NULL;
+        }
         *array = t;
         memset(t + *n * size, 0, size);
         return t + (*n)++ * size;
