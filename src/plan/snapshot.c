@@ -747,6 +747,15 @@ static void build(Builder *b)
                 die(b->a, "cannot enter the snapshot (pivot_root): %m");
         loopback_up(b);
         write_hosts(b);
+        /* plan_run()'s stdin, stdout and stderr (a terminal, a socket) stay outside */
+        {
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+                if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+                        die(b->a, "cannot open the snapshot's /dev/null: %m");
+                if (null > 2)
+                        close(null);
+        }
 }
 
 /* ---- running the command ---- */
