@@ -25,7 +25,7 @@
 #include "common/util.h"
 #include "plan/plan-internal.h"
 
-#define FILES_MAX_DEPTH     128                   /* deeper trees are refused (-ELOOP) */
+#define FILES_MAX_DEPTH     128 /* below this depth nothing is compared (the plan says so) */
 #define FILES_MAX_EFFECTS   (256 * 1024)          /* more effects than this: -E2BIG */
 #define FILES_READ_MAX      (64ULL * 1024 * 1024) /* files read whole up to this size */
 #define FILES_CHUNK         (8 * 1024 * 1024)     /* larger files are scanned in chunks */
@@ -58,6 +58,7 @@ struct PlanFiles {
         char *baseline_path;
         char *baseline;
         size_t baseline_len;
+        bool too_deep;
         char *buf[2]; /* reusable read buffers: upper, lower */
         size_t buf_size[2];
 };
@@ -502,8 +503,10 @@ static int record_deleted_children(PlanFiles *pf, size_t layer, int dfd, const c
         _cleanup_strv_free_ char **names = NULL;
         int r;
 
-        if (depth > FILES_MAX_DEPTH)
-                return -ELOOP;
+        if (depth > FILES_MAX_DEPTH) {
+                pf->too_deep = true; /* skipped, not fatal: the walk goes on past it */
+                return 0;
+        }
         r = read_names(dfd, &names);
         if (r < 0)
                 return r;
@@ -684,8 +687,10 @@ static int walk_dir(PlanFiles *pf, size_t layer, int udir, int ldir, const char 
         _cleanup_strv_free_ char **names = NULL, **lnames = NULL;
         int r;
 
-        if (depth > FILES_MAX_DEPTH)
-                return -ELOOP;
+        if (depth > FILES_MAX_DEPTH) {
+                pf->too_deep = true; /* skipped, not fatal: the walk goes on past it */
+                return 0;
+        }
         r = read_names(udir, &names);
         if (r < 0)
                 return r;
@@ -905,6 +910,10 @@ int plan_files_finish(PlanFiles *pf, PlanResult *r)
         k = pair_renames(pf);
         if (k < 0)
                 return k;
+        if (pf->too_deep &&
+            plan_result_partial(r, "directories are nested more than 128 deep: "
+                                   "what lies below that depth was not compared") < 0)
+                return -ENOMEM;
         files = calloc(pf->n_entries ? pf->n_entries : 1, sizeof *files);
         if (!files)
                 return -ENOMEM;
