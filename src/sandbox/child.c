@@ -22,6 +22,7 @@
 
 #include "common/util.h"
 #include "sandbox/sandbox-internal.h"
+#include "sandbox/unotify.h"
 
 void sbx_report(int fd, const SbxError *err)
 {
@@ -183,13 +184,20 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         /* If airlock dies, so does the sandbox (and with pid 1, everything in it). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(127);
-        /* The parent writes our uid/gid maps and places us in the cgroup, then says go. */
-        if (read(sync_fd, &go, 1) != 1)
-                _exit(127); /* parent gone or refused: start nothing */
-
-        sbx_timing("child: go");
+        /*
+         * While the parent writes our uid/gid maps and places us in the
+         * cgroup: the first phase of the mounts, which needs neither (the
+         * capabilities of our user namespace are ours from the clone on,
+         * and it creates no file). It only builds our own private mount
+         * namespace: if the parent refuses, we exit and it goes with us.
+         */
         if (sbx_mounts_begin(p, &m, &err) < 0)
                 die(errfd, &err);
+        sbx_timing("child: mounts begun");
+        /* The parent says go once the maps and the cgroup are in place. */
+        if (read(sync_fd, &go, 1) != 1)
+                _exit(127); /* parent gone or refused: start nothing */
+        sbx_timing("child: go");
         if (p->privileged) {
                 /*
                  * Become the agent user (mapped to itself): keep the
@@ -243,6 +251,8 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                 if (s != SIGKILL && s != SIGSTOP)
                         signal(s, noop_handler);
 
+        if (sbx_unotify_start(p, &err) < 0) /* the unix socket wall: unotify.c */
+                die(errfd, &err);
         sbx_timing("child: privileges dropped");
         agent = spawn_agent(p, &err, sync_fd);
         if (agent < 0) {

@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -651,8 +652,12 @@ out:
  * empty file and fails. Sockets under /run and /tmp are already hidden by
  * their tmpfs. A daemon that starts listening after the launch is not
  * covered (documented).
+ *
+ * Collecting the candidates (reading the tables) touches nothing of the
+ * plan, so it runs in a thread beside the secrets' and placeholders'
+ * preparation; only the filtering below adds masks, in the main thread.
  */
-static int mask_unix_sockets_in(SbxPlan *p, const char *table, SbxError *err)
+static int collect_unix_sockets_in(const char *table, char ***paths)
 {
         _cleanup_free_ char *text = NULL;
         int r = read_full_file(table, 16 * 1024 * 1024, &text, NULL);
@@ -664,7 +669,6 @@ static int mask_unix_sockets_in(SbxPlan *p, const char *table, SbxError *err)
         for (char *line = first ? first + 1 : NULL, *next; line && *line; line = next) {
                 unsigned long flags;
                 char *path;
-                struct stat st;
 
                 next = strchr(line, '\n');
                 if (next)
@@ -675,19 +679,8 @@ static int mask_unix_sockets_in(SbxPlan *p, const char *table, SbxError *err)
                 path = strchr(line, '/');
                 if (!path || path[-1] != ' ')
                         continue; /* abstract or unnamed */
-                /*
-                 * Under /run or /tmp: hidden anyway. Under the workspace or a
-                 * path given with --ro/--rw: the human asked for it.
-                 */
-                if (hidden_by_tmpfs(p, path) || under_a_bind(p, path) || stat(path, &st) < 0 ||
-                    !S_ISSOCK(st.st_mode))
-                        continue;
-                if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
-                      (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
-                        continue; /* the agent's uid could not connect anyway */
-                r = add_mask(p, "a listening unix socket", path, err);
-                if (r < 0)
-                        return r;
+                if (!strv_contains(*paths, path) && strv_extend(paths, path) < 0)
+                        return -ENOMEM;
         }
         return 0;
 }
@@ -699,7 +692,7 @@ static int mask_unix_sockets_in(SbxPlan *p, const char *table, SbxError *err)
  * Started by root (who may read every process's table), airlock also reads
  * the table of each other network namespace in use, once per namespace.
  */
-static int mask_unix_sockets(SbxPlan *p, SbxError *err)
+static int collect_unix_sockets(bool all_namespaces, char ***paths)
 {
         _cleanup_free_ ino_t *seen = NULL;
         size_t n_seen = 0;
@@ -708,8 +701,8 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
         struct dirent *de;
         int r;
 
-        r = mask_unix_sockets_in(p, "/proc/net/unix", err);
-        if (r < 0 || !p->privileged || stat("/proc/self/ns/net", &self) < 0)
+        r = collect_unix_sockets_in("/proc/net/unix", paths);
+        if (r < 0 || !all_namespaces || stat("/proc/self/ns/net", &self) < 0)
                 return r;
         d = opendir("/proc");
         if (!d)
@@ -737,7 +730,7 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
                 seen = t;
                 seen[n_seen++] = st.st_ino;
                 snprintf(path, sizeof path, "/proc/%s/net/unix", de->d_name);
-                r = mask_unix_sockets_in(p, path, err);
+                r = collect_unix_sockets_in(path, paths);
                 if (r < 0)
                         break;
         }
@@ -745,35 +738,190 @@ static int mask_unix_sockets(SbxPlan *p, SbxError *err)
         return r < 0 ? r : 0;
 }
 
+/*
+ * The helper thread: the inotify watches on the secrets' directories and
+ * the listening unix sockets. Both only read the host and the
+ * configuration, and write fields of the plan nobody else touches until
+ * sbx_prep_thread_join(): the main thread meanwhile expands the secret
+ * globs and prepares the protected names. Joined before the clone (and
+ * before anything else forks), so no process is ever forked with a second
+ * thread running. The watches are set no later than before (when they came
+ * after the expansion): a secret created after the expansion is still seen.
+ */
+static void *prep_thread(void *arg)
+{
+        SbxPlan *p = arg;
+
+        p->prep_r = sbx_watch_secrets(p, &p->prep_err);
+        if (p->prep_r < 0)
+                return NULL;
+        p->prep_r = collect_unix_sockets(p->privileged, &p->unix_sockets);
+        if (p->prep_r < 0)
+                p->prep_r = sbx_fail(&p->prep_err, 71, p->prep_r,
+                                     "cannot list the listening unix sockets: %s",
+                                     strerror(-p->prep_r));
+        return NULL;
+}
+
+void sbx_prep_thread_start(SbxPlan *p)
+{
+        sigset_t all, old;
+
+        /* The thread takes no signal: they stay with the main thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        p->prep_started = pthread_create(&p->prep_thread, NULL, prep_thread, p) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+int sbx_prep_thread_join(SbxPlan *p, SbxError *err)
+{
+        if (p->prep_started) {
+                pthread_join(p->prep_thread, NULL);
+                p->prep_started = false;
+        } else if (!p->prep_done) {
+                /* Not started (or could not be): the same work, here. */
+                (void)prep_thread(p);
+        }
+        p->prep_done = true;
+        if (p->prep_r < 0 && err)
+                *err = p->prep_err;
+        return p->prep_r;
+}
+
+/*
+ * Masks the listening unix sockets found by the helper thread (joined
+ * here), or, for --explain (which watches nothing), found now.
+ */
+int sbx_mask_unix_sockets(SbxPlan *p, bool for_explain, SbxError *err)
+{
+        int r;
+
+        if (for_explain) {
+                r = collect_unix_sockets(p->privileged, &p->unix_sockets);
+                if (r < 0)
+                        return sbx_fail(err, 71, r, "cannot list the listening unix sockets: %s",
+                                        strerror(-r));
+        } else {
+                r = sbx_prep_thread_join(p, err);
+                if (r < 0)
+                        return r;
+        }
+        STRV_FOREACH (s, p->unix_sockets) {
+                const char *path = *s;
+                struct stat st;
+
+                /*
+                 * Under /run or /tmp: hidden anyway. Under the workspace or a
+                 * path given with --ro/--rw: the human asked for it.
+                 */
+                if (hidden_by_tmpfs(p, path) || under_a_bind(p, path) || stat(path, &st) < 0 ||
+                    !S_ISSOCK(st.st_mode))
+                        continue;
+                if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
+                      (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
+                        continue; /* the agent's uid could not connect anyway */
+                r = add_mask(p, "a listening unix socket", path, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/*
+ * The names in a small directory, read in one go (a home: most hold none of
+ * the "~/" secrets' first components, and one listing answers them all
+ * instead of a glob each). NULL for a directory that cannot be read or is
+ * large: then every glob runs as usual.
+ */
+typedef struct {
+        char *buf;
+        size_t len;
+} DirNames;
+
+#define DIR_NAMES_MAX (32 * 1024)
+
+static void dir_names_read(const char *path, DirNames *ret)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct stat st;
+        ssize_t n;
+
+        *ret = (DirNames){ 0 };
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size > DIR_NAMES_MAX / 2)
+                return;
+        ret->buf = malloc(DIR_NAMES_MAX);
+        if (!ret->buf)
+                return;
+        while ((n = getdents64(fd, ret->buf + ret->len, DIR_NAMES_MAX - ret->len)) > 0)
+                ret->len += (size_t)n;
+        if (n < 0 || ret->len >= DIR_NAMES_MAX - 1024) { /* an error, or maybe more to read */
+                free(ret->buf);
+                *ret = (DirNames){ 0 };
+        }
+}
+
+/* True unless the listing shows that no entry can match name (a glob's first component). */
+static bool dir_names_may_hold(const DirNames *l, const char *name, size_t n)
+{
+        if (!l->buf)
+                return true; /* not listed: ask glob */
+        for (size_t i = 0; i < n; i++)
+                if (strchr("*?[]{}\\", name[i]))
+                        return true; /* a pattern: glob decides */
+        for (size_t off = 0; off < l->len;) {
+                const struct dirent64 *d = (const struct dirent64 *)(l->buf + off);
+                if (d->d_reclen == 0)
+                        return true;
+                if (strlen(d->d_name) == n && strneq(d->d_name, name, n))
+                        return true;
+                off += d->d_reclen;
+        }
+        return false;
+}
+
 int sbx_expand_secrets(SbxPlan *p, SbxError *err)
 {
-        STRV_FOREACH (g, p->cfg->secret_globs) {
-                int r;
+        size_t n_homes = strv_length(p->homes);
+        _cleanup_free_ DirNames *lists = calloc(n_homes + 1, sizeof(DirNames));
+        int r = 0;
 
+        if (!lists)
+                return -ENOMEM;
+        STRV_FOREACH (g, p->cfg->secret_globs)
                 if (strneq(*g, "~/", 2)) {
-                        /* In every existing home: a missing home has nothing to mask. */
-                        STRV_FOREACH (h, p->homes) {
-                                _cleanup_free_ char *abs = NULL;
-                                if (asprintf(&abs, "%s/%s", *h, *g + 2) < 0)
-                                        return -ENOMEM;
-                                r = expand_one(p, abs, err);
-                                if (r < 0)
-                                        return r;
-                        }
-                        continue;
+                        for (size_t i = 0; i < n_homes; i++)
+                                dir_names_read(p->homes[i], &lists[i]);
+                        break;
                 }
-                r = expand_one(p, *g, err);
+        STRV_FOREACH (g, p->cfg->secret_globs) {
+                if (strneq(*g, "~/", 2)) {
+                        const char *rest = *g + 2;
+                        size_t first = strcspn(rest, "/");
+
+                        /* In every existing home: a missing home has nothing to mask. */
+                        for (size_t i = 0; i < n_homes && r >= 0; i++) {
+                                _cleanup_free_ char *abs = NULL;
+                                if (!dir_names_may_hold(&lists[i], rest, first))
+                                        continue; /* its first component is not there */
+                                if (asprintf(&abs, "%s/%s", p->homes[i], rest) < 0)
+                                        r = -ENOMEM;
+                                else
+                                        r = expand_one(p, abs, err);
+                        }
+                } else
+                        r = expand_one(p, *g, err);
                 if (r < 0)
-                        return r;
+                        break;
         }
-        {
-                int r = mask_aliases(p, err);
-                if (r < 0)
-                        return r;
-                r = mask_unix_sockets(p, err);
-                if (r < 0)
-                        return r;
-        }
+        for (size_t i = 0; i < n_homes; i++)
+                free(lists[i].buf);
+        if (r < 0)
+                return r;
+        sbx_timing("secrets: globs");
+        r = mask_aliases(p, err);
+        if (r < 0)
+                return r;
         /* A secret that contains the workspace would hide it: say so instead of surprising. */
         for (size_t i = 0; i < p->n_masks; i++)
                 for (size_t j = 0; j < p->n_binds; j++)
@@ -783,6 +931,7 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
                                                 "outside it",
                                                 j == 0 ? "workspace" : "path", p->binds[j].path,
                                                 p->masks[i].path);
+        /* (A socket, masked later, contains nothing.) */
         return 0;
 }
 
@@ -1837,10 +1986,23 @@ int sbx_loopback_up(SbxError *err)
 static int add_watch(SbxPlan *p, const char *dir, const char *name_glob, bool final)
 {
         SbxWatch *t;
-        int wd = inotify_add_watch(p->inotify_fd, dir,
-                                   IN_CREATE | IN_MOVED_TO | IN_MOVE_SELF | IN_DELETE_SELF |
-                                           IN_ONLYDIR | IN_DONT_FOLLOW);
+        int wd = -1;
 
+        /*
+         * Many globs share a directory (every "~/" glob in each home): one
+         * inotify_add_watch per directory, the same watch for each glob. A
+         * directory replaced in between ends the session anyway (the first
+         * watch sees IN_MOVE_SELF or IN_DELETE_SELF).
+         */
+        for (size_t i = 0; i < p->n_watches; i++)
+                if (streq(p->watches[i].dir, dir)) {
+                        wd = p->watches[i].wd;
+                        break;
+                }
+        if (wd < 0)
+                wd = inotify_add_watch(p->inotify_fd, dir,
+                                       IN_CREATE | IN_MOVED_TO | IN_MOVE_SELF | IN_DELETE_SELF |
+                                               IN_ONLYDIR | IN_DONT_FOLLOW);
         if (wd < 0)
                 return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
         t = realloc(p->watches, sizeof(SbxWatch) * (p->n_watches + 1));

@@ -320,6 +320,8 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         if (r < 0)
                 return r;
         sbx_timing("binds");
+        if (!for_explain)
+                sbx_prep_thread_start(p); /* the watches and the unix sockets, meanwhile */
         r = sbx_expand_secrets(p, err);
         if (r < 0)
                 return r;
@@ -327,12 +329,16 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         r = sbx_prepare_protect(p, !for_explain, err);
         if (r < 0)
                 return r;
+        sbx_timing("protect");
+        r = sbx_mask_unix_sockets(p, for_explain, err);
+        if (r < 0)
+                return r;
         if (c->net == SBX_NET_HOST) {
                 r = sbx_prepare_resolv_conf(p, err);
                 if (r < 0)
                         return r;
         }
-        sbx_timing("protect");
+        sbx_timing("unix sockets+watches");
         r = build_env(p);
         if (r < 0)
                 return r;
@@ -350,9 +356,6 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
                         return -ENOMEM;
                 return 0;
         }
-        r = sbx_watch_secrets(p, err);
-        if (r < 0)
-                return r;
         r = sbx_seccomp_prepare(p, err);
         if (r < 0)
                 return r;
@@ -384,6 +387,9 @@ static void report_protect_created(const SbxPlan *p)
 void sbx_plan_done(SbxPlan *p)
 {
         pid_t watcher = p->watcher;
+
+        if (p->prep_started) /* a launch refused before the join: the thread ends first */
+                (void)sbx_prep_thread_join(p, NULL);
 
         /*
          * Closing the session helper's pipe tells it the session is over:
@@ -421,6 +427,7 @@ void sbx_plan_done(SbxPlan *p)
                         (void)waitpid(watcher, NULL, WNOHANG);
         }
         sbx_timing("placeholders removed");
+        strv_free(p->unix_sockets);
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
@@ -794,6 +801,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 err_r = safe_close(err_r);
                 sbx_child_main(&plan, sync_r);
         }
+        sbx_timing("cloned");
         sync_r = safe_close(sync_r);
         plan.err_fd = safe_close(plan.err_fd);
         plan.pty_slave = safe_close(plan.pty_slave);
@@ -829,10 +837,19 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r < 0) {
+                SbxError child_err = { 0 };
+
                 kill(pid, SIGKILL);
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                         ;
                 sigprocmask(SIG_SETMASK, &old, NULL);
+                /*
+                 * Pid 1 starts its mounts before the go: if it refused the
+                 * launch meanwhile (and exited, failing our step), its reason
+                 * is the one to tell.
+                 */
+                if (read_report(err_r, &child_err) < 0 && err && child_err.message[0])
+                        *err = child_err;
                 goto finish;
         }
         /*

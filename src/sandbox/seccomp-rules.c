@@ -206,6 +206,23 @@ int sbx_seccomp_build(bool net_host, void **ret)
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(never_families); i++)
                 r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1,
                                      SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)never_families[i]));
+        /*
+         * AF_UNIX: stream and seqpacket only. A datagram socket (SOCK_RAW is
+         * one too in af_unix.c) sends to any pathname socket with sendto(2),
+         * even once connected, and sendto has no hook we could route to the
+         * connect supervisor: refuse the type. Stream and seqpacket sockets
+         * ignore or refuse an address on sendmsg, so only connect(2) reaches
+         * a pathname socket, and connect is the supervisor's (unotify.c).
+         */
+        static const int unix_calls[] = { SCMP_SYS(socket), SCMP_SYS(socketpair) };
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(unix_calls); i++)
+                for (uint32_t t = 0; r >= 0 && t <= 0xf; t++) {
+                        if (t == SOCK_STREAM || t == SOCK_SEQPACKET)
+                                continue;
+                        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), unix_calls[i], 2,
+                                             SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)AF_UNIX),
+                                             SCMP_A1_32(SCMP_CMP_MASKED_EQ, 0xf, t));
+                }
         /* openat2 carries its mode in memory: ENOSYS makes callers fall back to openat. */
         if (r >= 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), 437 /* openat2 */, 0);
@@ -250,6 +267,27 @@ int sbx_seccomp_build(bool net_host, void **ret)
                         r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1,
                                              SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)AF_PACKET));
         }
+        if (r < 0) {
+                seccomp_release(ctx);
+                return r;
+        }
+        *ret = ctx;
+        return 0;
+}
+
+int sbx_seccomp_build_unotify(void **ret)
+{
+        scmp_filter_ctx ctx;
+        int r = 0;
+
+        ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (!ctx)
+                return -ENOMEM;
+        if (seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0 ||
+            seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1) < 0)
+                r = -EINVAL;
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(connect), 0);
         if (r < 0) {
                 seccomp_release(ctx);
                 return r;

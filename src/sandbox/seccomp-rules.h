@@ -10,3 +10,10 @@
  * Returns 0 or a negative errno.
  */
 int sbx_seccomp_build(bool net_host, void **ret);
+
+/*
+ * The connect filter, loaded by the sandbox's pid 1 with a notification
+ * listener: every connect(2) of the agent goes to the supervisor
+ * (unotify.c); nothing else. Same ownership and return as above.
+ */
+int sbx_seccomp_build_unotify(void **ret);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sandbox/sandbox-internal.h"
+#include "sandbox/unotify.h"
 #include "seccomp-bpf.h"
 
 int sbx_seccomp_prepare(SbxPlan *p, SbxError *err)
@@ -40,4 +41,16 @@ int sbx_seccomp_apply(const SbxPlan *p, SbxError *err)
 void sbx_seccomp_free(SbxPlan *p)
 {
         (void)p;
+}
+
+int sbx_seccomp_load_unotify(void)
+{
+        struct sock_fprog prog = {
+                .len = (unsigned short)ELEMENTSOF(sbx_seccomp_unotify),
+                .filter = (struct sock_filter *)sbx_seccomp_unotify,
+        };
+        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                          &prog);
+
+        return fd < 0 ? -errno : (int)fd;
 }

@@ -7,11 +7,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "sandbox/sandbox-internal.h"
+#include "sandbox/unotify.h"
 
 static const char *status_field(const char *status, const char *key)
 {
@@ -99,6 +103,38 @@ int sbx_selfcheck(const SbxPlan *p, SbxError *err)
                 CHECK(r < 0 && e == EACCES, "the Landlock domain is not in force (%s)",
                       r == 0 ? "a write outside the allowed paths worked" : strerror(e));
         }
+        /*
+         * The unix socket wall: no datagram unix socket (seccomp), and a
+         * connect to a path that is no socket of ours is answered by the
+         * supervisor (EACCES), not by the kernel (ECONNREFUSED: the filter
+         * is missing; ENOSYS: nobody supervises).
+         */
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0)
+                close(fd);
+        CHECK(fd < 0 && errno == EACCES, "a datagram unix socket can be created");
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(fd >= 0, "cannot create a unix stream socket: %s", strerror(errno));
+        {
+                struct sockaddr_un sun = { .sun_family = AF_UNIX, .sun_path = "/" };
+                /*
+                 * The supervisor reads the caller's memory and fd table as
+                 * any process of the agent's uid may, i.e. only while this
+                 * memory (pid 1's, before exec) is dumpable: for the probe
+                 * only. Nothing but airlock's own code runs meanwhile, and
+                 * exec gives the agent a fresh, dumpable memory anyway.
+                 */
+                r = prctl(PR_SET_DUMPABLE, 1);
+                CHECK(r == 0, "cannot probe the unix socket wall: %s", strerror(errno));
+                r = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+                int e = errno;
+                close(fd);
+                CHECK(prctl(PR_SET_DUMPABLE, 0) == 0, "cannot make the sandbox undumpable again");
+                CHECK(r < 0 && e == SBX_UNOTIFY_REFUSED,
+                      "the unix socket wall is not in force (connect answered %s)",
+                      r == 0 ? "success" : strerror(e));
+        }
+
         /* A write to the host tree must fail. */
         fd = open("/etc/.airlock-probe", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
         if (fd >= 0) {

@@ -110,7 +110,6 @@ def test_daemon_socket_of_another_network_namespace(lab):
         subprocess.run(["rm", "-rf", str(d)])
 
 
-@known_weakness("F21", "a container's socket is listed under its own mount namespace's path, not the host's")
 def test_daemon_socket_of_a_container_with_its_own_mounts(lab):
     """A container has its own network *and* mount namespace: its /proc/net/unix names the
     socket by the container's path (/mnt/d.sock), while on the host it is
@@ -131,7 +130,6 @@ def test_daemon_socket_of_a_container_with_its_own_mounts(lab):
         subprocess.run(["rm", "-rf", str(root)])
 
 
-@known_weakness("F15", "sockets are masked at launch only: a daemon that starts later is reachable")
 def test_daemon_started_after_launch(lab):
     """A daemon that starts listening while the sandbox runs (a service restart)."""
     d = pathlib.Path("/var/lib") / (lab.tag + "-late")
@@ -155,7 +153,6 @@ def test_daemon_started_after_launch(lab):
         subprocess.run(["rm", "-rf", str(d)])
 
 
-@known_weakness("F20", "only listening stream sockets are masked: a datagram command socket is reachable")
 def test_datagram_command_socket_outside_run(lab):
     """Some daemons take commands on a SOCK_DGRAM unix socket (no listen(2), so it is not
     marked listening in /proc/net/unix): sendto(2) by path reaches them like connect does."""

@@ -358,6 +358,47 @@ def test_home_or_root_as_workspace_is_refused(env):
         one_error_line(r)
 
 
+@pytest.mark.skipif(not ROOT, reason="creating a user with a home of its own needs root")
+@pytest.mark.parametrize("entries", [0, 3000], ids=["small-home", "large-home"])
+def test_home_secrets_are_masked_in_small_and_large_homes(env, entries):
+    """"~/" secrets are looked up in each home from one listing of it when the
+    home is small, by a glob per secret when it is large: masked either way,
+    including below a directory (~/.config/...) and through a wildcard."""
+    name = f"airlock-t-home{os.getpid() % 10000}"
+    home = pathlib.Path(tempfile.mkdtemp(prefix="airlock-sbx-home-", dir="/var/lib"))
+    os.chmod(home, 0o755)
+    for i in range(entries):  # a home whose listing is too large to read in one go
+        (home / f"f{i:05d}-{'x' * 40}").touch()
+    (home / ".netrc-test").write_text("NETRC-SECRET\n")
+    (home / ".config" / "tool").mkdir(parents=True)
+    (home / ".config" / "tool" / "token").write_text("TOKEN-SECRET\n")
+    (home / ".keys").mkdir()
+    (home / ".keys" / "id_test").write_text("KEY-SECRET\n")
+    for f in (home / ".netrc-test", home / ".config/tool/token", home / ".keys/id_test"):
+        os.chmod(f, 0o644)
+    for d in (home / ".config", home / ".config/tool", home / ".keys"):
+        os.chmod(d, 0o755)
+    policy = env["tmp"] / "home-policy.yaml"
+    policy.write_text("version: 1\nsecrets:\n  - ~/.netrc-test\n  - ~/.config/tool/token\n"
+                      "  - ~/.k*/id_*\n  - ~/.not-there/x\nprofiles:\n  default: {net: none}\n")
+    subprocess.run(["useradd", "--system", "-M", "-d", str(home), "-s", "/usr/sbin/nologin",
+                    name], check=True)
+    try:
+        if entries:
+            assert home.stat().st_size > 16 * 1024  # really the large-directory path
+        files = [home / ".netrc-test", home / ".config/tool/token", home / ".keys/id_test"]
+        outside = subprocess.run(["cat", *map(str, files)], capture_output=True, text=True)
+        assert outside.stdout.split() == ["NETRC-SECRET", "TOKEN-SECRET", "KEY-SECRET"]
+        r = subprocess.run([str(AIRLOCK), "run", "--policy", str(policy), "--workspace",
+                            str(env["ws"]), "--", "cat", *map(str, files)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "", r.stdout  # all three read as empty files
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # ---- network --------------------------------------------------------------------------
 
 def test_net_none_has_only_loopback(env):

@@ -32,6 +32,10 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/bpf.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
@@ -160,6 +164,10 @@ static const char *errno_name(int e)
                 return "ECONNRESET";
         case ETIMEDOUT:
                 return "ETIMEDOUT";
+        case ENOTCONN:
+                return "ENOTCONN";
+        case EISCONN:
+                return "EISCONN";
         case ECONNREFUSED:
                 return "ECONNREFUSED";
         case EHOSTUNREACH:
@@ -1250,6 +1258,278 @@ static int t_abstract_connect(int argc, char **argv)
         return argc == 2 ? unix_connect(argv[1], true) : 2;
 }
 
+/* --- the unix socket wall (issue 3: F15, F20, F21 and the routes around connect) --- */
+
+static socklen_t unix_addr(const char *path, struct sockaddr_un *sun)
+{
+        size_t n = strlen(path);
+        *sun = (struct sockaddr_un){ .sun_family = AF_UNIX };
+        if (n + 1 > sizeof(sun->sun_path))
+                return 0;
+        memcpy(sun->sun_path, path, n);
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+}
+
+/* unix-socketpair-sendto PATH: a datagram from an unbound socketpair end, to a path. */
+static int t_unix_socketpair_sendto(int argc, char **argv)
+{
+        struct sockaddr_un sun;
+        socklen_t len;
+        int sv[2];
+        if (argc != 2 || !(len = unix_addr(argv[1], &sun)))
+                return 2;
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return FAIL("socketpair");
+        if (sendto(sv[0], "airlock-dgram", 13, 0, (struct sockaddr *)&sun, len) < 0)
+                return FAIL("sendto");
+        return ok("sent");
+}
+
+/* unix-raw-sendto PATH: SOCK_RAW, which af_unix.c turns into a datagram socket. */
+static int t_unix_raw_sendto(int argc, char **argv)
+{
+        struct sockaddr_un sun;
+        socklen_t len;
+        if (argc != 2 || !(len = unix_addr(argv[1], &sun)))
+                return 2;
+        int fd = socket(AF_UNIX, SOCK_RAW | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return FAIL("socket");
+        if (sendto(fd, "airlock-dgram", 13, 0, (struct sockaddr *)&sun, len) < 0)
+                return FAIL("sendto");
+        return ok("sent");
+}
+
+/* unix-sendmsg-name TYPE PATH: sendmsg with msg_name on an unconnected stream/seqpacket socket. */
+static int t_unix_sendmsg_name(int argc, char **argv)
+{
+        struct sockaddr_un sun;
+        socklen_t len;
+        if (argc != 3 || !(len = unix_addr(argv[2], &sun)))
+                return 2;
+        int type = strcmp(argv[1], "seqpacket") == 0 ? SOCK_SEQPACKET : SOCK_STREAM;
+        int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return FAIL("socket");
+        struct iovec iov = { .iov_base = (void *)"airlock-dgram", .iov_len = 13 };
+        struct msghdr mh = {
+                .msg_name = &sun, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1
+        };
+        if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
+                return FAIL("sendmsg");
+        return ok("sent");
+}
+
+/* unix-connect-procfd PATH: connect through /proc/self/fd/N of an O_PATH fd of the socket. */
+static int t_unix_connect_procfd(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        int t = open(argv[1], O_PATH | O_CLOEXEC);
+        if (t < 0)
+                return FAIL("open O_PATH");
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", t);
+        return unix_connect(path, false);
+}
+
+/* unix-connect-relative DIR NAME: chdir(DIR), then connect(NAME). */
+static int t_unix_connect_relative(int argc, char **argv)
+{
+        if (argc != 3)
+                return 2;
+        if (chdir(argv[1]) < 0)
+                return FAIL("chdir");
+        return unix_connect(argv[2], false);
+}
+
+/* A listener of our own that greets with "own" (accepts in a thread). */
+static void *own_acceptor(void *arg)
+{
+        int l = (int)(intptr_t)arg;
+        for (;;) {
+                int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                if (c < 0)
+                        continue;
+                (void)!write(c, "own\n", 4);
+                close(c);
+        }
+        return NULL;
+}
+
+static int own_listener(const char *path)
+{
+        struct sockaddr_un sun;
+        socklen_t len = unix_addr(path, &sun);
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pthread_t t;
+        if (!len || l < 0)
+                return -1;
+        unlink(path);
+        if (bind(l, (struct sockaddr *)&sun, len) < 0 || listen(l, 128) < 0)
+                return -1;
+        if (pthread_create(&t, NULL, own_acceptor, (void *)(intptr_t)l) != 0)
+                return -1;
+        return l;
+}
+
+/* unix-own PATH: a server of our own at PATH, and a connect to it (must work, also inside). */
+static int t_unix_own(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        if (own_listener(argv[1]) < 0)
+                return FAIL("listen");
+        return unix_connect(argv[1], false);
+}
+
+static struct sockaddr_un flip_addr; /* rewritten by the flipper while connects read it */
+static char flip_paths[2][108];
+
+static void *flipper(void *arg)
+{
+        (void)arg;
+        /* hold each value a little: a read during the copy is torn (ENOENT), not a race won */
+        for (unsigned i = 0;; i++) {
+                memcpy(flip_addr.sun_path, flip_paths[i & 1], sizeof flip_addr.sun_path);
+                for (volatile int spin = 0; spin < 2000; spin++)
+                        ;
+        }
+        return NULL;
+}
+
+/*
+ * After one connect: 1 if it reached TARGET (its greeting is not ours), 0 if
+ * it reached our own listener, -1 if it failed (errno from connect).
+ */
+static int flip_result(int fd, int r, int *err)
+{
+        char buf[64];
+        if (r < 0) {
+                *err = errno;
+                close(fd);
+                return -1;
+        }
+        ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        return strncmp(buf, "own", 3) != 0;
+}
+
+static int report_flips(long long rounds, int reached, int own, int failed, int last_err)
+{
+        if (reached)
+                return ok("reached the target %d times of %lld (own %d, refused %d)", reached,
+                          rounds, own, failed);
+        printf("ERR %s never reached the target in %lld rounds (own %d, refused %d)\n",
+               errno_name(failed ? last_err : EACCES), rounds, own, failed);
+        return 1;
+}
+
+/*
+ * unix-connect-flip OWN TARGET ROUNDS: a thread rewrites the address between
+ * OWN (our listener) and TARGET while connect(2) reads it.
+ */
+static int t_unix_connect_flip(int argc, char **argv)
+{
+        long long rounds;
+        pthread_t t;
+        int reached = 0, own = 0, failed = 0, last_err = 0;
+        if (argc != 4 || parse_int(argv[3], &rounds) < 0 || strlen(argv[1]) >= 108 ||
+            strlen(argv[2]) >= 108)
+                return 2;
+        if (own_listener(argv[1]) < 0)
+                return FAIL("listen");
+        flip_addr.sun_family = AF_UNIX;
+        strncpy(flip_paths[0], argv[1], sizeof flip_paths[0] - 1);
+        strncpy(flip_paths[1], argv[2], sizeof flip_paths[1] - 1);
+        if (pthread_create(&t, NULL, flipper, NULL) != 0)
+                return FAIL("pthread_create");
+        for (long long i = 0; i < rounds; i++) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return FAIL("socket");
+                set_timeouts(fd);
+                int r = flip_result(fd,
+                                    connect(fd, (struct sockaddr *)&flip_addr, sizeof flip_addr),
+                                    &last_err);
+                reached += r == 1;
+                own += r == 0;
+                failed += r < 0;
+        }
+        return report_flips(rounds, reached, own, failed, last_err);
+}
+
+static const char *flip_link;
+
+static void *link_flipper(void *arg)
+{
+        char tmp[4200];
+        (void)arg;
+        snprintf(tmp, sizeof tmp, "%s.new", flip_link);
+        for (unsigned i = 0;; i++) {
+                unlink(tmp);
+                if (symlink(flip_paths[i & 1], tmp) == 0)
+                        (void)rename(tmp, flip_link);
+        }
+        return NULL;
+}
+
+/* unix-connect-symlink-flip LINK OWN TARGET ROUNDS: LINK is flipped between OWN and TARGET. */
+static int t_unix_connect_symlink_flip(int argc, char **argv)
+{
+        long long rounds;
+        pthread_t t;
+        int reached = 0, own = 0, failed = 0, last_err = 0;
+        struct sockaddr_un sun;
+        socklen_t len;
+        if (argc != 5 || parse_int(argv[4], &rounds) < 0 || !(len = unix_addr(argv[1], &sun)) ||
+            strlen(argv[2]) >= 108 || strlen(argv[3]) >= 108)
+                return 2;
+        if (own_listener(argv[2]) < 0)
+                return FAIL("listen");
+        flip_link = argv[1];
+        strncpy(flip_paths[0], argv[2], sizeof flip_paths[0] - 1);
+        strncpy(flip_paths[1], argv[3], sizeof flip_paths[1] - 1);
+        if (pthread_create(&t, NULL, link_flipper, NULL) != 0)
+                return FAIL("pthread_create");
+        for (long long i = 0; i < rounds; i++) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return FAIL("socket");
+                set_timeouts(fd);
+                int r = flip_result(fd, connect(fd, (struct sockaddr *)&sun, len), &last_err);
+                reached += r == 1;
+                own += r == 0;
+                failed += r < 0 && last_err != ENOENT; /* between unlink and rename */
+        }
+        return report_flips(rounds, reached, own, failed, last_err);
+}
+
+/* seccomp-listener: install a connect filter of our own with a notification listener. */
+static int t_seccomp_listener(int argc, char **argv)
+{
+        (void)argv;
+        if (argc != 1)
+                return 2;
+        struct sock_filter f[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_connect, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = { .len = 4, .filter = f };
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return FAIL("prctl");
+        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                          &prog);
+        if (fd < 0)
+                return FAIL("seccomp NEW_LISTENER");
+        return ok("listener %ld", fd);
+}
+
 /* tiocsti FD TEXT [HIGHBITS]: pushes TEXT into the terminal's input queue. */
 static int t_tiocsti(int argc, char **argv)
 {
@@ -1451,6 +1731,15 @@ static const struct {
         { "unix-connect", t_unix_connect },
         { "unix-sendto", t_unix_sendto },
         { "abstract-connect", t_abstract_connect },
+        { "unix-socketpair-sendto", t_unix_socketpair_sendto },
+        { "unix-raw-sendto", t_unix_raw_sendto },
+        { "unix-sendmsg-name", t_unix_sendmsg_name },
+        { "unix-connect-procfd", t_unix_connect_procfd },
+        { "unix-connect-relative", t_unix_connect_relative },
+        { "unix-own", t_unix_own },
+        { "unix-connect-flip", t_unix_connect_flip },
+        { "unix-connect-symlink-flip", t_unix_connect_symlink_flip },
+        { "seccomp-listener", t_seccomp_listener },
         { "tiocsti", t_tiocsti },
         { "tioclinux", t_tioclinux },
         { "forkbomb", t_forkbomb },
