@@ -101,6 +101,18 @@ static const PlanFile *find(const PlanResult *r, const char *path)
         return NULL;
 }
 
+/* The effect on path, which must exist (the test fails otherwise). */
+__attribute__((returns_nonnull)) static const PlanFile *get(const PlanResult *r, const char *path)
+{
+        const PlanFile *f = find(r, path);
+
+        if (!f) {
+                print_error("no effect on %s\n", path);
+                abort();
+        }
+        return f;
+}
+
 static void test_nothing_changed(void **state)
 {
         Pair *p = *state;
@@ -134,8 +146,7 @@ static void test_created_modified_deleted(void **state)
         r = collect(p);
 
         assert_int_equal(r->n_files, 5);
-        f = find(r, "/srv/conf");
-        assert_non_null(f);
+        f = get(r, "/srv/conf");
         assert_int_equal(f->change, PLAN_FILE_MODIFIED);
         assert_true(f->content_changed);
         assert_false(f->mode_changed);
@@ -143,28 +154,24 @@ static void test_created_modified_deleted(void **state)
         assert_non_null(strstr(f->diff, "--- a/srv/conf\n+++ b/srv/conf\n"));
         assert_non_null(strstr(f->diff, "-b=2\n+b=3\n"));
 
-        f = find(r, "/srv/gone");
-        assert_non_null(f);
+        f = get(r, "/srv/gone");
         assert_int_equal(f->change, PLAN_FILE_DELETED);
         assert_int_equal(f->old_size, 4);
         assert_int_equal(f->old_mode & 07777, 0600);
 
-        f = find(r, "/srv/new");
-        assert_non_null(f);
+        f = get(r, "/srv/new");
         assert_int_equal(f->change, PLAN_FILE_CREATED);
         assert_int_equal(f->type, 'f');
         assert_int_equal(f->new_mode & 07777, 0640);
         assert_non_null(strstr(f->diff, "+hello\n"));
 
-        f = find(r, "/srv/perm");
-        assert_non_null(f);
+        f = get(r, "/srv/perm");
         assert_int_equal(f->change, PLAN_FILE_MODIFIED);
         assert_false(f->content_changed);
         assert_true(f->mode_changed);
         assert_null(f->diff);
 
-        f = find(r, "/srv/link");
-        assert_non_null(f);
+        f = get(r, "/srv/link");
         assert_int_equal(f->type, 'l');
         assert_true(f->content_changed);
         assert_string_equal(f->link_target, "two");
@@ -219,13 +226,13 @@ static void test_opaque_directory(void **state)
         put(p->upper, "d/new", "n\n", 0644);
         put(p->upper, "d/kept", "k\n", 0644); /* recreated with the same content */
         r = collect(p);
-        assert_non_null((f = find(r, "/srv/d/new")));
+        f = get(r, "/srv/d/new");
         assert_int_equal(f->change, PLAN_FILE_CREATED);
-        assert_non_null((f = find(r, "/srv/d/old")));
+        f = get(r, "/srv/d/old");
         assert_int_equal(f->change, PLAN_FILE_DELETED);
-        assert_non_null((f = find(r, "/srv/d/sub")));
+        f = get(r, "/srv/d/sub");
         assert_int_equal(f->change, PLAN_FILE_DELETED);
-        assert_non_null((f = find(r, "/srv/d/sub/x")));
+        f = get(r, "/srv/d/sub/x");
         assert_int_equal(f->change, PLAN_FILE_DELETED);
         assert_null(find(r, "/srv/d/kept"));
         assert_null(find(r, "/srv/d"));
@@ -299,14 +306,14 @@ static void test_secret_content(void **state)
         put(p->upper, "conf", buf, 0644);
         put(p->upper, "plain", "nothing secret\n", 0644);
         r = collect_with(p, fp, 16384, 1 << 20, "/srv");
-        assert_non_null((f = find(r, "/srv/k")));
+        f = get(r, "/srv/k");
         assert_string_equal(f->secret_content, "/etc/corosync/authkey");
         assert_null(f->diff);
         assert_null(f->summary);
-        assert_non_null((f = find(r, "/srv/conf")));
+        f = get(r, "/srv/conf");
         assert_string_equal(f->secret_content, "/etc/corosync/authkey");
         assert_null(f->diff); /* never shown */
-        assert_non_null((f = find(r, "/srv/plain")));
+        f = get(r, "/srv/plain");
         assert_null(f->secret_content);
         assert_non_null(f->diff);
         for (size_t i = 0; i < r->n_files; i++)
@@ -330,13 +337,13 @@ static void test_diff_budget_and_binary(void **state)
         assert_int_equal(write(fd, "\0\1\2\3binary", 10), 10);
         close(fd);
         r = collect_with(p, NULL, 16384, 20, "/");
-        assert_non_null((f = find(r, "/a")));
+        f = get(r, "/a");
         assert_non_null(f->diff);
         assert_false(f->diff_truncated);
-        assert_non_null((f = find(r, "/b")));
+        f = get(r, "/b");
         assert_null(f->diff);
         assert_true(f->diff_truncated);
-        assert_non_null((f = find(r, "/bin")));
+        f = get(r, "/bin");
         assert_null(f->diff);
         assert_non_null(f->summary);
         assert_non_null(strstr(f->summary, "binary"));
@@ -382,7 +389,7 @@ static void test_owner_change(void **state)
         put(p->upper, "o", "x\n", 0644);
         assert_int_equal(fchownat(p->upper, "o", 5, 5, 0), 0);
         r = collect(p);
-        assert_non_null((f = find(r, "/srv/o")));
+        f = get(r, "/srv/o");
         assert_true(f->owner_changed);
         assert_false(f->content_changed);
         assert_int_equal(f->new_uid, 5);
