@@ -178,3 +178,11 @@ def test_host_plans_the_connect_prefix(work, tmp_path):
     assert any("xenon" in r and "not observable" in r for r in p["fidelity_reasons"])
     assert any(n["host"] == "xenon" and n["port"] == 22 for n in p["network"])
     assert any(e["argv"][0] == "ssh" or e["path"].endswith("/ssh") for e in p["execs"])
+
+
+def test_unix_socket_is_a_daemon_not_the_network(work):
+    """glibc asks nscd for user names: a refused unix connect is a daemon contact, not a connection
+    to a machine outside the inventory (which the default policy denies)."""
+    code, p, d, _ = plan("id", "root", expect=0)
+    assert d["action"] == "allow"
+    assert not any(r["effect"].startswith("connects to") for r in d["effect_rules"])
