@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "config.h"
 #include "sandbox/sandbox-internal.h"
+#include "sandbox/unotify.h"
 
 void sbx_timing(const char *phase)
 {
@@ -760,6 +761,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         pid_t pid;
 
         r = sbx_plan_prepare(&plan, c, false, err);
+        if (r >= 0)
+                r = sbx_unotify_prepare(&plan, err); /* the unix socket wall: unotify.c */
         if (r < 0)
                 goto finish;
         if (c->net == SBX_NET_NONE)

@@ -14,10 +14,12 @@
  * The rules:
  * - AF_UNIX, pathname: the path is resolved (as the agent would, no magic
  *   links) to an O_PATH fd and the connect goes to that very inode through
- *   /proc/self/fd/N. Allowed: the session socket; with --net none, also a
- *   socket bound inside the sandbox's own network namespace (the agent's
- *   own servers: tmux, a test harness), which sock_diag tells by the
- *   inode. Everything else: EACCES (SBX_UNOTIFY_REFUSED).
+ *   /proc/self/fd/N. Allowed: the session socket, and the agent's own
+ *   servers (tmux, a test harness): with --net none a socket bound inside
+ *   the sandbox's own network namespace, which sock_diag tells by the
+ *   inode; with --net host (one namespace with the host) a socket on one of
+ *   the sandbox's own tmpfs (its /tmp, /run, ...). Everything else: EACCES
+ *   (SBX_UNOTIFY_REFUSED).
  * - AF_UNIX, abstract: with --net none the abstract namespace is the
  *   sandbox's own; with --net host it is the host's: EPERM (what
  *   Landlock's abstract-socket scope answers to the agent itself).
@@ -70,6 +72,74 @@
 #define PIDFD_THREAD O_EXCL
 #endif
 
+/*
+ * --net host: the device numbers of the host's mounts, taken by airlock
+ * before the sandbox's mount namespace is copied from them; inherited by
+ * pid 1 and the supervisor. A tmpfs inside whose device is not among them
+ * was made by the sandbox.
+ */
+static dev_t *host_devs;
+static size_t n_host_devs;
+
+/* Calls fn for each mount of /proc/self/mountinfo: its device, mount point and type. */
+static int for_each_mount(int (*fn)(dev_t dev, const char *where, const char *type, void *u),
+                          void *userdata)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_full_file("/proc/self/mountinfo", 16 * 1024 * 1024, &text, NULL);
+
+        if (r < 0)
+                return r;
+        for (char *line = text, *next; line && *line; line = next) {
+                unsigned maj, min;
+                char where[4096], type[64];
+                const char *dash;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE ..." */
+                dash = strstr(line, " - ");
+                if (!dash || sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, where) != 3 ||
+                    sscanf(dash + 3, "%63s", type) != 1)
+                        continue;
+                r = fn(makedev(maj, min), where, type, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int add_host_dev(dev_t dev, const char *where, const char *type, void *u)
+{
+        dev_t *t;
+
+        (void)where;
+        (void)type;
+        (void)u;
+        for (size_t i = 0; i < n_host_devs; i++)
+                if (host_devs[i] == dev)
+                        return 0;
+        t = realloc(host_devs, sizeof *t * (n_host_devs + 1));
+        if (!t)
+                return -ENOMEM;
+        host_devs = t;
+        host_devs[n_host_devs++] = dev;
+        return 0;
+}
+
+int sbx_unotify_prepare(const SbxPlan *p, SbxError *err)
+{
+        int r;
+
+        if (p->cfg->net != SBX_NET_HOST)
+                return 0; /* --net none tells the agent's sockets by their network namespace */
+        r = for_each_mount(add_host_dev, NULL);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot read /proc/self/mountinfo: %m");
+        return 0;
+}
+
 typedef struct {
         int listener;
         bool net_host;
@@ -78,6 +148,8 @@ typedef struct {
         bool have_session;
         dev_t session_dev;
         ino_t session_ino;
+        dev_t private_devs[8]; /* --net host: the sandbox's own tmpfs (see own_tmpfs) */
+        size_t n_private_devs;
 } Wall;
 
 /* One connect to perform: what the supervisor (or a worker thread) needs. */
@@ -205,8 +277,8 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
         struct stat st;
         bool ok;
 
-        if (j->len <= offsetof(struct sockaddr_un, sun_path))
-                return -EINVAL;
+        if (j->len <= offsetof(struct sockaddr_un, sun_path) || j->len > sizeof sun)
+                return -EINVAL; /* as unix_validate_addr() */
         memcpy(&sun, &j->addr, sizeof sun);
         if (sun.sun_family != AF_UNIX)
                 return -EINVAL;
@@ -214,8 +286,6 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
         if (type != SOCK_STREAM && type != SOCK_SEQPACKET)
                 return -SBX_UNOTIFY_REFUSED;
         n = j->len - offsetof(struct sockaddr_un, sun_path);
-        if (n > sizeof sun.sun_path)
-                n = sizeof sun.sun_path;
         if (sun.sun_path[0] == '\0')
                 /* abstract: the sandbox's own namespace with --net none, the host's else */
                 return w->net_host ? -EPERM : 0;
@@ -242,6 +312,8 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
                         st.st_ino == w->session_ino;
         if (!ok && S_ISSOCK(st.st_mode) && !w->net_host)
                 ok = bound_in_sandbox(&st, &j->quick) > 0;
+        for (size_t i = 0; !ok && S_ISSOCK(st.st_mode) && i < w->n_private_devs; i++)
+                ok = st.st_dev == w->private_devs[i];
         if (!ok)
                 return -SBX_UNOTIFY_REFUSED;
         j->target = TAKE_FD(target);
@@ -418,6 +490,32 @@ static int recv_fd(int chan)
         return fd;
 }
 
+/*
+ * --net host: the tmpfs the sandbox mounted where the agent keeps its own
+ * sockets (its /tmp, /run, home, ...). The host's network namespace cannot
+ * tell the agent's sockets from a daemon's, but a file system no host
+ * mount has can only hold sockets bound from inside. A host mount made
+ * just before the launch and missing from host_devs could only be under
+ * these paths, which the sandbox's tmpfs cover.
+ */
+static int own_tmpfs(dev_t dev, const char *where, const char *type, void *u)
+{
+        static const char *const paths[] = { "/run",     "/var/run",  "/tmp",     "/var/tmp",
+                                             "/dev/shm", "/run/user", "/tmp/home" };
+        Wall *w = u;
+        bool listed = false;
+
+        if (!streq(type, "tmpfs") || w->n_private_devs >= ELEMENTSOF(w->private_devs))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                listed = listed || streq(where, paths[i]);
+        for (size_t i = 0; listed && i < n_host_devs; i++)
+                listed = host_devs[i] != dev;
+        if (listed)
+                w->private_devs[w->n_private_devs++] = dev;
+        return 0;
+}
+
 _noreturn_ static void supervise(const SbxPlan *p, int chan)
 {
         Wall w = { .net_host = p->cfg->net == SBX_NET_HOST,
@@ -443,6 +541,8 @@ _noreturn_ static void supervise(const SbxPlan *p, int chan)
                 w.session_dev = st.st_dev;
                 w.session_ino = st.st_ino;
         }
+        if (w.net_host && for_each_mount(own_tmpfs, &w) < 0)
+                w.n_private_devs = 0; /* then only the session socket: fail closed */
         for (;;) {
                 struct seccomp_notif req;
 

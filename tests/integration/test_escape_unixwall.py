@@ -174,10 +174,16 @@ def test_agents_own_unix_sockets_still_work(lab):
         assert "own" in expect_ok(r, "the agent's own unix server inside"), describe(r)
 
 
-def test_agents_own_unix_sockets_on_the_host_network(lab):
-    """--net host shares the host's network namespace: the agent's own pathname sockets cannot
-    be told from a host daemon's there, so they are refused too (documented)."""
-    expect_denied(lab.probe_inside("unix-own", "/tmp/own.sock", profile=HOST), "EACCES")
+def test_agents_own_unix_sockets_on_the_host_network(lab, daemon):
+    """--net host shares the host's network namespace, so the agent's own sockets are told from
+    a daemon's by their file system: the sandbox's own tmpfs (/tmp, /run, ...) hold only sockets
+    bound from inside. One in the workspace (a host file system) is refused (documented), and a
+    host daemon's stays refused."""
+    r = lab.probe_inside("unix-own", "/tmp/own.sock", profile=HOST)
+    assert "own" in expect_ok(r, "the agent's own unix server in /tmp inside"), describe(r)
+    expect_denied(lab.probe_inside("unix-own", lab.ws("own.sock"), profile=HOST), "EACCES")
+    path, _ = daemon
+    expect_denied(lab.probe_inside("unix-connect", path, profile=HOST), "EACCES")
 
 
 def test_abstract_socket_of_a_host_daemon_on_the_host_network(lab):
