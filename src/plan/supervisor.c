@@ -1875,6 +1875,12 @@ static void *sup_thread(void *arg)
         }
         /* opens that raced the end of the command are still queued */
         handle_fanotify(s);
+        /*
+         * Drop the marks now: their teardown waits for an SRCU grace period
+         * (10-25 ms) in a kernel worker, while the caller collects the file
+         * effects, instead of in close() at the end of the plan.
+         */
+        (void)fanotify_mark(s->fan, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
 out:
         pthread_mutex_lock(&s->lock);
         free_self = s->detached;
@@ -1986,6 +1992,34 @@ int plan_sup_stop(PlanSup *s)
         return s->thread_error;
 }
 
+static void *closer(void *arg)
+{
+        close((int)(intptr_t)arg);
+        return NULL;
+}
+
+/*
+ * Closing a fanotify group with marks waits for an SRCU grace period (10-25
+ * ms here): a plan should not wait for that, so a detached thread does it.
+ */
+static void close_in_background(int fd)
+{
+        pthread_attr_t a;
+        pthread_t t;
+
+        if (fd < 0)
+                return;
+        if (pthread_attr_init(&a) == 0) {
+                bool ok = pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED) == 0 &&
+                          pthread_create(&t, &a, closer, (void *)(intptr_t)fd) == 0;
+
+                pthread_attr_destroy(&a);
+                if (ok)
+                        return;
+        }
+        close(fd);
+}
+
 PlanSup *plan_sup_free(PlanSup *s)
 {
         if (!s)
@@ -2003,7 +2037,7 @@ PlanSup *plan_sup_free(PlanSup *s)
                 pthread_join(s->thread, NULL);
         }
         safe_close(s->listener);
-        safe_close(s->fan);
+        close_in_background(s->fan);
         safe_close(s->stop_efd);
         safe_close(s->sock);
         for (size_t i = 0; i < s->n_watched; i++)
