@@ -364,6 +364,9 @@ struct PlanSup {
         bool closed;          /* r has been handed over: record nothing more */
         bool detached;        /* the thread frees this when it ends */
         bool thread_done;     /* the thread has left its loop and will not touch r again */
+        bool gated;           /* the child waits until the secrets are watched (record mode) */
+        bool cancelled;       /* plan_sup_free() before the child was let go: never let it go */
+        pthread_cond_t gate_cond;
 
         pid_t root_pid;    /* the first process that notified (the command) */
         char *root_prefix; /* how the snapshot's root shows in /proc/PID/exe from here */
@@ -379,8 +382,6 @@ struct PlanSup {
 
         Watched *watched;
         size_t n_watched;
-
-        uint64_t n_notifications, notify_usec; /* for the cost per notification */
 };
 
 static uint64_t str_hash(const char *s)
@@ -1336,11 +1337,14 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
         _cleanup_close_ int mem = -EBADF;
         Verdict v = { .cont = true };
         bool ok = true;
-        uint64_t t0 = now_monotonic_usec();
 
         if (__atomic_load_n(&s->root_pid, __ATOMIC_RELAXED) == 0)
                 __atomic_store_n(&s->root_pid, (pid_t)req->pid, __ATOMIC_RELAXED);
-        mem = mem_open((pid_t)req->pid);
+        /* signals are all registers: no need to open the caller's memory */
+        if (req->data.nr != __NR_kill && req->data.nr != __NR_tkill &&
+            req->data.nr != __NR_tgkill && req->data.nr != __NR_rt_sigqueueinfo &&
+            req->data.nr != __NR_rt_tgsigqueueinfo && req->data.nr != __NR_pidfd_send_signal)
+                mem = mem_open((pid_t)req->pid);
         if (s->mode == PLAN_SUP_RECORD && s->pids.n < PLAN_SUP_MAX_RECORDS) {
                 char key[32];
 
@@ -1401,8 +1405,6 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
         else
                 resp.error = v.error ? v.error : -EPERM;
         (void)ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
-        s->n_notifications++;
-        s->notify_usec += now_monotonic_usec() - t0;
 }
 
 /* ---- secrets: fanotify ---- */
@@ -1817,6 +1819,17 @@ static int receive_listener(PlanSup *s)
         close(pidfd);
         if (fd < 0)
                 return -errno;
+        /* plan_record_start(): the command may run only once its secrets are watched */
+        pthread_mutex_lock(&s->lock);
+        while (s->gated && !s->cancelled)
+                pthread_cond_wait(&s->gate_cond, &s->lock);
+        if (s->cancelled) {
+                /* no acknowledgement: the child's plan_sup_child() fails, it never execs */
+                pthread_mutex_unlock(&s->lock);
+                close(fd);
+                return -ECANCELED;
+        }
+        pthread_mutex_unlock(&s->lock);
         if (write(s->sock, "K", 1) != 1) {
                 close(fd);
                 return -errno;
@@ -1875,8 +1888,8 @@ out:
         return NULL;
 }
 
-int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, PlanSup **ret,
-                   char *err, size_t err_size)
+static int sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, bool gated,
+                     PlanSup **ret, char *err, size_t err_size)
 {
         PlanSup *s;
         int e;
@@ -1892,7 +1905,9 @@ int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult 
         s->listener = -EBADF;
         s->fan = -EBADF;
         s->stop_efd = -EBADF;
+        s->gated = gated;
         pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->gate_cond, NULL);
         /* our own copy: the caller may close its end once we have started */
         s->sock = fcntl(sock, F_DUPFD_CLOEXEC, 3);
         if (s->sock < 0) {
@@ -1946,6 +1961,20 @@ fail:
         return e;
 }
 
+int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, PlanSup **ret,
+                   char *err, size_t err_size)
+{
+        return sup_start(mode, policy, sock, r, false, ret, err, err_size);
+}
+
+static void sup_ungate(PlanSup *s)
+{
+        pthread_mutex_lock(&s->lock);
+        s->gated = false;
+        pthread_cond_broadcast(&s->gate_cond);
+        pthread_mutex_unlock(&s->lock);
+}
+
 int plan_sup_stop(PlanSup *s)
 {
         if (!s)
@@ -1964,6 +1993,10 @@ PlanSup *plan_sup_free(PlanSup *s)
         if (s->thread_started) {
                 uint64_t one = 1;
 
+                pthread_mutex_lock(&s->lock);
+                s->cancelled = true;
+                pthread_cond_broadcast(&s->gate_cond);
+                pthread_mutex_unlock(&s->lock);
                 if (write(s->stop_efd, &one, sizeof(one)) < 0) {
                         /* an eventfd counter this far from overflow does not fail */
                 }
@@ -1982,6 +2015,7 @@ PlanSup *plan_sup_free(PlanSup *s)
                 free(s->execd[i].path);
         free(s->root_prefix);
         pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->gate_cond);
         free(s);
         return NULL;
 }
@@ -2020,7 +2054,7 @@ int plan_record_start(const Policy *policy, pid_t child, int sock, PlanRecorder 
         }
         rec->r->complete = true;
         rec->r->exit_status = -1;
-        r = plan_sup_start(PLAN_SUP_RECORD, policy, sock, rec->r, &rec->sup, err, err_size);
+        r = sup_start(PLAN_SUP_RECORD, policy, sock, rec->r, true, &rec->sup, err, err_size);
         if (r < 0)
                 goto fail;
         /* the first notification is the child's execve; ancestry is counted from the child */
@@ -2034,6 +2068,7 @@ int plan_record_start(const Policy *policy, pid_t child, int sock, PlanRecorder 
         r = plan_sup_watch_secrets(rec->sup, rec->root_fd, err, err_size);
         if (r < 0)
                 goto fail;
+        sup_ungate(rec->sup);
         *ret = rec;
         return 0;
 fail:
