@@ -66,6 +66,9 @@
         "exec_end" /* details: exit_status|signal, output_sha256, output_bytes, duration_usec */
 #define AUDIT_EVENT_UNDO_START "undo_start" /* details: of_request */
 #define AUDIT_EVENT_UNDO_END   "undo_end"   /* details: exit_status */
+#define AUDIT_EVENT_APPROVAL_REFUSED \
+        "approval_refused" /* request; details: verdict, reason, message, uid, user, pid */
+#define AUDIT_EVENT_POLICY_REJECTED "policy_rejected" /* details: path, error, kept_sha256 */
 
 /* Emitted by the writer only; audit_append() refuses them. */
 #define AUDIT_EVENT_LOG_OPEN  "log_open"  /* details: pid, sealing, previous_closed */
@@ -106,7 +109,8 @@ typedef struct AuditWriter AuditWriter;
  * writes and syncs a "log_open" record. Loads the seal key (audit.key) if
  * setup-keys ran, catching up its epoch with the log's last seal.
  *
- * Starts one background thread that seals on time.
+ * Starts two background threads: one seals on time, one writes and syncs
+ * what audit_append_start() queued.
  * Returns 0 and *ret (free with audit_close()), or a negative errno:
  * -EBUSY another writer holds the log, -EBADMSG the log's last complete line
  * is not a valid record (refuses to continue a chain it cannot read),
@@ -159,6 +163,25 @@ int audit_append(AuditWriter *w, json_t *fields, uint64_t *ret_seq);
 int audit_append_many(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq);
 
 /*
+ * The first half of audit_append_many(): queues the n records (consecutive
+ * in the chain, checked as audit_append_many() checks them) and hands their
+ * write and fdatasync to the writer's sync thread, then returns at once with
+ * *ret_last_seq, before they are durable. The caller may do other work (its
+ * own database commit) meanwhile, and must call audit_wait_durable() with
+ * that seq before it acts on any of the records. Returns 0, or the errors
+ * audit_append_many() returns: then the batch must be treated as not
+ * recorded (records queued before a failing one are still written).
+ */
+int audit_append_start(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq);
+
+/*
+ * Returns once every record up to seq (from audit_append_start()) is
+ * durable: 0, or the error that failed the writer (nothing may be acted on),
+ * or -EINVAL if seq was never queued.
+ */
+int audit_wait_durable(AuditWriter *w, uint64_t seq);
+
+/*
  * Appends a seal now if records were written since the last one (the writer
  * also does so by itself every seal_every_records records and every
  * seal_every_usec). Returns 0 or the writer's error; -ENOKEY if there is no
@@ -180,7 +203,7 @@ void audit_head(AuditWriter *w, uint64_t *ret_seq, char ret_hash[AUDIT_HASH_HEX_
 
 /*
  * Writes a "log_close" record and a final seal (if there is a key), syncs,
- * stops the timer thread and frees w. Accepts NULL. Returns 0, or the
+ * stops the background threads and frees w. Accepts NULL. Returns 0, or the
  * writer's error (w is freed in any case). Call it only after every
  * audit_append() on w has returned, and call nothing on w afterwards.
  */

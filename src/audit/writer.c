@@ -29,8 +29,10 @@ struct AuditWriter {
         pthread_mutex_t lock;
         pthread_cond_t cond;       /* durable_seq, failed or flushing changed */
         pthread_cond_t timer_cond; /* wakes the seal timer */
-        pthread_t timer;
-        bool timer_running, stopping, closed;
+        pthread_cond_t sync_cond;  /* wakes the sync thread */
+        pthread_t timer, syncer;
+        bool timer_running, syncer_running, stopping, closed;
+        uint64_t sync_wanted; /* the sync thread makes records up to here durable */
         int dir_fd, fd;
         char *host;
         uint64_t seal_every_records, seal_every_usec;
@@ -298,6 +300,27 @@ static void *timer_main(void *p)
         return NULL;
 }
 
+/*
+ * The sync thread: writes and syncs records queued by audit_append_start()
+ * while their caller does other work (the broker commits its database in
+ * the meantime), so that the two syncs overlap instead of adding up.
+ */
+static void *sync_main(void *p)
+{
+        AuditWriter *w = p;
+
+        pthread_mutex_lock(&w->lock);
+        while (!w->stopping) {
+                if (w->sync_wanted > w->durable_seq && !w->failed) {
+                        (void)commit_locked(w, w->sync_wanted);
+                        continue;
+                }
+                pthread_cond_wait(&w->sync_cond, &w->lock);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
 /* ---- opening: reading the end of an existing log ---- */
 
 typedef struct {
@@ -430,6 +453,7 @@ static void writer_free(AuditWriter *w)
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
         pthread_cond_destroy(&w->timer_cond);
+        pthread_cond_destroy(&w->sync_cond);
         free(w);
 }
 
@@ -497,6 +521,7 @@ int audit_open(const AuditOptions *o, AuditWriter **ret)
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&w->timer_cond, &ca);
         pthread_condattr_destroy(&ca);
+        pthread_cond_init(&w->sync_cond, NULL);
         r = audit_copy_init(&w->copy, o->copy, o->syslog_socket);
         if (r < 0)
                 goto fail;
@@ -576,6 +601,10 @@ int audit_open(const AuditOptions *o, AuditWriter **ret)
                 munmap((void *)m, size);
         m = NULL;
 
+        r = -pthread_create(&w->syncer, NULL, sync_main, w);
+        if (r < 0)
+                goto fail;
+        w->syncer_running = true;
         r = -pthread_create(&w->timer, NULL, timer_main, w);
         if (r < 0)
                 goto fail;
@@ -583,6 +612,13 @@ int audit_open(const AuditOptions *o, AuditWriter **ret)
         *ret = w;
         return 0;
 fail:
+        if (w->syncer_running) {
+                pthread_mutex_lock(&w->lock);
+                w->stopping = true;
+                pthread_cond_signal(&w->sync_cond);
+                pthread_mutex_unlock(&w->lock);
+                pthread_join(w->syncer, NULL);
+        }
         if (m)
                 munmap((void *)m, size);
         writer_free(w);
@@ -619,53 +655,103 @@ out:
         return r;
 }
 
-int audit_append_many(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq)
+/*
+ * Queues n records under one hold of the lock: they are consecutive in the
+ * chain. Returns 0 and the last one's seq, or an error; on an error after
+ * some were queued, *ret_partial_seq names the last queued (they are in the
+ * chain and will be written), else 0.
+ */
+static int queue_many(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_seq,
+                      uint64_t *ret_partial_seq)
 {
         uint64_t seq = 0;
-        int r = 0;
+        int r;
 
+        *ret_partial_seq = 0;
         if (!w || (!fields && n > 0))
                 return -EINVAL;
         /* Check them all before queuing any: a malformed one queues nothing. */
         for (size_t i = 0; i < n; i++)
                 if (audit_fields_check(fields[i], false) < 0)
                         return -EINVAL;
-        pthread_mutex_lock(&w->lock);
-        if (w->closed) {
-                r = -ESHUTDOWN;
-                goto out;
-        }
-        if (w->failed) {
-                r = w->failed;
-                goto out;
-        }
+        if (w->closed)
+                return -ESHUTDOWN;
+        if (w->failed)
+                return w->failed;
         if (n == 0) {
                 /* nothing to add: durable means what is queued so far */
-                seq = w->last_seq;
-        } else {
-                /*
-                 * Queued under one hold of the lock: the records are consecutive
-                 * in the chain, and one sync makes them all durable together.
-                 */
-                w->n_calls++;
-                for (size_t i = 0; i < n; i++) {
-                        r = append_locked(w, fields[i], &seq);
-                        if (r < 0) {
-                                /*
-                                 * The ones queued before are in the chain and will be
-                                 * written; sync them, but report the failure: the
-                                 * caller must not act on the batch.
-                                 */
-                                if (i > 0)
-                                        (void)commit_locked(w, seq);
-                                goto out;
-                        }
+                *ret_seq = w->last_seq;
+                return 0;
+        }
+        w->n_calls++;
+        for (size_t i = 0; i < n; i++) {
+                r = append_locked(w, fields[i], &seq);
+                if (r < 0) {
+                        *ret_partial_seq = i > 0 ? seq : 0;
+                        return r;
                 }
         }
-        r = commit_locked(w, seq);
+        *ret_seq = seq;
+        return 0;
+}
+
+int audit_append_many(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq)
+{
+        uint64_t seq = 0, partial = 0;
+        int r;
+
+        if (!w)
+                return -EINVAL;
+        pthread_mutex_lock(&w->lock);
+        r = queue_many(w, fields, n, &seq, &partial);
+        if (r < 0) {
+                /*
+                 * The ones queued before are in the chain and will be written;
+                 * sync them, but report the failure: the caller must not act
+                 * on the batch.
+                 */
+                if (partial > 0)
+                        (void)commit_locked(w, partial);
+        } else
+                r = commit_locked(w, seq);
         if (r == 0 && ret_last_seq)
                 *ret_last_seq = seq;
-out:
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+int audit_append_start(AuditWriter *w, json_t *const *fields, size_t n, uint64_t *ret_last_seq)
+{
+        uint64_t seq = 0, partial = 0;
+        int r;
+
+        if (!w || !ret_last_seq)
+                return -EINVAL;
+        pthread_mutex_lock(&w->lock);
+        r = queue_many(w, fields, n, &seq, &partial);
+        if (r < 0)
+                seq = partial; /* written all the same, but the caller must not act */
+        if (seq > w->sync_wanted) {
+                w->sync_wanted = seq;
+                pthread_cond_signal(&w->sync_cond);
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (r == 0)
+                *ret_last_seq = seq;
+        return r;
+}
+
+int audit_wait_durable(AuditWriter *w, uint64_t seq)
+{
+        int r;
+
+        if (!w)
+                return -EINVAL;
+        pthread_mutex_lock(&w->lock);
+        if (seq > w->last_seq)
+                r = -EINVAL; /* never queued */
+        else
+                r = commit_locked(w, seq);
         pthread_mutex_unlock(&w->lock);
         return r;
 }
@@ -737,9 +823,12 @@ int audit_close(AuditWriter *w)
         w->closed = true;
         w->stopping = true;
         pthread_cond_signal(&w->timer_cond);
+        pthread_cond_signal(&w->sync_cond);
         pthread_mutex_unlock(&w->lock);
         if (w->timer_running)
                 pthread_join(w->timer, NULL);
+        if (w->syncer_running)
+                pthread_join(w->syncer, NULL);
         writer_free(w);
         return r;
 }

@@ -8,7 +8,8 @@
  * records every transition in the audit log and in SQLite first.
  *
  * Threads: the main thread accepts connections and handles signals and
- * expiry; each connection gets a thread; each execution gets a thread. One
+ * expiry; each connection gets a thread, which also runs the requests the
+ * policy allows at once; each approved request gets a thread to run it. One
  * mutex (B.lock) guards the policy, the sessions, the active requests and the
  * database handle.
  */
@@ -242,11 +243,13 @@ static int audit_transition(const char *event, const Req *r, json_t *details)
 
 /*
  * Writes n records about r (events[i] with details[i], borrowed, may be NULL)
- * as one batch, durable with one sync before this returns: for transitions
- * decided at once. Returns 0 or -errno: then none of them may take effect.
+ * as one batch. With ret_ticket NULL, returns once they are durable (one
+ * sync); otherwise it only starts their write and sync and returns a ticket
+ * for audit_sink_wait(), so that the caller can commit the database
+ * meanwhile. Returns 0 or -errno: then none of them may take effect.
  */
-static int audit_transitions(size_t n, const char *const *events, const Req *r,
-                             json_t *const *details)
+static int audit_transitions_begin(size_t n, const char *const *events, const Req *r,
+                                   json_t *const *details, uint64_t *ret_ticket)
 {
         json_t *recs[AUDIT_SINK_BATCH_MAX] = {};
         int k = n <= AUDIT_SINK_BATCH_MAX ? 0 : -E2BIG;
@@ -261,7 +264,8 @@ static int audit_transitions(size_t n, const char *const *events, const Req *r,
                                                        : json_object());
         }
         if (k >= 0)
-                k = audit_sink_write_many(events, recs, n);
+                k = ret_ticket ? audit_sink_start_many(events, recs, n, ret_ticket)
+                               : audit_sink_write_many(events, recs, n);
         for (size_t i = 0; i < n && i < AUDIT_SINK_BATCH_MAX; i++)
                 json_decref(recs[i]);
         if (k < 0)
@@ -269,6 +273,18 @@ static int audit_transitions(size_t n, const char *const *events, const Req *r,
                           "of request %llu",
                           strerror(-k), n ? events[0] : "", n ? events[n - 1] : "",
                           (unsigned long long)r->id);
+        return k;
+}
+
+/* Waits for a batch started by audit_transitions_begin(); logs a failure. */
+static int audit_transitions_end(uint64_t ticket, const Req *r)
+{
+        int k = audit_sink_wait(ticket);
+
+        if (k < 0)
+                log_error("cannot write the audit log (%s): request %llu's transition did not "
+                          "take effect",
+                          strerror(-k), (unsigned long long)r->id);
         return k;
 }
 
@@ -401,9 +417,20 @@ static int send_request(int fd, const char *type, const Req *r)
 
 /* ---- execution ---- */
 
+/* Who runs a request: an executor thread, or the requester's own connection thread. */
+typedef struct {
+        Req *r;
+        int stream_fd;      /* the requester's connection when it runs there, else -EBADF */
+        size_t sent;        /* chunks already streamed to stream_fd */
+        bool stream_broken; /* a send failed: the rest goes when the command is done */
+} ExecRun;
+
+static int send_output(int fd, int stream, const uint8_t *buf, size_t len);
+
 static void on_output(void *userdata, int stream, const uint8_t *buf, size_t len)
 {
-        Req *r = userdata;
+        ExecRun *x = userdata;
+        Req *r = x->r;
         Chunk *c, **n;
         size_t room;
 
@@ -430,12 +457,31 @@ static void on_output(void *userdata, int stream, const uint8_t *buf, size_t len
         r->out_bytes[stream] += len;
         pthread_cond_broadcast(&r->cond);
 out:
+        /*
+         * Running on the requester's connection: stream it now. Only this
+         * thread adds chunks, so they stay put while it sends without the
+         * lock. A requester that does not read is cut off by the socket's
+         * send timeout; the command runs on and its output is kept.
+         */
+        while (x->stream_fd >= 0 && !x->stream_broken && x->sent < r->n_chunks) {
+                Chunk *ch = r->chunks[x->sent++];
+
+                pthread_mutex_unlock(&B.lock);
+                if (send_output(x->stream_fd, ch->stream, ch->data, ch->len) < 0)
+                        x->stream_broken = true;
+                pthread_mutex_lock(&B.lock);
+        }
         pthread_mutex_unlock(&B.lock);
 }
 
-static void *executor_thread(void *userdata)
+/*
+ * Runs r (approved or executing) to its end: records exec_start for an
+ * approved one, runs the command, records the result. Takes x->r's
+ * reference.
+ */
+static void execute(ExecRun *x)
 {
-        Req *r = userdata;
+        Req *r = x->r;
         char detail[512];
         _cleanup_free_ uint8_t *out = NULL, *err = NULL;
         size_t lens[2] = {};
@@ -464,12 +510,12 @@ static void *executor_thread(void *userdata)
                                   (unsigned long long)r->id);
                         pthread_mutex_unlock(&B.lock);
                         req_unref(r);
-                        return NULL;
+                        return;
                 }
         } else if (r->state != REQ_EXECUTING) {
                 pthread_mutex_unlock(&B.lock);
                 req_unref(r);
-                return NULL;
+                return;
         }
         spec = (ExecSpec){
                 .command = r->command,
@@ -478,7 +524,7 @@ static void *executor_thread(void *userdata)
                 .user = r->run_as,
                 .timeout_usec = B.exec_timeout_usec,
                 .on_output = on_output,
-                .userdata = r,
+                .userdata = x,
         };
         pthread_mutex_unlock(&B.lock);
 
@@ -512,26 +558,45 @@ static void *executor_thread(void *userdata)
                 row.detail = detail[0] ? detail : r->detail;
                 row.finished_usec = now_realtime_usec();
                 pthread_mutex_unlock(&B.lock);
-                /* only this thread moves an executing request: record without the lock */
-                a = ex ? audit_transition(AUDIT_EVENT_EXEC_END, r, ex) : -ENOMEM;
-                if (a >= 0)
-                        a = state_begin(B.state);
-                if (a >= 0)
-                        a = state_save_output(B.state, r->id, out, lens[0], err, lens[1],
-                                              truncated);
-                if (a >= 0)
-                        a = state_update_request(B.state, &row);
-                if (a >= 0)
-                        a = state_commit(B.state);
-                if (a < 0)
-                        state_rollback(B.state);
+                /*
+                 * Only this thread moves an executing request: record without the
+                 * lock, the audit record and the database commit at once (their
+                 * syncs overlap). Nobody hears of the result before both are
+                 * durable. Should the audit log fail after the database took the
+                 * result, the requester is told the result could not be recorded,
+                 * and the broker refuses everything after (the writer stays failed).
+                 */
+                {
+                        const char *ev = AUDIT_EVENT_EXEC_END;
+                        uint64_t ticket = 0;
+                        int db;
+
+                        a = ex ? audit_transitions_begin(1, &ev, r, &ex, &ticket) : -ENOMEM;
+                        if (a >= 0) {
+                                db = state_begin(B.state);
+                                /* no output, no row: reading it back finds none, same thing */
+                                if (db >= 0 && (lens[0] > 0 || lens[1] > 0 || truncated))
+                                        db = state_save_output(B.state, r->id, out, lens[0], err,
+                                                               lens[1], truncated);
+                                if (db >= 0)
+                                        db = state_update_request(B.state, &row);
+                                if (db >= 0)
+                                        db = state_commit(B.state);
+                                if (db < 0)
+                                        state_rollback(B.state);
+                                a = audit_transitions_end(ticket, r);
+                                if (a >= 0)
+                                        a = db;
+                        }
+                }
                 pthread_mutex_lock(&B.lock);
                 /* the database has it: now memory (no audit, no database: both done) */
                 if (a >= 0)
                         a = transition_full(r, to, detail[0] ? detail : NULL, NULL, false, false);
                 if (a < 0) {
                         log_error("request %llu ran (exit status %d) but its result could not be "
-                                  "recorded; it will show as interrupted after a restart",
+                                  "recorded in the audit log and the database; it is reported as "
+                                  "failed",
                                   (unsigned long long)r->id, r->exit_status);
                         /* the command ran: release waiters with what happened, in memory */
                         r->state = REQ_FAILED;
@@ -541,6 +606,13 @@ static void *executor_thread(void *userdata)
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&B.lock);
         req_unref(r);
+}
+
+static void *executor_thread(void *userdata)
+{
+        ExecRun x = { .r = userdata, .stream_fd = -EBADF };
+
+        execute(&x);
         return NULL;
 }
 
@@ -597,9 +669,8 @@ static int send_output(int fd, int stream, const uint8_t *buf, size_t len)
  * "still-pending" (deadline passed while pending). Called with B.lock held
  * and a reference on r; returns with B.lock released.
  */
-static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
+static int wait_and_stream_from(Conn *c, Req *r, uint64_t deadline_usec, size_t sent)
 {
-        size_t sent = 0;
         int k;
 
         for (;;) {
@@ -645,6 +716,11 @@ static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
         }
 }
 
+static int wait_and_stream(Conn *c, Req *r, uint64_t deadline_usec)
+{
+        return wait_and_stream_from(c, r, deadline_usec, 0);
+}
+
 /* A final request from the database: its stored output, then "done". Caller holds no lock. */
 static int stream_stored(Conn *c, Req *r)
 {
@@ -688,6 +764,8 @@ static int lookup(uint64_t id, Req **ret)
 {
         Req *r = active_find(id);
 
+        if (r && r->recording)
+                return -ENOENT; /* not recorded yet: it does not exist for anyone else */
         if (r) {
                 *ret = req_ref(r);
                 return 0;
@@ -865,10 +943,11 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         }
 
         /*
-         * Record first: the audit log (outside the lock, so that concurrent
-         * requests share its syncs), then the database, then act. The request
-         * is not visible to anyone until it is in the database, and its pending
-         * slot is reserved meanwhile.
+         * Record first: the audit log and the database (outside the lock, so
+         * that concurrent requests share the syncs), then act. From here the
+         * request is on the active list but hidden (lookup() skips it until
+         * it is recorded): no other thread finds its database row meanwhile
+         * and acts on a copy. Its pending slot is reserved meanwhile.
          */
         if (r->state == REQ_PENDING) {
                 if (r->session_id)
@@ -877,6 +956,13 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                         uid_count(c->peer.uid)->pending++;
         }
         r->id = B.next_id++;
+        r->recording = true;
+        if (active_add(r) < 0) {
+                if (r->state == REQ_PENDING)
+                        pending_release(r);
+                pthread_mutex_unlock(&B.lock);
+                return -ENOMEM;
+        }
         pthread_mutex_unlock(&B.lock);
         {
                 /* submitted (what, by whom, the requester's words), decided, and for an
@@ -894,14 +980,14 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
 
                 /*
                  * These transitions are decided together, before any of them takes
-                 * effect: one batch, on disk with one sync before the database
-                 * knows the request, before the command runs and before the client
-                 * hears of it.
+                 * effect: one batch, on disk with one sync before the command runs
+                 * and before the client (or anyone) hears of it.
                  */
                 const char *events[3] = { AUDIT_EVENT_REQUEST_SUBMITTED,
                                           AUDIT_EVENT_REQUEST_DECIDED, NULL };
                 json_t *details[3] = { sub, dec, start };
                 size_t n = 2;
+                uint64_t ticket = 0;
 
                 k = sub && dec && start ? 0 : -ENOMEM;
                 if (k >= 0 && r->state == REQ_DENIED) {
@@ -911,43 +997,67 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 } else if (k >= 0 && r->state == REQ_EXECUTING)
                         events[n++] = AUDIT_EVENT_EXEC_START;
                 if (k >= 0)
-                        k = audit_transitions(n, events, r, details);
-        }
-        /* still invisible to other threads: the database without the broker lock */
-        if (k >= 0) {
-                k = state_insert_request(B.state, r);
-                if (k < 0) {
-                        /* on record as submitted: close it there too (best effort) */
-                        _cleanup_(json_decrefp) json_t *why = json_pack(
-                                "{s:s, s:s}", "by", "broker", "why", "the database refused it");
+                        k = audit_transitions_begin(n, events, r, details, &ticket);
+                /*
+                 * The database commits while the audit batch syncs (the two syncs
+                 * overlap); nothing is acted on until both are durable.
+                 */
+                if (k >= 0) {
+                        int db = state_insert_request(B.state, r);
+                        int au = audit_transitions_end(ticket, r);
 
-                        (void)audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, why);
+                        if (au < 0 && db >= 0 && state_delete_request(B.state, r->id) < 0)
+                                /* nothing ran; a restart shows what the database kept */
+                                log_error("request %llu is in the database but not in the audit "
+                                          "log, and could not be removed from the database",
+                                          (unsigned long long)r->id);
+                        if (au >= 0 && db < 0) {
+                                /* on record as submitted: close it there too (best effort) */
+                                _cleanup_(json_decrefp) json_t *why =
+                                        json_pack("{s:s, s:s}", "by", "broker", "why",
+                                                  "the database refused it");
+
+                                (void)audit_transition(AUDIT_EVENT_REQUEST_DENIED, r, why);
+                        }
+                        k = au < 0 ? au : db;
                 }
         }
         pthread_mutex_lock(&B.lock);
+        r->recording = false;
         if (k < 0) {
                 if (r->state == REQ_PENDING)
                         pending_release(r);
+                active_remove(r);
                 pthread_mutex_unlock(&B.lock);
                 return reply_error(c, "audit-failed",
                                    "the broker could not record the request (%s), so it did not "
                                    "act on it — see the broker's log",
                                    strerror(-k));
         }
-        if (!req_state_is_final(r->state)) {
-                if (active_add(r) < 0) {
-                        pthread_mutex_unlock(&B.lock);
-                        return -ENOMEM;
-                }
-                if (r->state == REQ_EXECUTING)
-                        (void)start_executor(r);
-        }
+        if (req_state_is_final(r->state))
+                active_remove(r);
         /* first reply: the request as recorded (the client learns its id) */
         {
                 json_t *j = req_to_json(r);
+                bool run_here = r->state == REQ_EXECUTING;
 
                 pthread_mutex_unlock(&B.lock);
                 k = send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));
+                if (run_here) {
+                        /*
+                         * An allowed request runs on this thread: the requester
+                         * waits for it here anyway, and a thread started for it
+                         * would only cost time. Its output streams as it comes; it
+                         * runs to its end whatever the requester does.
+                         */
+                        ExecRun x = { .r = req_ref(r), .stream_fd = k < 0 ? -EBADF : c->fd };
+
+                        execute(&x);
+                        if (k < 0 || x.stream_broken)
+                                return k < 0 ? k : -EPIPE;
+                        pthread_mutex_lock(&B.lock);
+                        return wait_and_stream_from(c, r, now + q->wait_ms * 1000, x.sent);
+                }
                 if (k < 0)
                         return k;
         }
@@ -1012,20 +1122,73 @@ static int handle_list(Conn *c, const ProtoRequest *q)
         return send_json(c->fd, json_pack("{s:s, s:o}", "type", "requests", "requests", list));
 }
 
+static bool is_digest(const char *s)
+{
+        size_t n = 0;
+
+        for (; s && s[n]; n++)
+                if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+                        return false;
+        return n == 64;
+}
+
+/*
+ * Refuses an approval or denial: first the audit log gets who tried what on
+ * which request and why it was refused (r: the request, NULL when the peer
+ * may not see it or it does not exist), then the peer gets the error code
+ * and message. Caller holds no lock. A refusal that cannot be recorded is
+ * still a refusal: the failure goes to the broker's log.
+ */
+static int refuse_verdict(Conn *c, const ProtoRequest *q, const Req *r, const char *code,
+                          const char *fmt, ...) _printf_(5, 6);
+static int refuse_verdict(Conn *c, const ProtoRequest *q, const Req *r, const char *code,
+                          const char *fmt, ...)
+{
+        bool approve = q->type == PROTO_REQ_APPROVE;
+        _cleanup_(json_decrefp) json_t *j = NULL, *d = NULL;
+        _cleanup_free_ char *m = NULL;
+        char id[32];
+        va_list ap;
+        int k;
+
+        va_start(ap, fmt);
+        k = vasprintf(&m, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return -ENOMEM;
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)q->id);
+        j = r ? record_for(r) : json_pack("{s:s}", "request", id);
+        d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "verdict", approve ? "approve" : "deny",
+                      "reason", code, "message", m, "uid", (json_int_t)c->peer.uid, "user",
+                      c->peer.user, "pid", (json_int_t)c->peer.pid);
+        if (d && approve && q->digest)
+                json_object_set_new(d, "shown_sha256", json_string(q->digest));
+        if (d && q->why)
+                json_object_set_new(d, "why", json_string(q->why));
+        if (!j || !d || json_object_set(j, "details", d) < 0 ||
+            audit_sink_write(AUDIT_EVENT_APPROVAL_REFUSED, j) < 0)
+                log_error("cannot record in the audit log that %s (uid %u, pid %d) was refused %s "
+                          "request %llu (%s)",
+                          c->peer.user, (unsigned)c->peer.uid, (int)c->peer.pid,
+                          approve ? "approving" : "denying", (unsigned long long)q->id, code);
+        log_warning("refused %s of request %llu by %s (uid %u, pid %d): %s",
+                    approve ? "an approval" : "a denial", (unsigned long long)q->id, c->peer.user,
+                    (unsigned)c->peer.uid, (int)c->peer.pid, m);
+        return proto_write_error(c->fd, code, m);
+}
+
 /* The checks every verdict (approve or deny) passes, whatever the outcome. */
-static int check_verdict_peer(Conn *c, const ProtoRequest *q, bool approve)
+static int check_verdict_peer(Conn *c, const ProtoRequest *q)
 {
         char why[512] = "";
         int k;
 
         k = peer_check_unconfined(&c->peer, why, sizeof(why));
         if (k < 0) {
-                /* the audit vocabulary has no event for a refused attempt: the broker's log */
-                log_warning("refused %s of request %llu by %s (uid %u, pid %d): %s",
-                            approve ? "an approval" : "a denial", (unsigned long long)q->id,
-                            c->peer.user, (unsigned)c->peer.uid, (int)c->peer.pid, why);
-                reply_error(c, "confined",
-                            "%s — approvals come only from a terminal outside every sandbox", why);
+                (void)refuse_verdict(c, q, NULL, "confined",
+                                     "%s — approvals come only from a terminal outside every "
+                                     "sandbox",
+                                     why);
                 return -EPERM;
         }
         return 0;
@@ -1053,7 +1216,7 @@ static int add_verdict(Req *r, Conn *c, const char *why, bool deny)
 
 static int expire_if_due(Req *r, uint64_t now)
 {
-        if (r->state == REQ_PENDING && now >= r->expires_usec)
+        if (r->state == REQ_PENDING && !r->recording && now >= r->expires_usec)
                 return transition(r, REQ_EXPIRED, "nobody approved it before it expired", NULL);
         return 0;
 }
@@ -1066,63 +1229,77 @@ static int handle_verdict(Conn *c, const ProtoRequest *q)
         bool approver, requester;
         int k;
 
-        if (check_verdict_peer(c, q, approve) < 0)
+        if (check_verdict_peer(c, q) < 0)
                 return 0;
         pthread_mutex_lock(&B.lock);
         k = lookup(q->id, &r);
         if (k < 0 || !may_see(c, r)) {
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "not-found",
-                                   "no request %llu — 'airlock requests' lists them",
-                                   (unsigned long long)q->id);
+                return refuse_verdict(c, q, NULL, "not-found",
+                                      "no request %llu — 'airlock requests' lists them",
+                                      (unsigned long long)q->id);
         }
         approver = conn_is_approver(c);
         requester = r->session_id ? false : r->requester_uid == c->peer.uid;
         if (approve && !approver) {
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "not-approver",
-                                   "%s (uid %u) is not an approver — the policy's approvers: "
-                                   "section lists who may approve",
-                                   c->peer.user, (unsigned)c->peer.uid);
+                return refuse_verdict(c, q, r, "not-approver",
+                                      "%s (uid %u) is not an approver — the policy's approvers: "
+                                      "section lists who may approve",
+                                      c->peer.user, (unsigned)c->peer.uid);
         }
         if (!approve && !approver && !requester &&
             !(r->session_id && r->session_starter_uid == c->peer.uid)) {
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "not-approver",
-                                   "%s (uid %u) may deny only requests it made — ask an approver",
-                                   c->peer.user, (unsigned)c->peer.uid);
+                return refuse_verdict(c, q, r, "not-approver",
+                                      "%s (uid %u) may deny only requests it made — ask an "
+                                      "approver",
+                                      c->peer.user, (unsigned)c->peer.uid);
         }
         (void)expire_if_due(r, now_realtime_usec());
         if (r->state != REQ_PENDING) {
+                ReqState st = r->state;
+
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "not-pending",
-                                   "request %llu is %s, not pending — nothing to %s",
-                                   (unsigned long long)r->id, req_state_to_string(r->state),
-                                   approve ? "approve" : "deny");
+                return refuse_verdict(c, q, r, "not-pending",
+                                      "request %llu is %s, not pending — nothing to %s",
+                                      (unsigned long long)r->id, req_state_to_string(st),
+                                      approve ? "approve" : "deny");
         }
         if (approve && requester) {
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "requester-cannot-approve",
-                                   "%s asked for request %llu and cannot approve it — another "
-                                   "approver must",
-                                   c->peer.user, (unsigned long long)r->id);
+                return refuse_verdict(c, q, r, "requester-cannot-approve",
+                                      "%s asked for request %llu and cannot approve it — another "
+                                      "approver must",
+                                      c->peer.user, (unsigned long long)r->id);
         }
         for (size_t i = 0; approve && i < r->n_verdicts; i++)
                 if (r->verdicts[i].uid == c->peer.uid) {
+                        unsigned needed = r->approvers_needed;
+
                         pthread_mutex_unlock(&B.lock);
-                        return reply_error(c, "already-approved",
-                                           "%s already approved request %llu — it needs %u "
-                                           "distinct approvers",
-                                           c->peer.user, (unsigned long long)r->id,
-                                           r->approvers_needed);
+                        return refuse_verdict(c, q, r, "already-approved",
+                                              "%s already approved request %llu — it needs %u "
+                                              "distinct approvers",
+                                              c->peer.user, (unsigned long long)r->id, needed);
                 }
         if (approve && !streq(q->digest, r->digest)) {
+                char mine[13];
+
+                memcpy(mine, r->digest, 12);
+                mine[12] = '\0';
                 pthread_mutex_unlock(&B.lock);
-                return reply_error(c, "digest-mismatch",
-                                   "request %llu is not what you were shown (digest %.12s…, "
-                                   "yours %.12s…) — run 'airlock show %llu' and approve again",
-                                   (unsigned long long)r->id, r->digest, q->digest,
-                                   (unsigned long long)r->id);
+                if (!is_digest(q->digest))
+                        return refuse_verdict(c, q, r, "digest-mismatch",
+                                              "request %llu is not what you were shown (the "
+                                              "digest you sent is not a SHA-256) — run 'airlock "
+                                              "show %llu' and approve again",
+                                              (unsigned long long)r->id, (unsigned long long)r->id);
+                return refuse_verdict(c, q, r, "digest-mismatch",
+                                      "request %llu is not what you were shown (digest %s…, "
+                                      "yours %.12s…) — run 'airlock show %llu' and approve again",
+                                      (unsigned long long)r->id, mine, q->digest,
+                                      (unsigned long long)r->id);
         }
         if (approve && !streq(r->policy_digest, B.policy->digest)) {
                 _cleanup_(json_decrefp) json_t *by = json_pack("{s:s}", "by", "policy-reload");
@@ -1617,18 +1794,18 @@ static void accept_one(int listen_fd, uint64_t session_id)
 
 /* ---- startup, signals, expiry ---- */
 
-static int load_policy(Policy **ret)
+/* Loads the policy; on failure logs why and leaves the reason in err. */
+static int load_policy(Policy **ret, char *err, size_t err_size)
 {
         PolicyError e = {};
-        char buf[1024];
         int k;
 
         k = B.policy_standard ? policy_load_standard(B.policy_path, ret, &e)
                               : policy_load_file(B.policy_path, ret, &e);
         if (k < 0) {
-                policy_error_format(&e, buf, sizeof(buf));
+                policy_error_format(&e, err, err_size);
                 log_error("invalid policy %s: %s — fix it ('airlock policy check %s')",
-                          B.policy_path, buf, B.policy_path);
+                          B.policy_path, err, B.policy_path);
         }
         return k;
 }
@@ -1637,8 +1814,18 @@ static void reload_policy(void)
 {
         _cleanup_(policy_freep) Policy *p = NULL;
         _cleanup_(json_decrefp) json_t *j = NULL;
+        char err[1024] = "";
 
-        if (load_policy(&p) < 0) {
+        if (load_policy(&p, err, sizeof(err)) < 0) {
+                _cleanup_free_ char *esc = escape_for_terminal(err);
+
+                /* the refusal is a decision too: the audit log says which policy stays */
+                pthread_mutex_lock(&B.lock);
+                j = json_pack("{s:{s:s, s:s, s:s}}", "details", "path", B.policy_path, "error",
+                              esc ? esc : "?", "kept_sha256", B.policy->digest);
+                if (!j || audit_sink_write(AUDIT_EVENT_POLICY_REJECTED, j) < 0)
+                        log_error("cannot record the rejected policy reload in the audit log");
+                pthread_mutex_unlock(&B.lock);
                 log_error("kept the previous policy (version %.12s)", B.policy->digest);
                 return;
         }
@@ -1833,7 +2020,7 @@ int main(int argc, char **argv)
                 log_warning("not running as root: commands run as root will fail");
 
         /* fail closed: no valid policy, no broker */
-        if (load_policy(&B.policy) < 0)
+        if (load_policy(&B.policy, err, sizeof(err)) < 0)
                 return 78; /* EX_CONFIG */
         if (sodium_init() < 0) {
                 log_error("libsodium cannot initialise — is /dev/urandom readable?");

@@ -69,24 +69,62 @@ int audit_sink_write(const char *event, json_t *fields)
         return r;
 }
 
+static int build_batch(const char *const *events, json_t *const *fields, size_t n,
+                       json_t *recs[AUDIT_SINK_BATCH_MAX])
+{
+        if (n > AUDIT_SINK_BATCH_MAX)
+                return -E2BIG;
+        for (size_t i = 0; i < n; i++) {
+                recs[i] = fields[i] ? json_copy(fields[i]) : json_object();
+                if (!recs[i] || json_object_set_new(recs[i], "event", json_string(events[i])) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static void free_batch(json_t *recs[AUDIT_SINK_BATCH_MAX])
+{
+        for (size_t i = 0; i < AUDIT_SINK_BATCH_MAX; i++)
+                json_decref(recs[i]);
+}
+
 int audit_sink_write_many(const char *const *events, json_t *const *fields, size_t n)
 {
         json_t *recs[AUDIT_SINK_BATCH_MAX] = {};
-        int r = 0;
+        int r;
 
-        if (n > AUDIT_SINK_BATCH_MAX)
-                return -E2BIG;
-        for (size_t i = 0; i < n && r == 0; i++) {
-                recs[i] = fields[i] ? json_copy(fields[i]) : json_object();
-                if (!recs[i] || json_object_set_new(recs[i], "event", json_string(events[i])) < 0)
-                        r = -ENOMEM;
-        }
+        r = build_batch(events, fields, n, recs);
         if (r == 0) {
                 pthread_rwlock_rdlock(&sink_lock);
                 r = writer ? audit_append_many(writer, recs, n, NULL) : -ESHUTDOWN;
                 pthread_rwlock_unlock(&sink_lock);
         }
-        for (size_t i = 0; i < n; i++)
-                json_decref(recs[i]);
+        free_batch(recs);
+        return r;
+}
+
+int audit_sink_start_many(const char *const *events, json_t *const *fields, size_t n,
+                          uint64_t *ret_ticket)
+{
+        json_t *recs[AUDIT_SINK_BATCH_MAX] = {};
+        int r;
+
+        r = build_batch(events, fields, n, recs);
+        if (r == 0) {
+                pthread_rwlock_rdlock(&sink_lock);
+                r = writer ? audit_append_start(writer, recs, n, ret_ticket) : -ESHUTDOWN;
+                pthread_rwlock_unlock(&sink_lock);
+        }
+        free_batch(recs);
+        return r;
+}
+
+int audit_sink_wait(uint64_t ticket)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&sink_lock);
+        r = writer ? audit_wait_durable(writer, ticket) : -ESHUTDOWN;
+        pthread_rwlock_unlock(&sink_lock);
         return r;
 }

@@ -11,6 +11,7 @@
  */
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -39,3 +40,17 @@ int audit_sink_write(const char *event, json_t *fields);
  * 0, or -errno: then none of them may take effect.
  */
 int audit_sink_write_many(const char *const *events, json_t *const *fields, size_t n);
+
+/*
+ * The first half of audit_sink_write_many(): queues the batch and starts its
+ * write and sync in the background, returning at once with a ticket. The
+ * caller may commit its database meanwhile, and must get 0 from
+ * audit_sink_wait(ticket) before any of the transitions takes effect (the
+ * command runs, the requester or anyone else hears of it). Returns 0 or
+ * -errno: then none of them may take effect.
+ */
+int audit_sink_start_many(const char *const *events, json_t *const *fields, size_t n,
+                          uint64_t *ret_ticket);
+
+/* Returns once the batch of ticket is durable: 0, or -errno (do not act on it). */
+int audit_sink_wait(uint64_t ticket);

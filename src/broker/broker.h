@@ -72,7 +72,8 @@ typedef struct {
 typedef struct Req {
         uint64_t id;
         unsigned refs;
-        bool active; /* on the active list (not final) */
+        bool active;    /* on the active list (not final) */
+        bool recording; /* on the active list, its first records not yet durable: hidden */
 
         /* who asks: the session (agent) or a human on the admin socket */
         uint64_t session_id; /* 0 = a human outside any sandbox */

@@ -134,7 +134,7 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
         char pwbuf[4096];
         gid_t groups[256];
         int ngroups = ELEMENTSOF(groups), status = 0, r;
-        bool timed_out = false;
+        bool timed_out = false, same_user;
         uint64_t deadline;
         ChildError ce;
         ssize_t n;
@@ -146,7 +146,9 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
                 snprintf(detail, detail_size, "the user '%s' to run as does not exist", spec->user);
                 return -ESRCH;
         }
-        if (getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {
+        same_user = res->pw_uid == geteuid() && res->pw_gid == getegid();
+        /* the groups matter only for a switch of user (same user: the broker's own) */
+        if (!same_user && getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {
                 snprintf(detail, detail_size, "the user '%s' is in more than %zu groups",
                          spec->user, ELEMENTSOF(groups));
                 return -E2BIG;
@@ -171,7 +173,7 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
         errp_r = ep[0];
         errp_w = ep[1];
 
-        if (res->pw_uid == geteuid() && res->pw_gid == getegid()) {
+        if (same_user) {
                 /*
                  * Running as the broker's own user (root for administrative
                  * commands): posix_spawn (vfork-style, no copy of the broker's

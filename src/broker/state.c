@@ -15,10 +15,24 @@
  * transaction holds it from state_begin() to state_commit() or
  * state_rollback(), so no other thread's statement can slip into it.
  */
+#define STMT_CACHE_MAX 24
+
+/*
+ * Statements are prepared once and reused (reset after each use): parsing
+ * the SQL again for every request cost more CPU than running it. Keyed by
+ * the address of the SQL text, which is always a string literal here.
+ */
+typedef struct {
+        const char *sql;
+        sqlite3_stmt *st;
+} CachedStmt;
+
 struct State {
         sqlite3 *db;
         pthread_mutex_t mu;
         bool in_tx; /* only read or written with mu held */
+        CachedStmt cache[STMT_CACHE_MAX];
+        size_t n_cache;
 };
 
 static const char schema[] =
@@ -127,8 +141,57 @@ void state_close(State *s)
 {
         if (!s)
                 return;
+        for (size_t i = 0; i < s->n_cache; i++)
+                sqlite3_finalize(s->cache[i].st);
         sqlite3_close(s->db);
         free(s);
+}
+
+/* The cached statement for sql (a string literal), prepared on first use. Caller holds mu. */
+static int prepare(State *s, const char *sql, sqlite3_stmt **st)
+{
+        sqlite3_stmt *n = NULL;
+        int rc;
+
+        for (size_t i = 0; i < s->n_cache; i++)
+                if (s->cache[i].sql == sql) {
+                        *st = s->cache[i].st;
+                        return 0;
+                }
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &n, NULL);
+        if (rc != SQLITE_OK)
+                return sq_err(s, rc);
+        if (s->n_cache >= STMT_CACHE_MAX) {
+                sqlite3_finalize(n);
+                return -ENOBUFS; /* more statement texts than the cache holds: raise the cap */
+        }
+        s->cache[s->n_cache++] = (CachedStmt){ .sql = sql, .st = n };
+        *st = n;
+        return 0;
+}
+
+/* Ends a use of a cached statement: it is reset for the next one, its bindings cleared. */
+static void stmt_done(sqlite3_stmt *st)
+{
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+}
+
+static int step_done(State *s, sqlite3_stmt *st)
+{
+        int rc = sqlite3_step(st);
+
+        stmt_done(st);
+        return rc == SQLITE_DONE ? 0 : sq_err(s, rc == SQLITE_ROW ? SQLITE_ERROR : rc);
+}
+
+static int exec_cached(State *s, const char *sql)
+{
+        sqlite3_stmt *st;
+        int r;
+
+        r = prepare(s, sql, &st);
+        return r < 0 ? r : step_done(s, st);
 }
 
 int state_begin(State *s)
@@ -136,7 +199,7 @@ int state_begin(State *s)
         int r;
 
         pthread_mutex_lock(&s->mu);
-        r = exec_sql(s, "BEGIN IMMEDIATE");
+        r = exec_cached(s, "BEGIN IMMEDIATE");
         if (r < 0) {
                 pthread_mutex_unlock(&s->mu);
                 return r;
@@ -150,7 +213,7 @@ int state_commit(State *s)
         int r;
 
         pthread_mutex_lock(&s->mu);
-        r = exec_sql(s, "COMMIT");
+        r = exec_cached(s, "COMMIT");
         if (r >= 0 && s->in_tx) {
                 s->in_tx = false;
                 pthread_mutex_unlock(&s->mu); /* the hold from state_begin() */
@@ -163,7 +226,7 @@ void state_rollback(State *s)
 {
         pthread_mutex_lock(&s->mu);
         if (s->in_tx) {
-                (void)exec_sql(s, "ROLLBACK");
+                (void)exec_cached(s, "ROLLBACK");
                 s->in_tx = false;
                 pthread_mutex_unlock(&s->mu);
         }
@@ -209,19 +272,6 @@ static char **text_to_strv(const char *t)
         }
         json_decref(a);
         return TAKE_PTR(l);
-}
-
-static int step_done(State *s, sqlite3_stmt *st)
-{
-        int rc = sqlite3_step(st);
-
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? 0 : sq_err(s, rc == SQLITE_ROW ? SQLITE_ERROR : rc);
-}
-
-static int prepare(State *s, const char *sql, sqlite3_stmt **st)
-{
-        return sq_err(s, sqlite3_prepare_v2(s->db, sql, -1, st, NULL));
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *t)
@@ -414,12 +464,12 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
         sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
-                sqlite3_finalize(st);
+                stmt_done(st);
                 return rc == SQLITE_DONE ? -ENOENT : sq_err(s, rc);
         }
         r = calloc(1, sizeof(*r));
         if (!r) {
-                sqlite3_finalize(st);
+                stmt_done(st);
                 return -ENOMEM;
         }
         r->refs = 1;
@@ -465,7 +515,7 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
                 r->session_started_usec = (uint64_t)sqlite3_column_int64(st, 27);
         }
         r->truncated = sqlite3_column_int(st, 28) != 0;
-        sqlite3_finalize(st);
+        stmt_done(st);
         if (!r->argv || !r->command || !r->env || !r->cwd || !r->run_as || !r->requester_name ||
             (r->session_id &&
              (!r->agent || !r->session_workspace || !r->session_profile || !r->session_starter))) {
@@ -486,7 +536,7 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
                 Verdict *n = realloc(r->verdicts, sizeof(Verdict) * (r->n_verdicts + 1));
 
                 if (!n) {
-                        sqlite3_finalize(st);
+                        stmt_done(st);
                         req_unref(r);
                         return -ENOMEM;
                 }
@@ -499,7 +549,7 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
                         .at_usec = (uint64_t)sqlite3_column_int64(st, 4),
                 };
         }
-        sqlite3_finalize(st);
+        stmt_done(st);
         if (rc != SQLITE_DONE) {
                 req_unref(r);
                 return sq_err(s, rc);
@@ -522,7 +572,7 @@ static int load_output_unlocked(State *s, uint64_t id, uint8_t **ret_out, size_t
         sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
-                sqlite3_finalize(st);
+                stmt_done(st);
                 return rc == SQLITE_DONE ? -ENOENT : sq_err(s, rc);
         }
         for (int i = 0; i < 2; i++) {
@@ -533,14 +583,14 @@ static int load_output_unlocked(State *s, uint64_t id, uint8_t **ret_out, size_t
                         bufs[i] = malloc((size_t)n);
                         if (!bufs[i]) {
                                 free(bufs[0]);
-                                sqlite3_finalize(st);
+                                stmt_done(st);
                                 return -ENOMEM;
                         }
                         memcpy(bufs[i], b, (size_t)n);
                         lens[i] = (size_t)n;
                 }
         }
-        sqlite3_finalize(st);
+        stmt_done(st);
         *ret_out = bufs[0];
         *ret_out_len = lens[0];
         *ret_err = bufs[1];
@@ -569,13 +619,13 @@ static int list_requests_unlocked(State *s, bool all, size_t limit, uint64_t **r
 
                 if (!t) {
                         free(ids);
-                        sqlite3_finalize(st);
+                        stmt_done(st);
                         return -ENOMEM;
                 }
                 ids = t;
                 ids[n++] = (uint64_t)sqlite3_column_int64(st, 0);
         }
-        sqlite3_finalize(st);
+        stmt_done(st);
         if (rc != SQLITE_DONE) {
                 free(ids);
                 return sq_err(s, rc);
@@ -600,13 +650,13 @@ static int recover_unlocked(State *s, uint64_t now_usec, uint64_t **ret_ids, siz
 
                 if (!t) {
                         free(ids);
-                        sqlite3_finalize(st);
+                        stmt_done(st);
                         return -ENOMEM;
                 }
                 ids = t;
                 ids[n++] = (uint64_t)sqlite3_column_int64(st, 0);
         }
-        sqlite3_finalize(st);
+        stmt_done(st);
         if (rc != SQLITE_DONE) {
                 free(ids);
                 return sq_err(s, rc);
@@ -632,7 +682,7 @@ static int next_request_id_unlocked(State *s, uint64_t *ret)
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
                 *ret = (uint64_t)sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        stmt_done(st);
         return rc == SQLITE_ROW ? 0 : sq_err(s, rc);
 }
 
@@ -672,6 +722,21 @@ int state_update_request(State *s, const Req *r)
 
         pthread_mutex_lock(&s->mu);
         k = update_request_unlocked(s, r);
+        pthread_mutex_unlock(&s->mu);
+        return k;
+}
+
+int state_delete_request(State *s, uint64_t id)
+{
+        sqlite3_stmt *st;
+        int k;
+
+        pthread_mutex_lock(&s->mu);
+        k = prepare(s, "DELETE FROM requests WHERE id = ?", &st);
+        if (k >= 0) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+                k = step_done(s, st);
+        }
         pthread_mutex_unlock(&s->mu);
         return k;
 }

@@ -36,6 +36,8 @@ int state_insert_request(State *s, Req *r); /* with r->id, or sets it when 0 */
 /* The next request id to assign: above every id ever used. */
 int state_next_request_id(State *s, uint64_t *ret);
 int state_update_request(State *s, const Req *r);
+/* Removes a request that never took effect (its audit records failed). */
+int state_delete_request(State *s, uint64_t id);
 int state_insert_verdict(State *s, uint64_t req_id, const Verdict *v);
 int state_save_output(State *s, uint64_t req_id, const uint8_t *out, size_t out_len,
                       const uint8_t *err, size_t err_len, bool truncated);

@@ -98,9 +98,12 @@ static void print_details(json_t *d)
                 "exit_status",
                 "signal",
                 "output_sha256",
+                "verdict",
                 "reason",
                 "path",
                 "sha256",
+                "kept_sha256",
+                "error",
                 "epoch",
                 "bytes",
                 "sealing",
@@ -121,7 +124,8 @@ static void print_details(json_t *d)
                 fputs(first ? "  [" : " ", stdout);
                 fputs(keys[i], stdout);
                 fputc('=', stdout);
-                if (streq(keys[i], "sha256") || streq(keys[i], "output_sha256"))
+                if (streq(keys[i], "sha256") || streq(keys[i], "output_sha256") ||
+                    streq(keys[i], "kept_sha256"))
                         text[strlen(text) > 12 ? 12 : strlen(text)] = '\0';
                 if (json_is_string(v) && strpbrk(text, " ]=\"")) {
                         /* Quoted, so free text cannot pass for another field. */
@@ -163,6 +167,7 @@ static void print_record(const Filter *f, json_t *rec, const char *line, size_t 
         }
         if (json_is_object(agent)) {
                 const char *name = json_string_value(json_object_get(agent, "name"));
+                const char *ev = json_string_value(json_object_get(rec, "event"));
                 const char *by = json_string_value(json_object_get(agent, "started_by"));
                 json_t *uid = json_object_get(agent, "uid");
 
@@ -178,6 +183,17 @@ static void print_record(const Filter *f, json_t *rec, const char *line, size_t 
                                 put_esc(by);
                         }
                         fputs(")", stdout);
+                }
+                if (streq(ev, AUDIT_EVENT_APPROVAL_REFUSED)) {
+                        /* who tried: not the agent, a peer on the admin socket */
+                        json_t *d = json_object_get(rec, "details");
+                        const char *user = json_string_value(json_object_get(d, "user"));
+                        json_t *puid = json_object_get(d, "uid");
+
+                        fputs("  by ", stdout);
+                        put_esc(user ? user : "?");
+                        if (json_is_integer(puid))
+                                printf("(uid %lld)", (long long)json_integer_value(puid));
                 }
         } else {
                 /* A request from outside any sandbox: the broker names the requester. */

@@ -145,3 +145,42 @@ char *plan_binary_summary(const void *a, size_t a_len, bool a_exists, const void
  * effects from the upper layers, and sends them to the parent as JSON over
  * a pipe. The details are private to snapshot.c and files.c.
  */
+
+/* What plan_run() hands to the snapshot child (all borrowed). */
+typedef struct {
+        const PlanOptions *o;
+        char *const *argv; /* what runs: o->argv, behind the host's connect prefix for --host */
+        gid_t *groups;     /* supplementary groups of the run-as user (resolved before fork) */
+        size_t n_groups;
+        char **secret_globs; /* policy_secret_globs() of o->policy */
+        char *hosts_extra;   /* lines appended to the snapshot's /etc/hosts; may be NULL */
+        int ctl_fd;          /* child → parent: the builder's pid, then 'R' or 'E'+message */
+        int go_fd;           /* parent → child: one byte when the supervisor watches */
+        int out_fd;          /* the command's stdout and stderr */
+        int effects_fd;      /* the builder's JSON (a PlanResult) */
+        int sup_fd;          /* plan_sup_child()'s end of the supervisor socketpair */
+} PlanSnapshotArgs;
+
+/* The forked child of plan_run(): builds the snapshot, runs, reports. Never returns. */
+_noreturn_ void plan_snapshot_main(const PlanSnapshotArgs *a);
+
+/*
+ * files.c: the file effects of overlay layers. The core compares an upper
+ * directory with a lower one, so it also runs (in the unit test) on two
+ * plain directories. Whiteouts (char 0:0) and opaque directories
+ * (user.overlay.opaque) are understood. policy (may be NULL) says which
+ * paths are secrets (never diffed), fp (may be NULL) recognises secret
+ * bytes; both are borrowed. diff_max caps each diff, diff_total all of them
+ * together (later files get no diff, with diff_truncated set).
+ */
+typedef struct PlanFiles PlanFiles;
+PlanFiles *plan_files_new(const Policy *policy, const PlanFingerprints *fp, size_t diff_max,
+                          size_t diff_total);
+PlanFiles *plan_files_free(PlanFiles *pf);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PlanFiles *, plan_files_free)
+/* The content path (absolute) had when the command started, when it is not the lower's. */
+int plan_files_set_baseline(PlanFiles *pf, const char *path, const void *data, size_t len);
+/* One layer mounted at prefix ("/", "/run"); the fds are duplicated. Returns 0 or -errno. */
+int plan_files_walk(PlanFiles *pf, int upper_fd, int lower_fd, const char *prefix);
+/* Pairs renames, sorts by path, and moves every effect into r. Returns 0 or -errno. */
+int plan_files_finish(PlanFiles *pf, PlanResult *r);

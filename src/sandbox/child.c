@@ -184,11 +184,12 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(127);
         /*
-         * While the parent writes our uid/gid maps and places us in the
-         * cgroup: the first phase of the mounts, which needs neither (the
-         * capabilities of our user namespace are ours from the clone on,
-         * and it creates no file). It only builds our own private mount
-         * namespace: if the parent refuses, we exit and it goes with us.
+         * While the parent writes our uid/gid maps, expands the secrets and
+         * places us in the cgroup: our network namespace and the first
+         * phase of the mounts, which need none of that (the capabilities
+         * of our user namespace are ours from the clone on, and nothing
+         * here creates a file). Both are our own namespaces: if the parent
+         * refuses the launch, it kills us and they go with us.
          */
         if (p->cfg->net == SBX_NET_NONE && unshare(CLONE_NEWNET) < 0) {
                 sbx_fail(&err, 71, -errno, "cannot create the network namespace: %m");

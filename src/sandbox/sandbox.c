@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "config.h"
 #include "sandbox/sandbox-internal.h"
+#include "sandbox/unotify.h"
 
 void sbx_timing(const char *phase)
 {
@@ -928,6 +929,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
          * its own namespaces; if we refuse the launch, it is killed.
          */
         r = sbx_plan_prepare_launch(&plan, c, false, err);
+        if (r >= 0)
+                r = sbx_unotify_prepare(&plan, err); /* the unix socket wall: unotify.c */
         if (r < 0)
                 goto finish;
 

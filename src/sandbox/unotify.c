@@ -14,10 +14,12 @@
  * The rules:
  * - AF_UNIX, pathname: the path is resolved (as the agent would, no magic
  *   links) to an O_PATH fd and the connect goes to that very inode through
- *   /proc/self/fd/N. Allowed: the session socket; with --net none, also a
- *   socket bound inside the sandbox's own network namespace (the agent's
- *   own servers: tmux, a test harness), which sock_diag tells by the
- *   inode. Everything else: EACCES (SBX_UNOTIFY_REFUSED).
+ *   /proc/self/fd/N. Allowed: the session socket, and the agent's own
+ *   servers (tmux, a test harness): with --net none a socket bound inside
+ *   the sandbox's own network namespace, which sock_diag tells by the
+ *   inode; with --net host (one namespace with the host) a socket on one of
+ *   the sandbox's own tmpfs (its /tmp, /run, ...). Everything else: EACCES
+ *   (SBX_UNOTIFY_REFUSED).
  * - AF_UNIX, abstract: with --net none the abstract namespace is the
  *   sandbox's own; with --net host it is the host's: EPERM (what
  *   Landlock's abstract-socket scope answers to the agent itself).
@@ -46,6 +48,7 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -65,9 +68,83 @@
 #include "common/util.h"
 #include "sandbox/unotify.h"
 
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS /* Linux 6.6 */
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
 #endif
+
+/*
+ * --net host: the device numbers of the host's mounts, taken by airlock
+ * before the sandbox's mount namespace is copied from them; inherited by
+ * pid 1 and the supervisor. A tmpfs inside whose device is not among them
+ * was made by the sandbox.
+ */
+static dev_t *host_devs;
+static size_t n_host_devs;
+
+/* Calls fn for each mount of /proc/self/mountinfo: its device, mount point and type. */
+static int for_each_mount(int (*fn)(dev_t dev, const char *where, const char *type, void *u),
+                          void *userdata)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_full_file("/proc/self/mountinfo", 16 * 1024 * 1024, &text, NULL);
+
+        if (r < 0)
+                return r;
+        for (char *line = text, *next; line && *line; line = next) {
+                unsigned maj, min;
+                char where[4096], type[64];
+                const char *dash;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE ..." */
+                dash = strstr(line, " - ");
+                if (!dash || sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, where) != 3 ||
+                    sscanf(dash + 3, "%63s", type) != 1)
+                        continue;
+                r = fn(makedev(maj, min), where, type, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int add_host_dev(dev_t dev, const char *where, const char *type, void *u)
+{
+        dev_t *t;
+
+        (void)where;
+        (void)type;
+        (void)u;
+        for (size_t i = 0; i < n_host_devs; i++)
+                if (host_devs[i] == dev)
+                        return 0;
+        t = realloc(host_devs, sizeof *t * (n_host_devs + 1));
+        if (!t)
+                return -ENOMEM;
+        host_devs = t;
+        host_devs[n_host_devs++] = dev;
+        return 0;
+}
+
+int sbx_unotify_prepare(const SbxPlan *p, SbxError *err)
+{
+        int r;
+
+        if (p->cfg->net != SBX_NET_HOST)
+                return 0; /* --net none tells the agent's sockets by their network namespace */
+        r = for_each_mount(add_host_dev, NULL);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot read /proc/self/mountinfo: %m");
+        return 0;
+}
 
 typedef struct {
         int listener;
@@ -77,6 +154,8 @@ typedef struct {
         bool have_session;
         dev_t session_dev;
         ino_t session_ino;
+        dev_t private_devs[8]; /* --net host: the sandbox's own tmpfs (see own_tmpfs) */
+        size_t n_private_devs;
 } Wall;
 
 /* One connect to perform: what the supervisor (or a worker thread) needs. */
@@ -87,6 +166,7 @@ typedef struct {
         int target; /* O_PATH fd of the unix socket to connect to, or -EBADF */
         struct sockaddr_storage addr;
         socklen_t len;
+        bool quick; /* a blocking connect that cannot wait: done without a thread */
 } Job;
 
 static void job_free(Job *j)
@@ -121,9 +201,10 @@ static uint32_t diag_dev(dev_t dev)
  * Whether a unix socket bound in our network namespace (the sandbox's)
  * owns the file st describes. A socket inode belongs to one socket for its
  * whole life, so the answer cannot change between here and the connect.
- * Returns 1, 0, or a negative errno (treated as "no").
+ * Returns 1, 0, or a negative errno (treated as "no"); *ret_room: whether a
+ * connect to it would not wait (not listening, or its backlog has room).
  */
-static int bound_in_sandbox(const struct stat *st)
+static int bound_in_sandbox(const struct stat *st, bool *ret_room)
 {
         _cleanup_close_ int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
         struct {
@@ -135,7 +216,7 @@ static int bound_in_sandbox(const struct stat *st)
                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
                 .req = { .sdiag_family = AF_UNIX,
                          .udiag_states = ~0U,
-                         .udiag_show = UDIAG_SHOW_VFS },
+                         .udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN },
         };
         uint32_t want_dev = diag_dev(st->st_dev);
 
@@ -168,15 +249,25 @@ static int bound_in_sandbox(const struct stat *st)
                                 continue;
                         struct unix_diag_msg *m = NLMSG_DATA(h);
                         size_t alen = h->nlmsg_len - NLMSG_LENGTH(sizeof *m);
+                        bool match = false, room = m->udiag_state != TCP_LISTEN;
                         for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, alen);
                              a = RTA_NEXT(a, alen)) {
                                 struct unix_diag_vfs v;
-                                if (a->rta_type != UNIX_DIAG_VFS || RTA_PAYLOAD(a) < sizeof v)
-                                        continue;
-                                memcpy(&v, RTA_DATA(a), sizeof v);
-                                if (v.udiag_vfs_ino == (uint32_t)st->st_ino &&
-                                    v.udiag_vfs_dev == want_dev)
-                                        return 1;
+                                struct unix_diag_rqlen rq;
+                                if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof v) {
+                                        memcpy(&v, RTA_DATA(a), sizeof v);
+                                        match = v.udiag_vfs_ino == (uint32_t)st->st_ino &&
+                                                v.udiag_vfs_dev == want_dev;
+                                } else if (a->rta_type == UNIX_DIAG_RQLEN &&
+                                           RTA_PAYLOAD(a) >= sizeof rq) {
+                                        /* listening: queued connections and the backlog */
+                                        memcpy(&rq, RTA_DATA(a), sizeof rq);
+                                        room = room || rq.udiag_rqueue < rq.udiag_wqueue;
+                                }
+                        }
+                        if (match) {
+                                *ret_room = room;
+                                return 1;
                         }
                 }
         }
@@ -192,8 +283,8 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
         struct stat st;
         bool ok;
 
-        if (j->len <= offsetof(struct sockaddr_un, sun_path))
-                return -EINVAL;
+        if (j->len <= offsetof(struct sockaddr_un, sun_path) || j->len > sizeof sun)
+                return -EINVAL; /* as unix_validate_addr() */
         memcpy(&sun, &j->addr, sizeof sun);
         if (sun.sun_family != AF_UNIX)
                 return -EINVAL;
@@ -201,8 +292,6 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
         if (type != SOCK_STREAM && type != SOCK_SEQPACKET)
                 return -SBX_UNOTIFY_REFUSED;
         n = j->len - offsetof(struct sockaddr_un, sun_path);
-        if (n > sizeof sun.sun_path)
-                n = sizeof sun.sun_path;
         if (sun.sun_path[0] == '\0')
                 /* abstract: the sandbox's own namespace with --net none, the host's else */
                 return w->net_host ? -EPERM : 0;
@@ -224,10 +313,13 @@ static int decide_unix(const Wall *w, pid_t tid, Job *j, int type)
                 return -errno;
         if (fstat(target, &st) < 0)
                 return -errno;
-        ok = S_ISSOCK(st.st_mode) && w->have_session && st.st_dev == w->session_dev &&
-             st.st_ino == w->session_ino;
+        /* The broker accepts at once (backlog 256): its connects need no thread. */
+        ok = j->quick = S_ISSOCK(st.st_mode) && w->have_session && st.st_dev == w->session_dev &&
+                        st.st_ino == w->session_ino;
         if (!ok && S_ISSOCK(st.st_mode) && !w->net_host)
-                ok = bound_in_sandbox(&st) > 0;
+                ok = bound_in_sandbox(&st, &j->quick) > 0;
+        for (size_t i = 0; !ok && S_ISSOCK(st.st_mode) && i < w->n_private_devs; i++)
+                ok = st.st_dev == w->private_devs[i];
         if (!ok)
                 return -SBX_UNOTIFY_REFUSED;
         j->target = TAKE_FD(target);
@@ -276,12 +368,15 @@ static int prepare(const Wall *w, const struct seccomp_notif *req, Job *j)
                 struct iovec local = { .iov_base = &j->addr, .iov_len = (size_t)len };
                 struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[1],
                                         .iov_len = (size_t)len };
-                if (process_vm_readv(tid, &local, 1, &remote, 1, 0) != len)
-                        return errno == ESRCH ? 1 : -EFAULT;
+                if (process_vm_readv(tid, &local, 1, &remote, 1, 0) != len) {
+                        /* EPERM: the agent made itself undumpable; we may not look */
+                        int e = errno == EPERM ? -EPERM : -EFAULT;
+                        return id_valid(w, req->id) ? e : 1;
+                }
         }
         pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
-        if (pidfd < 0)
-                return 1;
+        if (pidfd < 0) /* gone (then nobody waits), or we are short of fds: answer */
+                return id_valid(w, req->id) ? -EAGAIN : 1;
         /* The tid (and so the memory read and the pidfd) was the notifying thread's. */
         if (!id_valid(w, req->id))
                 return 1;
@@ -350,12 +445,15 @@ static void handle(const Wall *w, const struct seccomp_notif *req)
         }
         /*
          * A non-blocking socket connects at once (EINPROGRESS and the agent
-         * polls the same socket); a blocking connect may take minutes (a
-         * full backlog, a host that does not answer): a thread of its own,
-         * so one slow connect never holds up the others.
+         * polls the same socket), and so does a unix connect to a listener
+         * with room in its backlog; any other blocking connect may take
+         * minutes (a full backlog, a host that does not answer): a thread of
+         * its own, so one slow connect never holds up the others. (A backlog
+         * filled by a racing connect between our look and ours holds up the
+         * agent's own connects only, until its own listener accepts.)
          */
         fl = fcntl(j->sock, F_GETFL);
-        if (fl >= 0 && (fl & O_NONBLOCK)) {
+        if (j->quick || (fl >= 0 && (fl & O_NONBLOCK))) {
                 worker(j);
                 return;
         }
@@ -398,6 +496,32 @@ static int recv_fd(int chan)
         return fd;
 }
 
+/*
+ * --net host: the tmpfs the sandbox mounted where the agent keeps its own
+ * sockets (its /tmp, /run, home, ...). The host's network namespace cannot
+ * tell the agent's sockets from a daemon's, but a file system no host
+ * mount has can only hold sockets bound from inside. A host mount made
+ * just before the launch and missing from host_devs could only be under
+ * these paths, which the sandbox's tmpfs cover.
+ */
+static int own_tmpfs(dev_t dev, const char *where, const char *type, void *u)
+{
+        static const char *const paths[] = { "/run",     "/var/run",  "/tmp",     "/var/tmp",
+                                             "/dev/shm", "/run/user", "/tmp/home" };
+        Wall *w = u;
+        bool listed = false;
+
+        if (!streq(type, "tmpfs") || w->n_private_devs >= ELEMENTSOF(w->private_devs))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                listed = listed || streq(where, paths[i]);
+        for (size_t i = 0; listed && i < n_host_devs; i++)
+                listed = host_devs[i] != dev;
+        if (listed)
+                w->private_devs[w->n_private_devs++] = dev;
+        return 0;
+}
+
 _noreturn_ static void supervise(const SbxPlan *p, int chan)
 {
         Wall w = { .net_host = p->cfg->net == SBX_NET_HOST,
@@ -417,12 +541,20 @@ _noreturn_ static void supervise(const SbxPlan *p, int chan)
         close(3);
         if (w.listener < 0)
                 _exit(1);
+        /*
+         * The agent waits while we work: wake us on its CPU and switch at
+         * once (else a busy machine's scheduler may let it wait a slice,
+         * milliseconds, per connect). Older kernels: the usual wakeup.
+         */
+        (void)ioctl(w.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
         if (p->cfg->session_socket && stat(SBX_SESSION_SOCKET_PATH, &st) == 0 &&
             S_ISSOCK(st.st_mode)) {
                 w.have_session = true;
                 w.session_dev = st.st_dev;
                 w.session_ino = st.st_ino;
         }
+        if (w.net_host && for_each_mount(own_tmpfs, &w) < 0)
+                w.n_private_devs = 0; /* then only the session socket: fail closed */
         for (;;) {
                 struct seccomp_notif req;
 

@@ -10,6 +10,13 @@
 #include "sandbox/sandbox-internal.h"
 
 /*
+ * In airlock, before the sandbox is cloned: what the supervisor needs to
+ * know of the host (with --net host, its mounts' device numbers). Returns
+ * 0, or a negative errno with err filled: the launch must then be refused.
+ */
+int sbx_unotify_prepare(const SbxPlan *p, SbxError *err);
+
+/*
  * In pid 1 of the sandbox, after its privileges are dropped (no
  * capabilities, no_new_privs) and before the agent is started: forks the
  * supervisor, then puts pid 1 (and so everything it starts later) under the

@@ -462,6 +462,77 @@ static void test_append_many(void **state)
         }
 }
 
+/* audit_append_start(): queued at once, made durable by the sync thread, waited for. */
+static void test_append_start(void **state)
+{
+        Env *e = *state;
+        AuditWriter *w = open_writer(e, 0, 0);
+        json_t *f[3];
+        uint64_t seq = 0, head_seq = 0, before;
+        char head[AUDIT_HASH_HEX_LEN + 1];
+        _cleanup_free_ char *buf = NULL;
+        size_t n;
+        AuditVerifyResult r;
+        struct rlimit old, rl;
+        struct stat st;
+        int k = 0;
+
+        for (unsigned i = 0; i < 3; i++)
+                f[i] = batch_fields(0, 0, i);
+        audit_head(w, &before, head);
+        assert_int_equal(audit_append_start(w, f, 3, &seq), 0);
+        assert_int_equal(seq, before + 3);
+        /* nobody waits: the sync thread makes them durable by itself */
+        for (int i = 0; i < 5000 && head_seq < seq; i++) {
+                audit_head(w, &head_seq, head);
+                if (head_seq < seq)
+                        usleep(1000);
+        }
+        assert_true(head_seq >= seq);
+        assert_int_equal(audit_wait_durable(w, seq), 0);
+        assert_int_equal(audit_wait_durable(w, seq + 100), -EINVAL);
+        assert_int_equal(audit_append_start(w, f, 3, NULL), -EINVAL);
+
+        /* one malformed record: nothing queued */
+        json_decref(f[2]);
+        f[2] = json_pack("{s:s}", "event", "made_up");
+        assert_int_equal(audit_append_start(w, f, 3, &seq), -EINVAL);
+        audit_head(w, &head_seq, head);
+        assert_int_equal(head_seq, before + 3);
+        for (unsigned i = 0; i < 3; i++)
+                json_decref(f[i]);
+
+        /* a write that fails: the start may succeed, the wait must not */
+        signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(stat(e->log, &st), 0);
+        getrlimit(RLIMIT_FSIZE, &old);
+        rl = old;
+        rl.rlim_cur = (rlim_t)st.st_size + 2000;
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+        for (int i = 0; i < 100 && k == 0; i++) {
+                json_t *g = event_fields((unsigned)i);
+
+                k = audit_append_start(w, &g, 1, &seq);
+                if (k == 0)
+                        k = audit_wait_durable(w, seq);
+                json_decref(g);
+        }
+        assert_true(k < 0);
+        assert_int_equal(audit_failure(w), k);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        {
+                json_t *g = event_fields(1);
+
+                assert_int_equal(audit_append_start(w, &g, 1, &seq), k);
+                json_decref(g);
+        }
+        assert_int_equal(audit_close(w), k);
+        /* what was written before the failure is an intact chain */
+        read_log(e, &buf, &n);
+        r = verify_buf(buf, n, NULL, NULL);
+        assert_true(r.records >= 4);
+}
+
 static void test_timer_seals(void **state)
 {
         Env *e = *state;
@@ -1138,6 +1209,7 @@ int main(void)
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_appends, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_append_many, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_append_start, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_timer_seals, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_unsealed_tail_reported, env_setup,
                                                 env_teardown),
