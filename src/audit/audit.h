@@ -53,7 +53,8 @@
 #define AUDIT_EVENT_SESSION_END   "session_end"   /* agent set; details: exit_status */
 #define AUDIT_EVENT_REQUEST_SUBMITTED \
         "request_submitted" /* request, agent, argv, target; details: why */
-#define AUDIT_EVENT_REQUEST_PLANNED "request_planned" /* details: effects, plan_sha256 */
+#define AUDIT_EVENT_REQUEST_PLANNED \
+        "request_planned" /* details: plan_sha256, complete, effects; or error */
 #define AUDIT_EVENT_REQUEST_DECIDED \
         "request_decided" /* details: decision, rules, approvers_needed */
 #define AUDIT_EVENT_REQUEST_APPROVED \
