@@ -63,8 +63,9 @@
         "request_denied" /* details: by (policy|approver), approver_uid, approver_name, why */
 #define AUDIT_EVENT_REQUEST_EXPIRED "request_expired" /* details: ttl_sec */
 #define AUDIT_EVENT_EXEC_START      "exec_start"      /* request, argv, target; details: pid */
-#define AUDIT_EVENT_EXEC_END \
-        "exec_end" /* details: exit_status|signal, output_sha256, output_bytes, duration_usec */
+#define AUDIT_EVENT_EXEC_END                                                                   \
+        "exec_end" /* details: exit_status|signal, output_sha256, output_bytes, duration_usec, \
+                      deviation_check */
 #define AUDIT_EVENT_UNDO_START "undo_start" /* details: of_request */
 #define AUDIT_EVENT_UNDO_END   "undo_end"   /* details: exit_status */
 #define AUDIT_EVENT_APPROVAL_REFUSED \

@@ -143,6 +143,22 @@ static void session_unref(Session *s)
         free(s);
 }
 
+/* Caller holds B.lock. */
+static PolicyPin *policy_pin(void)
+{
+        B.pin->refs++;
+        return B.pin;
+}
+
+/* Caller holds B.lock. */
+static void policy_unpin(PolicyPin *p)
+{
+        if (!p || --p->refs > 0)
+                return;
+        policy_free(p->policy);
+        free(p);
+}
+
 static Req *active_find(uint64_t id)
 {
         for (size_t i = 0; i < B.n_active; i++)
@@ -490,16 +506,50 @@ out:
  * approved one, runs the command, records the result. Takes x->r's
  * reference.
  */
+/*
+ * The deviation check of an approved request: what the execution did (as
+ * recorded) against the plan that was approved. Returns {"deviations":
+ * [lines]} (empty: none) or {"error": why it could not be checked}.
+ */
+static json_t *deviation_check(const Req *r, int exec_result, const PlanResult *observed)
+{
+        _cleanup_(plan_result_freep) PlanResult *approved = NULL;
+        _cleanup_strv_free_ char **lines = NULL;
+        json_t *a;
+        int n;
+
+        if (exec_result < 0)
+                return json_pack("{s:s}", "error", "the command did not run");
+        if (!observed)
+                return json_pack("{s:s}", "error", "the recording of the execution failed");
+        if (plan_result_from_json(r->plan, &approved) < 0)
+                return json_pack("{s:s}", "error", "the approved plan cannot be read back");
+        n = plan_compare(approved, observed, &lines);
+        if (n < 0)
+                return NULL;
+        a = json_array();
+        STRV_FOREACH (l, lines)
+                if (a)
+                        json_array_append_new(a, json_string(*l));
+        return a ? json_pack("{s:o, s:b}", "deviations", a, "complete", observed->complete) : NULL;
+}
+
 static void execute(ExecRun *x)
 {
         Req *r = x->r;
         char detail[512];
         _cleanup_free_ uint8_t *out = NULL, *err = NULL;
+        _cleanup_(plan_result_freep) PlanResult *observed = NULL;
+        _cleanup_(json_decrefp) json_t *deviations = NULL;
+        PolicyPin *pin = NULL;
+        bool check = false;
         size_t lens[2] = {};
         int status = -1, k;
         ExecSpec spec;
 
         pthread_mutex_lock(&B.lock);
+        /* an approved request with a plan: record what it does, to compare with the plan */
+        check = r->state == REQ_APPROVED && r->plan;
         /*
          * Allowed requests were recorded as executing when they were
          * submitted; approved ones start here. Only this thread moves an
@@ -537,11 +587,26 @@ static void execute(ExecRun *x)
                 .on_output = on_output,
                 .userdata = x,
         };
+        if (check) {
+                pin = policy_pin(); /* its secrets and inventory name what the recorder sees */
+                spec.record_policy = pin->policy;
+                spec.ret_observed = &observed;
+        }
         pthread_mutex_unlock(&B.lock);
 
         k = exec_run(&spec, &status, detail, sizeof(detail));
+        if (check) {
+                deviations = deviation_check(r, k, observed);
+                if (!deviations)
+                        deviations = json_pack("{s:s}", "error", "out of memory");
+        }
 
         pthread_mutex_lock(&B.lock);
+        policy_unpin(pin);
+        if (deviations) {
+                json_decref(r->deviations);
+                r->deviations = json_incref(deviations);
+        }
         out = malloc(r->out_bytes[0] + 1);
         err = malloc(r->out_bytes[1] + 1);
         if (out && err)
@@ -562,6 +627,8 @@ static void execute(ExecRun *x)
 
                 if (ex && detail[0])
                         json_object_set_new(ex, "detail", json_string(detail));
+                if (ex && deviations)
+                        json_object_set(ex, "deviation_check", deviations);
                 Req row = *r; /* what the database row becomes; r changes under the lock */
                 bool truncated = r->truncated;
 
@@ -837,22 +904,6 @@ static int build_command(const Policy *p, const char *host, char *const *argv, c
         }
         *ret = TAKE_PTR(cmd);
         return 0;
-}
-
-/* Caller holds B.lock. */
-static PolicyPin *policy_pin(void)
-{
-        B.pin->refs++;
-        return B.pin;
-}
-
-/* Caller holds B.lock. */
-static void policy_unpin(PolicyPin *p)
-{
-        if (!p || --p->refs > 0)
-                return;
-        policy_free(p->policy);
-        free(p);
 }
 
 static json_t *strv_or_empty(char *const *l)

@@ -63,6 +63,7 @@ void req_unref(Req *r)
         free(r->detail);
         json_decref(r->plan);
         free(r->plan_error);
+        json_decref(r->deviations);
         for (size_t i = 0; i < r->n_verdicts; i++) {
                 free(r->verdicts[i].user);
                 free(r->verdicts[i].why);
@@ -171,5 +172,7 @@ json_t *req_to_json(const Req *r)
                 json_object_set_new(j, "plan", json_incref(r->plan));
         if (r->plan_error)
                 json_object_set_new(j, "plan_error", json_string(r->plan_error));
+        if (r->deviations)
+                json_object_set_new(j, "deviation_check", json_incref(r->deviations));
         return j;
 }

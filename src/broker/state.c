@@ -112,7 +112,8 @@ static int add_plan_columns(State *s)
                 return 0;
         return exec_sql(s, "ALTER TABLE requests ADD COLUMN plan TEXT; "
                            "ALTER TABLE requests ADD COLUMN plan_digest TEXT; "
-                           "ALTER TABLE requests ADD COLUMN plan_error TEXT;");
+                           "ALTER TABLE requests ADD COLUMN plan_error TEXT; "
+                           "ALTER TABLE requests ADD COLUMN deviations TEXT;");
 }
 
 int state_open(const char *state_dir, State **ret, char *err, size_t err_size)
@@ -412,20 +413,28 @@ static int insert_request_unlocked(State *s, Req *r)
 
 static int update_request_unlocked(State *s, const Req *r)
 {
+        _cleanup_free_ char *dev = NULL;
         sqlite3_stmt *st;
         int k;
 
-        k = prepare(s,
-                    "UPDATE requests SET state = ?, detail = ?, finished_usec = ?, exit_status = ? "
-                    "WHERE id = ?",
-                    &st);
+        if (r->deviations) {
+                dev = json_dumps(r->deviations, JSON_COMPACT);
+                if (!dev)
+                        return -ENOMEM;
+        }
+        k = prepare(
+                s,
+                "UPDATE requests SET state = ?, detail = ?, finished_usec = ?, exit_status = ?, "
+                "deviations = ? WHERE id = ?",
+                &st);
         if (k < 0)
                 return k;
         bind_text(st, 1, req_state_to_string(r->state));
         bind_text(st, 2, r->detail);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)r->finished_usec);
         sqlite3_bind_int64(st, 4, r->exit_status);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)r->id);
+        bind_text(st, 5, dev);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)r->id);
         return step_done(s, st);
 }
 
@@ -487,7 +496,8 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
                     "r.digest, r.action, r.approvers_needed, r.reason, r.state, r.detail, "
                     "r.created_usec, r.expires_usec, r.finished_usec, r.exit_status, "
                     "s.agent, s.workspace, s.profile, s.starter_name, s.starter_uid, "
-                    "s.started_usec, o.truncated, r.plan, r.plan_digest, r.plan_error "
+                    "s.started_usec, o.truncated, r.plan, r.plan_digest, r.plan_error, "
+                    "r.deviations "
                     "FROM requests r LEFT JOIN sessions s ON s.id = r.session_id "
                     "LEFT JOIN outputs o ON o.request_id = r.id WHERE r.id = ?",
                     &st);
@@ -558,6 +568,8 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
         snprintf(r->plan_digest, sizeof(r->plan_digest), "%s",
                  (const char *)sqlite3_column_text(st, 30) ?: "");
         r->plan_error = col_strdup(st, 31);
+        if (sqlite3_column_text(st, 32))
+                r->deviations = json_loads((const char *)sqlite3_column_text(st, 32), 0, NULL);
         stmt_done(st);
         if (!r->argv || !r->command || !r->env || !r->cwd || !r->run_as || !r->requester_name ||
             (r->session_id &&

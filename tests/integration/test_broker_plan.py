@@ -132,3 +132,46 @@ def test_allowed_and_denied_outright_are_not_planned(broker):
     assert not [e for e in broker.audit_events() if e["event"] == "request_planned"]
     for req in json.loads(broker.airlock("requests", "--all", "--json").stdout):
         assert "plan" not in req
+
+
+def test_approved_execution_is_checked_against_its_plan(tmp_path):
+    """After an approved command ran, the broker compares what it did (recorded
+    as it ran) with the plan that was approved: nothing beyond the plan is no
+    deviation; a write the plan did not have is one, named in the audit log
+    and in `airlock show`."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sh, -c, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        flag, a, other = tmp_path / "flag", tmp_path / "a", tmp_path / "other"
+        script = f"if [ -e {flag} ]; then echo x > {other}; else echo x > {a}; fi"
+        # as planned: no deviation
+        rid = pending(b, "touch", tmp_path / "same")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        b.wait_state(rid, ("succeeded",))
+        check = b.show(rid)["deviation_check"]
+        assert check["deviations"] == [], check
+        assert "Deviations from the approved plan: none" in b.airlock("show", rid).stdout
+        # planned while the flag was absent (writes a), run once it exists (writes other)
+        rid = pending(b, "sh", "-c", script)
+        assert [f["path"] for f in b.show(rid)["plan"]["files"]] == [str(a)]
+        flag.write_text("")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        b.wait_state(rid, ("succeeded",))
+        assert other.exists() and not a.exists()
+        lines = b.show(rid)["deviation_check"]["deviations"]
+        assert any(str(other) in l for l in lines), lines
+        shown = b.airlock("show", rid).stdout
+        assert "Deviations from the approved plan (" in shown and str(other) in shown, shown
+        end = [e for e in b.audit_events()
+               if e["event"] == "exec_end" and e["request"] == str(rid)]
+        assert end and any(str(other) in l
+                           for l in end[0]["details"]["deviation_check"]["deviations"])
+        # allowed requests are not recorded, so not checked
+        assert b.airlock("exec", "--", "echo", "hi").returncode == 0
+        rid = json.loads(b.airlock("requests", "--all", "--json").stdout)[0]["id"]
+        assert "deviation_check" not in b.show(rid)
+    finally:
+        b.stop()
