@@ -26,7 +26,7 @@
 #include "plan/plan-internal.h"
 
 #define FILES_MAX_DEPTH     128 /* below this depth nothing is compared (the plan says so) */
-#define FILES_MAX_EFFECTS   (256 * 1024)          /* more effects than this: -E2BIG */
+#define FILES_MAX_EFFECTS   (256 * 1024) /* listed effects; later ones only if they hold a secret */
 #define FILES_READ_MAX      (64ULL * 1024 * 1024) /* files read whole up to this size */
 #define FILES_CHUNK         (8 * 1024 * 1024)     /* larger files are scanned in chunks */
 #define FILES_CHUNK_OVERLAP (64 * 1024)
@@ -58,8 +58,9 @@ struct PlanFiles {
         char *baseline_path;
         char *baseline;
         size_t baseline_len;
-        bool too_deep;
-        char *buf[2]; /* reusable read buffers: upper, lower */
+        bool too_deep, overflow;
+        Entry scratch; /* effects past FILES_MAX_EFFECTS (see new_entry()) */
+        char *buf[2];  /* reusable read buffers: upper, lower */
         size_t buf_size[2];
 };
 
@@ -103,6 +104,8 @@ PlanFiles *plan_files_free(PlanFiles *pf)
                 free(pf->entries[i].rel);
         }
         free(pf->entries);
+        plan_file_done(&pf->scratch.f);
+        free(pf->scratch.rel);
         free(pf->baseline_path);
         free(pf->baseline);
         for (unsigned i = 0; i < 2; i++) {
@@ -309,12 +312,25 @@ static int read_link(int dir, const char *name, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+/*
+ * A new effect. Past FILES_MAX_EFFECTS it is the scratch entry, reused for
+ * every later effect and kept only if it holds a secret's bytes: a command
+ * cannot hide a copied secret behind a flood of other files.
+ */
 static Entry *new_entry(PlanFiles *pf, size_t layer, const char *rel, PlanFileChange change)
 {
         Entry *e;
 
-        if (pf->n_entries >= FILES_MAX_EFFECTS)
-                return NULL;
+        if (pf->n_entries >= FILES_MAX_EFFECTS) {
+                pf->overflow = true;
+                plan_file_done(&pf->scratch.f);
+                free(pf->scratch.rel);
+                e = &pf->scratch;
+                *e = (Entry){ .layer = layer, .f.change = change };
+                e->rel = strdup(rel);
+                e->f.path = host_path(&pf->layers[layer], rel);
+                return e->rel && e->f.path ? e : NULL;
+        }
         if (pf->n_entries == pf->alloc) {
                 size_t na = pf->alloc ? pf->alloc * 2 : 64;
                 Entry *t = reallocarray(pf->entries, na, sizeof *t);
@@ -337,9 +353,28 @@ static Entry *new_entry(PlanFiles *pf, size_t layer, const char *rel, PlanFileCh
         return e;
 }
 
+/* Keeps the scratch entry (past the limit) if it holds a secret's bytes. */
+static int keep_if_secret(PlanFiles *pf, Entry *e)
+{
+        if (e != &pf->scratch || !e->f.secret_content)
+                return 0;
+        if (pf->n_entries == pf->alloc) {
+                Entry *t = reallocarray(pf->entries, pf->alloc * 2, sizeof *t);
+
+                if (!t)
+                        return -ENOMEM;
+                pf->entries = t;
+                pf->alloc *= 2;
+        }
+        pf->entries[pf->n_entries++] = *e;
+        *e = (Entry){};
+        return 0;
+}
+
 static int entry_fail(const PlanFiles *pf)
 {
-        return pf->n_entries >= FILES_MAX_EFFECTS ? -E2BIG : -ENOMEM;
+        (void)pf;
+        return -ENOMEM;
 }
 
 static void set_old(PlanFile *f, const struct stat *st)
@@ -570,19 +605,19 @@ static int record_created(PlanFiles *pf, size_t layer, int udir, const char *nam
         if (S_ISREG(ust->st_mode)) {
                 const char *buf = NULL;
                 size_t len = 0;
-                size_t idx = (size_t)(e - pf->entries);
 
                 e->rename_target = ust->st_size > 0;
                 e->f.content_changed = true;
                 if ((uint64_t)ust->st_size > FILES_READ_MAX)
-                        return describe_large(pf, &e->f, udir, name);
-                r = read_file(pf, 0, udir, name, (uint64_t)ust->st_size, &buf, &len);
-                if (r < 0)
-                        return r;
-                e = &pf->entries[idx];
-                r = describe_content(pf, &e->f, NULL, 0, false, buf, len);
-                explicit_wipe(pf->buf[0], len);
-                return r;
+                        r = describe_large(pf, &e->f, udir, name);
+                else {
+                        r = read_file(pf, 0, udir, name, (uint64_t)ust->st_size, &buf, &len);
+                        if (r < 0)
+                                return r;
+                        r = describe_content(pf, &e->f, NULL, 0, false, buf, len);
+                        explicit_wipe(pf->buf[0], len);
+                }
+                return r < 0 ? r : keep_if_secret(pf, e);
         }
         return 0;
 }
@@ -661,7 +696,7 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                 explicit_wipe(pf->buf[0], ulen);
         if (lbuf && !baseline)
                 explicit_wipe(pf->buf[1], llen);
-        return 0;
+        return keep_if_secret(pf, e);
 }
 
 static bool dir_is_opaque(int dir, const char *name)
@@ -910,6 +945,10 @@ int plan_files_finish(PlanFiles *pf, PlanResult *r)
         k = pair_renames(pf);
         if (k < 0)
                 return k;
+        if (pf->overflow &&
+            plan_result_partial(r, "more than 262144 files changed: the first ones are listed, "
+                                   "and every later one that holds a secret's bytes") < 0)
+                return -ENOMEM;
         if (pf->too_deep &&
             plan_result_partial(r, "directories are nested more than 128 deep: "
                                    "what lies below that depth was not compared") < 0)

@@ -1229,7 +1229,7 @@ void plan_policy_effects_done(PlanPolicyEffects *e)
 int plan_policy_effects(const PlanResult *r, PlanPolicyEffects *ret)
 {
         PlanPolicyEffects e = {};
-        size_t ns = 0, nc = 0, nw = 0, nd = 0;
+        size_t ns = 0, nc = 0, nw = 0, nd = 0, nn = 0;
 
         e.secrets_read = calloc(r->n_secrets + 1, sizeof(char *));
         e.secret_content_written = calloc(r->n_files + 1, sizeof(char *));
@@ -1259,17 +1259,19 @@ int plan_policy_effects(const PlanResult *r, PlanPolicyEffects *ret)
         }
         for (size_t i = 0; i < r->n_contacts; i++)
                 e.contacts[i] = r->contacts[i].daemon;
+        /* unix sockets are daemons on this host (contacts), not network connections */
         for (size_t i = 0; i < r->n_net; i++)
-                e.connections[i] = (PolicyConnection){ .host = r->net[i].host,
-                                                       .address = r->net[i].address,
-                                                       .port = r->net[i].port };
+                if (r->net[i].family != AF_UNIX)
+                        e.connections[nn++] = (PolicyConnection){ .host = r->net[i].host,
+                                                                  .address = r->net[i].address,
+                                                                  .port = r->net[i].port };
         e.effects = (PolicyEffects){
                 .secrets_read = ns ? e.secrets_read : NULL,
                 .secret_content_written = nc ? e.secret_content_written : NULL,
                 .writes = nw ? e.writes : NULL,
                 .deletes = nd ? e.deletes : NULL,
-                .connections = r->n_net ? e.connections : NULL,
-                .n_connections = r->n_net,
+                .connections = nn ? e.connections : NULL,
+                .n_connections = nn,
                 .contacts = r->n_contacts ? e.contacts : NULL,
         };
         *ret = e;

@@ -25,6 +25,9 @@
  * sockets that send to a path without connect(), cannot be created (the
  * filter checks socket()'s arguments, which are registers, not memory).
  * Every connect() is refused in refuse mode, whatever its address.
+ * Connects to a unix socket that does not exist (the call fails for real
+ * too) and name-service lookups (nscd, systemd-userdb, sssd, resolved) are
+ * neither recorded nor let out: they change nothing.
  *
  * Record mode (plan_record_*, an approved real execution) continues every
  * call after recording it. It is for detecting deviations from the plan,
@@ -364,6 +367,9 @@ struct PlanSup {
         bool closed;          /* r has been handed over: record nothing more */
         bool detached;        /* the thread frees this when it ends */
         bool thread_done;     /* the thread has left its loop and will not touch r again */
+        bool gated;           /* the child waits until the secrets are watched (record mode) */
+        bool cancelled;       /* plan_sup_free() before the child was let go: never let it go */
+        pthread_cond_t gate_cond;
 
         pid_t root_pid;    /* the first process that notified (the command) */
         char *root_prefix; /* how the snapshot's root shows in /proc/PID/exe from here */
@@ -379,8 +385,6 @@ struct PlanSup {
 
         Watched *watched;
         size_t n_watched;
-
-        uint64_t n_notifications, notify_usec; /* for the cost per notification */
 };
 
 static uint64_t str_hash(const char *s)
@@ -692,6 +696,50 @@ static int socket_type(pid_t pid, int fd)
 
 /* ---- handlers ---- */
 
+static char *resolve_at(pid_t pid, long dirfd, const char *path);
+
+/* Name-service sockets: lookups (users, groups, hosts) that change nothing anywhere. */
+static const char *const lookup_sockets[] = {
+        "/run/nscd/socket",
+        "/var/run/nscd/socket",
+        "/run/systemd/userdb/*",
+        "/var/lib/sss/pipes/nss",
+        "/run/systemd/resolve/io.systemd.Resolve",
+};
+
+typedef enum {
+        UNIX_EFFECT, /* a daemon, or an abstract name: record (refused in refuse mode) */
+        UNIX_LOOKUP, /* a name-service lookup: neither recorded nor let out */
+        UNIX_NONE,   /* no such socket: the call fails in reality too, nothing to record */
+} UnixTarget;
+
+static UnixTarget unix_target(pid_t pid, const struct sockaddr_storage *ss, size_t len)
+{
+        const struct sockaddr_un *un = (const void *)ss;
+        char raw[sizeof(un->sun_path) + 1];
+        size_t n = len - offsetof(struct sockaddr_un, sun_path);
+        _cleanup_free_ char *abs = NULL, *p = NULL;
+        struct stat st;
+
+        if (n > sizeof(un->sun_path))
+                n = sizeof(un->sun_path);
+        memcpy(raw, un->sun_path, n);
+        raw[n] = 0;
+        if (raw[0] == 0)
+                return UNIX_EFFECT; /* abstract: no file to look at */
+        abs = resolve_at(pid, -1, raw);
+        if (!abs)
+                return UNIX_EFFECT;
+        for (size_t i = 0; i < ELEMENTSOF(lookup_sockets); i++)
+                if (policy_glob_match(lookup_sockets[i], abs, true))
+                        return UNIX_LOOKUP;
+        if (asprintf(&p, "/proc/%d/root%s", (int)pid, abs) < 0)
+                return UNIX_EFFECT;
+        if (lstat(p, &st) < 0 && (errno == ENOENT || errno == ENOTDIR))
+                return UNIX_NONE;
+        return UNIX_EFFECT;
+}
+
 typedef struct {
         int error; /* negative errno to answer with; 0 = success value val */
         bool cont; /* let the call run */
@@ -785,6 +833,17 @@ static Verdict on_address(PlanSup *s, const struct seccomp_notif *req, int mem, 
                 v.error = -EACCES;
         if (s->mode == PLAN_SUP_REFUSE && kind == PLAN_NET_CONNECT && a.family == AF_UNIX)
                 v.error = -EACCES;
+        if (a.family == AF_UNIX) {
+                UnixTarget t = unix_target((pid_t)req->pid, &ss, len);
+
+                if (t != UNIX_EFFECT) {
+                        /* refused all the same in refuse mode, with what reality would say */
+                        if (s->mode == PLAN_SUP_REFUSE)
+                                v.error = t == UNIX_NONE ? -ENOENT : -ECONNREFUSED;
+                        addr_done(&a);
+                        return v;
+                }
+        }
         /* the arguments read must still be the live call's before acting on them */
         if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0) {
                 *ok = false;
@@ -853,8 +912,6 @@ static void record_exec(PlanSup *s, pid_t pid, const char *path, char **argv)
         }
         record_end(s);
 }
-
-static char *resolve_at(pid_t pid, long dirfd, const char *path);
 
 static bool exec_target_exists(pid_t pid, long dirfd, const char *path)
 {
@@ -1336,11 +1393,14 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
         _cleanup_close_ int mem = -EBADF;
         Verdict v = { .cont = true };
         bool ok = true;
-        uint64_t t0 = now_monotonic_usec();
 
         if (__atomic_load_n(&s->root_pid, __ATOMIC_RELAXED) == 0)
                 __atomic_store_n(&s->root_pid, (pid_t)req->pid, __ATOMIC_RELAXED);
-        mem = mem_open((pid_t)req->pid);
+        /* signals are all registers: no need to open the caller's memory */
+        if (req->data.nr != __NR_kill && req->data.nr != __NR_tkill &&
+            req->data.nr != __NR_tgkill && req->data.nr != __NR_rt_sigqueueinfo &&
+            req->data.nr != __NR_rt_tgsigqueueinfo && req->data.nr != __NR_pidfd_send_signal)
+                mem = mem_open((pid_t)req->pid);
         if (s->mode == PLAN_SUP_RECORD && s->pids.n < PLAN_SUP_MAX_RECORDS) {
                 char key[32];
 
@@ -1401,8 +1461,6 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
         else
                 resp.error = v.error ? v.error : -EPERM;
         (void)ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
-        s->n_notifications++;
-        s->notify_usec += now_monotonic_usec() - t0;
 }
 
 /* ---- secrets: fanotify ---- */
@@ -1817,6 +1875,17 @@ static int receive_listener(PlanSup *s)
         close(pidfd);
         if (fd < 0)
                 return -errno;
+        /* plan_record_start(): the command may run only once its secrets are watched */
+        pthread_mutex_lock(&s->lock);
+        while (s->gated && !s->cancelled)
+                pthread_cond_wait(&s->gate_cond, &s->lock);
+        if (s->cancelled) {
+                /* no acknowledgement: the child's plan_sup_child() fails, it never execs */
+                pthread_mutex_unlock(&s->lock);
+                close(fd);
+                return -ECANCELED;
+        }
+        pthread_mutex_unlock(&s->lock);
         if (write(s->sock, "K", 1) != 1) {
                 close(fd);
                 return -errno;
@@ -1862,6 +1931,12 @@ static void *sup_thread(void *arg)
         }
         /* opens that raced the end of the command are still queued */
         handle_fanotify(s);
+        /*
+         * Drop the marks now: their teardown waits for an SRCU grace period
+         * (10-25 ms) in a kernel worker, while the caller collects the file
+         * effects, instead of in close() at the end of the plan.
+         */
+        (void)fanotify_mark(s->fan, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
 out:
         pthread_mutex_lock(&s->lock);
         free_self = s->detached;
@@ -1875,8 +1950,8 @@ out:
         return NULL;
 }
 
-int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, PlanSup **ret,
-                   char *err, size_t err_size)
+static int sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, bool gated,
+                     PlanSup **ret, char *err, size_t err_size)
 {
         PlanSup *s;
         int e;
@@ -1892,7 +1967,9 @@ int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult 
         s->listener = -EBADF;
         s->fan = -EBADF;
         s->stop_efd = -EBADF;
+        s->gated = gated;
         pthread_mutex_init(&s->lock, NULL);
+        pthread_cond_init(&s->gate_cond, NULL);
         /* our own copy: the caller may close its end once we have started */
         s->sock = fcntl(sock, F_DUPFD_CLOEXEC, 3);
         if (s->sock < 0) {
@@ -1946,6 +2023,20 @@ fail:
         return e;
 }
 
+int plan_sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResult *r, PlanSup **ret,
+                   char *err, size_t err_size)
+{
+        return sup_start(mode, policy, sock, r, false, ret, err, err_size);
+}
+
+static void sup_ungate(PlanSup *s)
+{
+        pthread_mutex_lock(&s->lock);
+        s->gated = false;
+        pthread_cond_broadcast(&s->gate_cond);
+        pthread_mutex_unlock(&s->lock);
+}
+
 int plan_sup_stop(PlanSup *s)
 {
         if (!s)
@@ -1957,6 +2048,34 @@ int plan_sup_stop(PlanSup *s)
         return s->thread_error;
 }
 
+static void *closer(void *arg)
+{
+        close((int)(intptr_t)arg);
+        return NULL;
+}
+
+/*
+ * Closing a fanotify group with marks waits for an SRCU grace period (10-25
+ * ms here): a plan should not wait for that, so a detached thread does it.
+ */
+static void close_in_background(int fd)
+{
+        pthread_attr_t a;
+        pthread_t t;
+
+        if (fd < 0)
+                return;
+        if (pthread_attr_init(&a) == 0) {
+                bool ok = pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED) == 0 &&
+                          pthread_create(&t, &a, closer, (void *)(intptr_t)fd) == 0;
+
+                pthread_attr_destroy(&a);
+                if (ok)
+                        return;
+        }
+        close(fd);
+}
+
 PlanSup *plan_sup_free(PlanSup *s)
 {
         if (!s)
@@ -1964,13 +2083,17 @@ PlanSup *plan_sup_free(PlanSup *s)
         if (s->thread_started) {
                 uint64_t one = 1;
 
+                pthread_mutex_lock(&s->lock);
+                s->cancelled = true;
+                pthread_cond_broadcast(&s->gate_cond);
+                pthread_mutex_unlock(&s->lock);
                 if (write(s->stop_efd, &one, sizeof(one)) < 0) {
                         /* an eventfd counter this far from overflow does not fail */
                 }
                 pthread_join(s->thread, NULL);
         }
         safe_close(s->listener);
-        safe_close(s->fan);
+        close_in_background(s->fan);
         safe_close(s->stop_efd);
         safe_close(s->sock);
         for (size_t i = 0; i < s->n_watched; i++)
@@ -1982,6 +2105,7 @@ PlanSup *plan_sup_free(PlanSup *s)
                 free(s->execd[i].path);
         free(s->root_prefix);
         pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->gate_cond);
         free(s);
         return NULL;
 }
@@ -2020,7 +2144,7 @@ int plan_record_start(const Policy *policy, pid_t child, int sock, PlanRecorder 
         }
         rec->r->complete = true;
         rec->r->exit_status = -1;
-        r = plan_sup_start(PLAN_SUP_RECORD, policy, sock, rec->r, &rec->sup, err, err_size);
+        r = sup_start(PLAN_SUP_RECORD, policy, sock, rec->r, true, &rec->sup, err, err_size);
         if (r < 0)
                 goto fail;
         /* the first notification is the child's execve; ancestry is counted from the child */
@@ -2034,6 +2158,7 @@ int plan_record_start(const Policy *policy, pid_t child, int sock, PlanRecorder 
         r = plan_sup_watch_secrets(rec->sup, rec->root_fd, err, err_size);
         if (r < 0)
                 goto fail;
+        sup_ungate(rec->sup);
         *ret = rec;
         return 0;
 fail:

@@ -178,3 +178,30 @@ def test_host_plans_the_connect_prefix(work, tmp_path):
     assert any("xenon" in r and "not observable" in r for r in p["fidelity_reasons"])
     assert any(n["host"] == "xenon" and n["port"] == 22 for n in p["network"])
     assert any(e["argv"][0] == "ssh" or e["path"].endswith("/ssh") for e in p["execs"])
+
+
+def test_unix_socket_is_a_daemon_not_the_network(work):
+    """glibc asks nscd for user names: a refused unix connect is a daemon contact, not a connection
+    to a machine outside the inventory (which the default policy denies)."""
+    code, p, d, _ = plan("id", "root", expect=0)
+    assert d["action"] == "allow"
+    assert not any(r["effect"].startswith("connects to") for r in d["effect_rules"])
+
+
+def test_killing_airlock_ends_the_plan(work):
+    """airlock plan killed mid-plan: the snapshot (processes, mounts) dies with it."""
+    marker = "300.77123"
+    with HostUnchanged(work, marker=marker):
+        proc = subprocess.Popen([str(AIRLOCK), "plan", "--", "sh", "-c",
+                                 f"echo x > {work}/f; sleep {marker}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not processes_matching(f"sleep {marker}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_matching(f"sleep {marker}"), "the planned command never started"
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while processes_matching(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not (work / "f").exists()
