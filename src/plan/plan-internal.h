@@ -45,9 +45,12 @@ typedef enum {
 
 /*
  * Child side, right before execve(): sets no_new_privs if needed, installs
- * the seccomp filter with a user-notification listener, and sends the
- * listener fd over sock (SCM_RIGHTS). Returns 0 or -errno. Async-signal-
- * safe enough for use after fork(): no malloc.
+ * the seccomp filter with a user-notification listener, and hands the
+ * listener to the supervisor over sock (it writes the fd number, the
+ * supervisor takes the fd with pidfd_getfd() and acknowledges; sendmsg with
+ * SCM_RIGHTS would itself wait on the listener), then closes its copy.
+ * Returns 0 or -errno (then do not exec). Async-signal-safe enough for use
+ * after fork(): no malloc.
  */
 int plan_sup_child(PlanSupMode mode, int sock);
 

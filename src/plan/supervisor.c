@@ -25,6 +25,9 @@
  * sockets that send to a path without connect(), cannot be created (the
  * filter checks socket()'s arguments, which are registers, not memory).
  * Every connect() is refused in refuse mode, whatever its address.
+ * Connects to a unix socket that does not exist (the call fails for real
+ * too) and name-service lookups (nscd, systemd-userdb, sssd, resolved) are
+ * neither recorded nor let out: they change nothing.
  *
  * Record mode (plan_record_*, an approved real execution) continues every
  * call after recording it. It is for detecting deviations from the plan,
@@ -693,6 +696,50 @@ static int socket_type(pid_t pid, int fd)
 
 /* ---- handlers ---- */
 
+static char *resolve_at(pid_t pid, long dirfd, const char *path);
+
+/* Name-service sockets: lookups (users, groups, hosts) that change nothing anywhere. */
+static const char *const lookup_sockets[] = {
+        "/run/nscd/socket",
+        "/var/run/nscd/socket",
+        "/run/systemd/userdb/*",
+        "/var/lib/sss/pipes/nss",
+        "/run/systemd/resolve/io.systemd.Resolve",
+};
+
+typedef enum {
+        UNIX_EFFECT, /* a daemon, or an abstract name: record (refused in refuse mode) */
+        UNIX_LOOKUP, /* a name-service lookup: neither recorded nor let out */
+        UNIX_NONE,   /* no such socket: the call fails in reality too, nothing to record */
+} UnixTarget;
+
+static UnixTarget unix_target(pid_t pid, const struct sockaddr_storage *ss, size_t len)
+{
+        const struct sockaddr_un *un = (const void *)ss;
+        char raw[sizeof(un->sun_path) + 1];
+        size_t n = len - offsetof(struct sockaddr_un, sun_path);
+        _cleanup_free_ char *abs = NULL, *p = NULL;
+        struct stat st;
+
+        if (n > sizeof(un->sun_path))
+                n = sizeof(un->sun_path);
+        memcpy(raw, un->sun_path, n);
+        raw[n] = 0;
+        if (raw[0] == 0)
+                return UNIX_EFFECT; /* abstract: no file to look at */
+        abs = resolve_at(pid, -1, raw);
+        if (!abs)
+                return UNIX_EFFECT;
+        for (size_t i = 0; i < ELEMENTSOF(lookup_sockets); i++)
+                if (policy_glob_match(lookup_sockets[i], abs, true))
+                        return UNIX_LOOKUP;
+        if (asprintf(&p, "/proc/%d/root%s", (int)pid, abs) < 0)
+                return UNIX_EFFECT;
+        if (lstat(p, &st) < 0 && (errno == ENOENT || errno == ENOTDIR))
+                return UNIX_NONE;
+        return UNIX_EFFECT;
+}
+
 typedef struct {
         int error; /* negative errno to answer with; 0 = success value val */
         bool cont; /* let the call run */
@@ -786,6 +833,17 @@ static Verdict on_address(PlanSup *s, const struct seccomp_notif *req, int mem, 
                 v.error = -EACCES;
         if (s->mode == PLAN_SUP_REFUSE && kind == PLAN_NET_CONNECT && a.family == AF_UNIX)
                 v.error = -EACCES;
+        if (a.family == AF_UNIX) {
+                UnixTarget t = unix_target((pid_t)req->pid, &ss, len);
+
+                if (t != UNIX_EFFECT) {
+                        /* refused all the same in refuse mode, with what reality would say */
+                        if (s->mode == PLAN_SUP_REFUSE)
+                                v.error = t == UNIX_NONE ? -ENOENT : -ECONNREFUSED;
+                        addr_done(&a);
+                        return v;
+                }
+        }
         /* the arguments read must still be the live call's before acting on them */
         if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0) {
                 *ok = false;
@@ -854,8 +912,6 @@ static void record_exec(PlanSup *s, pid_t pid, const char *path, char **argv)
         }
         record_end(s);
 }
-
-static char *resolve_at(pid_t pid, long dirfd, const char *path);
 
 static bool exec_target_exists(pid_t pid, long dirfd, const char *path)
 {
@@ -1875,6 +1931,12 @@ static void *sup_thread(void *arg)
         }
         /* opens that raced the end of the command are still queued */
         handle_fanotify(s);
+        /*
+         * Drop the marks now: their teardown waits for an SRCU grace period
+         * (10-25 ms) in a kernel worker, while the caller collects the file
+         * effects, instead of in close() at the end of the plan.
+         */
+        (void)fanotify_mark(s->fan, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
 out:
         pthread_mutex_lock(&s->lock);
         free_self = s->detached;
@@ -1986,6 +2048,34 @@ int plan_sup_stop(PlanSup *s)
         return s->thread_error;
 }
 
+static void *closer(void *arg)
+{
+        close((int)(intptr_t)arg);
+        return NULL;
+}
+
+/*
+ * Closing a fanotify group with marks waits for an SRCU grace period (10-25
+ * ms here): a plan should not wait for that, so a detached thread does it.
+ */
+static void close_in_background(int fd)
+{
+        pthread_attr_t a;
+        pthread_t t;
+
+        if (fd < 0)
+                return;
+        if (pthread_attr_init(&a) == 0) {
+                bool ok = pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED) == 0 &&
+                          pthread_create(&t, &a, closer, (void *)(intptr_t)fd) == 0;
+
+                pthread_attr_destroy(&a);
+                if (ok)
+                        return;
+        }
+        close(fd);
+}
+
 PlanSup *plan_sup_free(PlanSup *s)
 {
         if (!s)
@@ -2003,7 +2093,7 @@ PlanSup *plan_sup_free(PlanSup *s)
                 pthread_join(s->thread, NULL);
         }
         safe_close(s->listener);
-        safe_close(s->fan);
+        close_in_background(s->fan);
         safe_close(s->stop_efd);
         safe_close(s->sock);
         for (size_t i = 0; i < s->n_watched; i++)

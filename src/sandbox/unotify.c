@@ -68,6 +68,12 @@
 #include "common/util.h"
 #include "sandbox/unotify.h"
 
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS /* Linux 6.6 */
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
 #endif
@@ -535,6 +541,12 @@ _noreturn_ static void supervise(const SbxPlan *p, int chan)
         close(3);
         if (w.listener < 0)
                 _exit(1);
+        /*
+         * The agent waits while we work: wake us on its CPU and switch at
+         * once (else a busy machine's scheduler may let it wait a slice,
+         * milliseconds, per connect). Older kernels: the usual wakeup.
+         */
+        (void)ioctl(w.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
         if (p->cfg->session_socket && stat(SBX_SESSION_SOCKET_PATH, &st) == 0 &&
             S_ISSOCK(st.st_mode)) {
                 w.have_session = true;

@@ -110,26 +110,23 @@ def test_symlink_in_the_workspace_to_a_host_socket(lab, daemon):
 
 
 def test_hard_link_in_the_workspace_to_a_host_socket(lab):
-    """A second name for a daemon's socket inode, on the workspace's file system. (The daemon
-    starts after the launch: a listening socket with two names present at launch makes the
-    launch-time socket masking refuse to start, which is a wall of its own.)"""
-    d = lab.hostfile("hl")
-    d.mkdir()
+    """A second name for a daemon's socket inode, on the workspace's file system. (The daemon's
+    socket is under /tmp, which the launch-time socket masking skips: elsewhere a listening
+    socket with two names makes every launch on the machine refuse to start, concurrent test
+    runs included.)"""
+    d = pathlib.Path("/tmp") / (lab.tag + "-hl")
     path = d / "d.sock"
     link = lab.ws("hard.sock")
-    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(f"{lab.probe} unix-connect {link}"))
-    try:
-        assert "waiting" in p.stdout.readline(), "the sandbox did not start"
-        with unix_listener(path):
+    with unix_listener(path):
+        try:
             os.link(path, link)
+        except OSError as e:
+            pytest.skip(f"/tmp and the workspace are on different file systems here: {e}")
+        try:
             assert "hello-from-host" in expect_ok(probe_outside("unix-connect", link))
-            lab.ws("go").touch()
-            expect_denied(lab.finish(p), "EACCES")
-    finally:
-        if p.poll() is None:
-            p.kill()
-        link.unlink(missing_ok=True)
-        lab.ws("go").unlink(missing_ok=True)
+            expect_denied(lab.probe_inside("unix-connect", link), "EACCES")
+        finally:
+            link.unlink()
 
 
 def test_address_rewritten_by_another_thread_during_connect(lab, daemon):

@@ -363,3 +363,15 @@ def test_record_leaves_a_started_daemon_working(shadow_policy, tmp_path):
     # what it did after the hand-over is not in the results
     assert marker.read_text() == "done\n"
     assert not any(e["argv"][0] == "/bin/echo" for e in rec["execs"])
+
+
+def test_unix_connect_to_no_socket_is_no_effect(shadow_policy, tmp_path):
+    """A connect to a socket path that does not exist fails for real too: nothing is
+    recorded and the plan stays complete (id(1) tries nscd on every host without it)."""
+    missing = tmp_path / "no-such.sock"
+    for mode in ("refuse", "record"):
+        rec, err = supervise(mode, shadow_policy, [PYTHON, "-c", CONNECT_UNIX, str(missing)])
+        assert exit_code(rec) == 0
+        assert f"refused {2}" in err  # ENOENT, as without the supervisor
+        assert rec["net"] == [] and rec["contacts"] == []
+        assert rec["complete"] is True
