@@ -1562,10 +1562,18 @@ static const char *watched_path(PlanSup *s, int fd, char **fallback)
         struct stat st;
         char link[64];
 
-        if (fstat(fd, &st) == 0)
-                for (size_t i = 0; i < s->n_watched; i++)
+        if (fstat(fd, &st) == 0) {
+                const char *found = NULL;
+
+                /* the paths are never freed before the supervisor: valid after unlocking */
+                pthread_mutex_lock(&s->lock);
+                for (size_t i = 0; i < s->n_watched && !found; i++)
                         if (s->watched[i].dev == st.st_dev && s->watched[i].ino == st.st_ino)
-                                return s->watched[i].path;
+                                found = s->watched[i].path;
+                pthread_mutex_unlock(&s->lock);
+                if (found)
+                        return found;
+        }
         /* a file created later inside a watched directory: name it as the kernel does */
         snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
         *fallback = readlink_malloc(link);
@@ -1645,15 +1653,23 @@ static int watch_add(PlanSup *s, int fd, const char *path, bool dir)
                 /* devices, fifos, sockets: nothing to read a secret from by open */
         } else if (fanotify_mark(s->fan, FAN_MARK_ADD, mask, AT_FDCWD, p) < 0)
                 return -errno;
+        /* (under the lock: the thread may already be reading events) */
+        char *copy = strdup(path);
+        int r = -ENOMEM;
+
+        if (!copy)
+                return -ENOMEM;
+        pthread_mutex_lock(&s->lock);
         w = realloc(s->watched, (s->n_watched + 1) * sizeof(Watched));
-        if (!w)
-                return -ENOMEM;
-        s->watched = w;
-        w[s->n_watched] = (Watched){ .dev = st.st_dev, .ino = st.st_ino, .path = strdup(path) };
-        if (!w[s->n_watched].path)
-                return -ENOMEM;
-        s->n_watched++;
-        return 0;
+        if (w) {
+                s->watched = w;
+                w[s->n_watched++] = (Watched){ .dev = st.st_dev, .ino = st.st_ino, .path = copy };
+                copy = NULL;
+                r = 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        free(copy);
+        return r;
 }
 
 static int open_in_root(int root_fd, const char *path, bool follow)
