@@ -240,14 +240,20 @@ static int cmd_plan(int argc, char **argv)
                 if (d.action == POLICY_APPROVE)
                         printf(" (%u approval%s)", d.approvers, d.approvers == 1 ? "" : "s");
                 printf(" — %s\n", reason ? reason : "?");
-                if (pe.effects.secrets_read || pe.effects.secret_content_written ||
-                    pe.effects.writes || pe.effects.deletes || pe.effects.connections ||
-                    pe.effects.contacts) {
-                        printf("Effect rules this plan matches:\n");
-                        if (matching_effect_rules(policy, &req, NULL, stdout) < 0) {
+                {
+                        _cleanup_free_ char *rules = NULL;
+                        size_t len = 0;
+                        FILE *m = open_memstream(&rules, &len);
+
+                        if (!m || matching_effect_rules(policy, &req, NULL, m) < 0) {
+                                if (m)
+                                        fclose(m);
                                 plan_policy_effects_done(&pe);
                                 return cli_fail(SUB, EXIT_INTERNAL, "out of memory");
                         }
+                        fclose(m);
+                        if (len > 0)
+                                printf("Effect rules this plan matches:\n%s", rules);
                 }
         }
         plan_policy_effects_done(&pe);

@@ -1103,7 +1103,7 @@ void plan_result_print(FILE *f, const PlanResult *r)
         else if (WIFSIGNALED(r->exit_status))
                 fprintf(f, "Exit: killed by signal %d\n", WTERMSIG(r->exit_status));
 
-        fprintf(f, "Secrets read: %s\n", r->n_secrets ? "" : "none");
+        fprintf(f, "Secrets read:%s\n", r->n_secrets ? "" : " none");
         for (size_t i = 0; i < r->n_secrets; i++) {
                 fprintf(f, "  %s ", r->secrets[i].write ? "opened for writing" : "reads");
                 put(f, r->secrets[i].path);
@@ -1123,7 +1123,7 @@ void plan_result_print(FILE *f, const PlanResult *r)
                         fputc('\n', f);
                 }
 
-        fprintf(f, "Network: %s\n", r->n_net ? "" : "none");
+        fprintf(f, "Network:%s\n", r->n_net ? "" : " none");
         for (size_t i = 0; i < r->n_net; i++) {
                 const PlanNet *n = &r->net[i];
                 const char *st = socktype_name(n->socktype);
@@ -1153,7 +1153,7 @@ void plan_result_print(FILE *f, const PlanResult *r)
                 fputs(n->blocked ? " — refused by the plan (intent)\n" : "\n", f);
         }
 
-        fprintf(f, "Daemons contacted: %s\n", r->n_contacts ? "" : "none");
+        fprintf(f, "Daemons contacted:%s\n", r->n_contacts ? "" : " none");
         for (size_t i = 0; i < r->n_contacts; i++) {
                 fputs("  ", f);
                 put(f, r->contacts[i].daemon);
@@ -1181,11 +1181,11 @@ void plan_result_print(FILE *f, const PlanResult *r)
                 }
         }
 
-        fprintf(f, "Files: %s\n", r->n_files ? "" : "no change");
+        fprintf(f, "Files:%s\n", r->n_files ? "" : " no change");
         for (size_t i = 0; i < r->n_files; i++)
                 print_file(f, &r->files[i]);
 
-        fprintf(f, "Programs run: %s\n", r->n_execs ? "" : "none observed");
+        fprintf(f, "Programs run:%s\n", r->n_execs ? "" : " none observed");
         for (size_t i = 0; i < r->n_execs; i++) {
                 _cleanup_free_ char *line = argv_to_display(r->execs[i].argv);
 
