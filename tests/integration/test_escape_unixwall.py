@@ -305,3 +305,30 @@ except OSError as e:
     assert "connected" in r.stdout, describe(r)
     r = lab.inside("/usr/bin/python3", "-c", script, "/tmp/undumpable.sock")
     assert "refused 1" in r.stdout, describe(r)  # EPERM
+
+
+FLAGS = 0o4000 | 0o2000000  # SOCK_NONBLOCK | SOCK_CLOEXEC: a filter comparing the type exactly misses these
+
+
+@pytest.mark.parametrize("call", ["socket", "socketpair"])
+@pytest.mark.parametrize("flags", [0, FLAGS])
+def test_unix_socket_types(lab, call, flags):
+    """Only stream and seqpacket unix sockets exist inside, whatever flags ride on the type:
+    datagram (2) and raw (3, a datagram socket in af_unix.c) are refused with EACCES; every
+    other type is refused by the kernel anyway. Outside, datagram and raw are created."""
+    script = (f"import socket\n"
+              f"for t in range(16):\n"
+              f"    try:\n"
+              f"        s = socket.{call}(socket.AF_UNIX, t | {flags})\n"
+              f"        print(t, 'OK')\n"
+              f"    except OSError as e:\n"
+              f"        print(t, e.errno)\n")
+    out = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True)
+    got_out = dict(line.split() for line in out.stdout.splitlines())
+    assert got_out["1"] == got_out["5"] == got_out["2"] == got_out["3"] == "OK", describe(out)
+    r = lab.inside("/usr/bin/python3", "-c", script)
+    got = dict(line.split() for line in r.stdout.splitlines())
+    assert len(got) == 16, describe(r)
+    assert got["1"] == got["5"] == "OK", describe(r)
+    assert got["2"] == got["3"] == "13", describe(r)  # EACCES
+    assert all(v != "OK" for t, v in got.items() if t not in ("1", "5")), describe(r)
