@@ -66,6 +66,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -375,7 +377,7 @@ struct PlanSup {
         char *root_prefix; /* how the snapshot's root shows in /proc/PID/exe from here */
         size_t n_records;
         StrSet seen;
-        StrSet pids; /* record mode: every process that notified (exec'd under the filter) */
+        StrSet pids; /* "pid N": notified (record mode); "host N": exec'd in our pid ns (refuse) */
         /* the program each recent exec ran, by pid: names a reader that is gone before its event */
         struct {
                 pid_t pid;
@@ -696,6 +698,16 @@ static int socket_type(pid_t pid, int fd)
 
 /* ---- handlers ---- */
 
+static bool same_pidns_as_us(pid_t pid)
+{
+        char p[64];
+        struct stat a, b;
+
+        snprintf(p, sizeof(p), "/proc/%d/ns/pid", (int)pid);
+        return stat(p, &a) == 0 && stat("/proc/self/ns/pid", &b) == 0 && a.st_ino == b.st_ino &&
+               a.st_dev == b.st_dev;
+}
+
 static char *resolve_at(pid_t pid, long dirfd, const char *path);
 
 /* Name-service sockets: lookups (users, groups, hosts) that change nothing anywhere. */
@@ -983,6 +995,15 @@ static Verdict on_exec(PlanSup *s, const struct seccomp_notif *req, int mem, boo
         else if (exec_target_exists(req->pid, at ? (long)(int)req->data.args[0] : -1, path)) {
                 /* (execvp tries each PATH entry: the ones that do not exist are no exec) */
                 remember_exec(s, (pid_t)req->pid, path);
+                if (s->mode == PLAN_SUP_REFUSE && same_pidns_as_us((pid_t)req->pid)) {
+                        char key[32];
+
+                        snprintf(key, sizeof(key), "host %d", (int)req->pid);
+                        pthread_mutex_lock(&s->lock);
+                        if (s->pids.n < PLAN_SUP_MAX_RECORDS)
+                                (void)strset_add(&s->pids, key);
+                        pthread_mutex_unlock(&s->lock);
+                }
                 record_exec(s, req->pid, path, argv);
         }
         strv_free(argv);
@@ -1482,12 +1503,12 @@ static pid_t ppid_of(pid_t pid)
         return (pid_t)pp;
 }
 
-static bool pid_seen(PlanSup *s, pid_t pid)
+static bool pid_seen(PlanSup *s, const char *what, pid_t pid)
 {
         char key[32];
         bool r = false;
 
-        snprintf(key, sizeof(key), "pid %d", (int)pid);
+        snprintf(key, sizeof(key), "%s %d", what, (int)pid);
         pthread_mutex_lock(&s->lock);
         for (size_t i = s->pids.cap ? str_hash(key) & (s->pids.cap - 1) : 0;
              s->pids.cap && s->pids.slot[i]; i = (i + 1) & (s->pids.cap - 1))
@@ -1500,22 +1521,30 @@ static bool pid_seen(PlanSup *s, pid_t pid)
 }
 
 /* Is pid the command or one of its descendants? */
-static bool is_command(PlanSup *s, pid_t pid)
+static bool is_command(PlanSup *s, pid_t pid, int event_fd)
 {
         pid_t root;
 
         if (pid <= 0 || pid == getpid())
                 return false;
         /*
-         * Refuse mode: the inodes marked are the snapshot's overlay inodes,
-         * which only processes inside the snapshot's mount namespace reach.
-         * (Their pid namespace cannot be checked: a short-lived reader is
-         * often gone by the time its event is read.)
+         * Refuse mode: an overlay inode of the snapshot is reached only by
+         * processes inside the snapshot's mount namespace. A secret the
+         * snapshot shows without an overlay is the host's own inode: there a
+         * reader from our pid namespace is a host process, not the command.
+         * (A reader that is gone cannot be told apart: it counts, so that a
+         * short-lived command is never missed.)
          */
-        if (s->mode == PLAN_SUP_REFUSE)
-                return true;
+        if (s->mode == PLAN_SUP_REFUSE) {
+                struct statfs sf;
+
+                if (fstatfs(event_fd, &sf) == 0 && sf.f_type == OVERLAYFS_SUPER_MAGIC)
+                        return true;
+                /* gone already: what its exec under the filter said */
+                return !same_pidns_as_us(pid) && !pid_seen(s, "host", pid);
+        }
         /* record mode: a process that exec'd under the filter, or a descendant of the command */
-        if (pid_seen(s, pid))
+        if (pid_seen(s, "pid", pid))
                 return true;
         root = __atomic_load_n(&s->root_pid, __ATOMIC_RELAXED);
         if (root == 0)
@@ -1573,7 +1602,7 @@ static void handle_fanotify(PlanSup *s)
                         }
                         if (m->fd < 0)
                                 continue;
-                        if (!is_command(s, m->pid)) {
+                        if (!is_command(s, m->pid, m->fd)) {
                                 close(m->fd);
                                 continue;
                         }
