@@ -24,7 +24,9 @@
  * ignores or rejects a destination: unix datagram sockets, the only unix
  * sockets that send to a path without connect(), cannot be created (the
  * filter checks socket()'s arguments, which are registers, not memory).
- * Every connect() is refused in refuse mode, whatever its address.
+ * Every connect() is refused in refuse mode, whatever its address, except
+ * netlink's, which the supervisor does itself on its own copy of the
+ * socket (see connect_for()): none is ever let run.
  * Connects to a unix socket that does not exist (the call fails for real
  * too) and name-service lookups (nscd, systemd-userdb, sssd, resolved) are
  * neither recorded nor let out: they change nothing.
@@ -753,9 +755,45 @@ static UnixTarget unix_target(pid_t pid, const struct sockaddr_storage *ss, size
 }
 
 typedef struct {
-        int error; /* negative errno to answer with; 0 = success value val */
-        bool cont; /* let the call run */
+        int error;    /* negative errno to answer with */
+        bool cont;    /* let the call run */
+        bool success; /* answer 0: the supervisor did the call itself */
 } Verdict;
+
+/*
+ * connect() on a socket whose family the network namespace confines
+ * (netlink, packet), done here on our own copy of the caller's socket with
+ * the address as read: the socket keeps its namespace, and a racing thread
+ * can change neither the address we use nor the socket we got (letting the
+ * call continue would let it swap the fd for a unix socket and the address
+ * for a path).
+ */
+static Verdict connect_for(pid_t pid, int fd, const struct sockaddr_storage *ss, size_t len)
+{
+        Verdict v = { .error = -ECONNREFUSED };
+        int pidfd, sfd, family = 0;
+        socklen_t l = sizeof(family);
+
+        pidfd = (int)syscall(__NR_pidfd_open, pid, 0);
+        if (pidfd < 0)
+                return v;
+        sfd = (int)syscall(__NR_pidfd_getfd, pidfd, fd, 0);
+        close(pidfd);
+        if (sfd < 0) {
+                v.error = errno == EBADF ? -EBADF : -ECONNREFUSED;
+                return v;
+        }
+        /* the socket itself must be of the confined family, not only the address */
+        if (getsockopt(sfd, SOL_SOCKET, SO_DOMAIN, &family, &l) < 0 || family != ss->ss_family)
+                v.error = -EAFNOSUPPORT;
+        else if (connect(sfd, (const struct sockaddr *)ss, (socklen_t)len) == 0) {
+                v.error = 0;
+                v.success = true;
+        } else
+                v.error = -errno;
+        close(sfd);
+        return v;
+}
 
 static void record_net(PlanSup *s, pid_t pid, PlanNetKind kind, int sockfd, const Addr *a,
                        bool blocked)
@@ -839,6 +877,22 @@ static Verdict on_address(PlanSup *s, const struct seccomp_notif *req, int mem, 
         if (addr_parse(&ss, len, &a) < 0 || ss.ss_family == AF_UNSPEC) {
                 addr_done(&a);
                 return v;
+        }
+        if (a.family == AF_NETLINK || a.family == AF_PACKET) {
+                /*
+                 * The kernel's own interfaces, confined to the network namespace:
+                 * no effect to record. Sends may run (whatever a racer changes, every
+                 * socket refuse mode allows is confined or ignores a destination);
+                 * a connect is done here instead.
+                 */
+                addr_done(&a);
+                if (s->mode == PLAN_SUP_RECORD || kind == PLAN_NET_SEND)
+                        return (Verdict){ .cont = true };
+                if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0) {
+                        *ok = false;
+                        return v;
+                }
+                return connect_for((pid_t)req->pid, (int)req->data.args[0], &ss, len);
         }
         if (s->mode == PLAN_SUP_REFUSE && kind == PLAN_NET_SEND && a.family != AF_INET &&
             a.family != AF_INET6)
@@ -1436,7 +1490,7 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
                 v = on_address(s, req, mem, PLAN_NET_CONNECT, req->data.args[1], req->data.args[2],
                                &ok);
                 if (s->mode == PLAN_SUP_REFUSE && v.cont) {
-                        /* never let a connect through in refuse mode, whatever was read */
+                        /* never let a connect run in refuse mode, whatever was read */
                         v.cont = false;
                         v.error = -ECONNREFUSED;
                 }
@@ -1479,7 +1533,7 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
                 return; /* the caller is gone or its call was interrupted: nothing to answer */
         if (v.cont)
                 resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-        else
+        else if (!v.success)
                 resp.error = v.error ? v.error : -EPERM;
         (void)ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
 }

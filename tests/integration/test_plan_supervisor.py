@@ -398,3 +398,21 @@ def test_refuse_secret_without_overlay_counts_only_the_snapshot(tmp_path):
     assert rec["secrets"] == []
     rec, _ = supervise("refuse", pol, ["unshare", "-p", "-f", "cat", str(key)])
     assert [s["path"] for s in rec["secrets"]] == [str(key)]
+
+
+def test_refuse_netlink_is_the_namespace_own(shadow_policy):
+    """Netlink (ip, ss, glibc's getaddrinfo) talks to the kernel of the command's own network
+    namespace: it works under refuse mode and is no effect. Its connect() is done by the
+    supervisor on its own copy of the socket, never let run."""
+    code = textwrap.dedent("""\
+        import socket
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        s.connect((0, 0))
+        print("netlink connected")
+        """)
+    rec, err = supervise("refuse", shadow_policy,
+                         ["sh", "-c", f"ss -tln && ip route show && {PYTHON} -c '{code}'"])
+    assert exit_code(rec) == 0, err
+    assert "netlink connected" in err
+    assert rec["net"] == []
+    assert rec["complete"] is True
