@@ -150,8 +150,9 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
                 return -ESRCH;
         }
         same_user = res->pw_uid == geteuid() && res->pw_gid == getegid();
-        /* the groups matter only for a switch of user (same user: the broker's own) */
-        if (!same_user && getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {
+        /* the groups matter only on the fork path (posix_spawn keeps the broker's own) */
+        if ((!same_user || spec->record_policy) &&
+            getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {
                 snprintf(detail, detail_size, "the user '%s' is in more than %zu groups",
                          spec->user, ELEMENTSOF(groups));
                 return -E2BIG;

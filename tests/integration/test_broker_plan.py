@@ -175,3 +175,24 @@ def test_approved_execution_is_checked_against_its_plan(tmp_path):
         assert "deviation_check" not in b.show(rid)
     finally:
         b.stop()
+
+
+def test_recorded_execution_runs_with_the_run_as_users_groups(tmp_path):
+    """The recorded (approved) path forks instead of posix_spawn: the command
+    gets exactly root's groups from the group database, nothing else."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sh, -c, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        out = tmp_path / "groups"
+        rid = pending(b, "sh", "-c", f"grep ^Groups: /proc/self/status > {out}")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        b.wait_state(rid, ("succeeded",))
+        assert "deviations" in b.show(rid)["deviation_check"]  # it was recorded
+        got = sorted(int(g) for g in out.read_text().split()[1:])
+        want = sorted(g for g in set(os.getgrouplist("root", 0)))
+        assert got == want or (got == [] and want == [0]), got
+    finally:
+        b.stop()
