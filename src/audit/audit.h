@@ -53,7 +53,8 @@
 #define AUDIT_EVENT_SESSION_END   "session_end"   /* agent set; details: exit_status */
 #define AUDIT_EVENT_REQUEST_SUBMITTED \
         "request_submitted" /* request, agent, argv, target; details: why */
-#define AUDIT_EVENT_REQUEST_PLANNED "request_planned" /* details: effects, plan_sha256 */
+#define AUDIT_EVENT_REQUEST_PLANNED \
+        "request_planned" /* details: plan_sha256, complete, effects; or error */
 #define AUDIT_EVENT_REQUEST_DECIDED \
         "request_decided" /* details: decision, rules, approvers_needed */
 #define AUDIT_EVENT_REQUEST_APPROVED \
@@ -62,8 +63,9 @@
         "request_denied" /* details: by (policy|approver), approver_uid, approver_name, why */
 #define AUDIT_EVENT_REQUEST_EXPIRED "request_expired" /* details: ttl_sec */
 #define AUDIT_EVENT_EXEC_START      "exec_start"      /* request, argv, target; details: pid */
-#define AUDIT_EVENT_EXEC_END \
-        "exec_end" /* details: exit_status|signal, output_sha256, output_bytes, duration_usec */
+#define AUDIT_EVENT_EXEC_END                                                                   \
+        "exec_end" /* details: exit_status|signal, output_sha256, output_bytes, duration_usec, \
+                      deviation_check */
 #define AUDIT_EVENT_UNDO_START "undo_start" /* details: of_request */
 #define AUDIT_EVENT_UNDO_END   "undo_end"   /* details: exit_status */
 #define AUDIT_EVENT_APPROVAL_REFUSED \

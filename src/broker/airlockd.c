@@ -43,6 +43,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "config.h"
+#include "plan/plan.h"
 
 #define MAX_CONNECTIONS_TOTAL    4096
 #define MAX_ADMIN_CONN_PER_UID   64
@@ -65,9 +66,19 @@ typedef struct {
         unsigned pending;
 } UidCount;
 
+/*
+ * A policy that a request in planning still uses (without the lock): a reload
+ * replaces B.pin, and the old policy is freed when its last user is done.
+ */
+typedef struct {
+        Policy *policy;
+        unsigned refs; /* under B.lock */
+} PolicyPin;
+
 static struct {
         pthread_mutex_t lock;
-        Policy *policy;
+        Policy *policy; /* the one in force: B.pin->policy */
+        PolicyPin *pin;
         const char *policy_path;
         bool policy_standard;
         char *state_dir, *runtime_dir, *sessions_dir, *admin_path;
@@ -130,6 +141,22 @@ static void session_unref(Session *s)
         free(s->starter_name);
         safe_close(s->listen_fd);
         free(s);
+}
+
+/* Caller holds B.lock. */
+static PolicyPin *policy_pin(void)
+{
+        B.pin->refs++;
+        return B.pin;
+}
+
+/* Caller holds B.lock. */
+static void policy_unpin(PolicyPin *p)
+{
+        if (!p || --p->refs > 0)
+                return;
+        policy_free(p->policy);
+        free(p);
 }
 
 static Req *active_find(uint64_t id)
@@ -479,16 +506,50 @@ out:
  * approved one, runs the command, records the result. Takes x->r's
  * reference.
  */
+/*
+ * The deviation check of an approved request: what the execution did (as
+ * recorded) against the plan that was approved. Returns {"deviations":
+ * [lines]} (empty: none) or {"error": why it could not be checked}.
+ */
+static json_t *deviation_check(const Req *r, int exec_result, const PlanResult *observed)
+{
+        _cleanup_(plan_result_freep) PlanResult *approved = NULL;
+        _cleanup_strv_free_ char **lines = NULL;
+        json_t *a;
+        int n;
+
+        if (exec_result < 0)
+                return json_pack("{s:s}", "error", "the command did not run");
+        if (!observed)
+                return json_pack("{s:s}", "error", "the recording of the execution failed");
+        if (plan_result_from_json(r->plan, &approved) < 0)
+                return json_pack("{s:s}", "error", "the approved plan cannot be read back");
+        n = plan_compare(approved, observed, &lines);
+        if (n < 0)
+                return NULL;
+        a = json_array();
+        STRV_FOREACH (l, lines)
+                if (a)
+                        json_array_append_new(a, json_string(*l));
+        return a ? json_pack("{s:o, s:b}", "deviations", a, "complete", observed->complete) : NULL;
+}
+
 static void execute(ExecRun *x)
 {
         Req *r = x->r;
         char detail[512];
         _cleanup_free_ uint8_t *out = NULL, *err = NULL;
+        _cleanup_(plan_result_freep) PlanResult *observed = NULL;
+        _cleanup_(json_decrefp) json_t *deviations = NULL;
+        PolicyPin *pin = NULL;
+        bool check = false;
         size_t lens[2] = {};
         int status = -1, k;
         ExecSpec spec;
 
         pthread_mutex_lock(&B.lock);
+        /* an approved request with a plan: record what it does, to compare with the plan */
+        check = r->state == REQ_APPROVED && r->plan;
         /*
          * Allowed requests were recorded as executing when they were
          * submitted; approved ones start here. Only this thread moves an
@@ -526,11 +587,26 @@ static void execute(ExecRun *x)
                 .on_output = on_output,
                 .userdata = x,
         };
+        if (check) {
+                pin = policy_pin(); /* its secrets and inventory name what the recorder sees */
+                spec.record_policy = pin->policy;
+                spec.ret_observed = &observed;
+        }
         pthread_mutex_unlock(&B.lock);
 
         k = exec_run(&spec, &status, detail, sizeof(detail));
+        if (check) {
+                deviations = deviation_check(r, k, observed);
+                if (!deviations)
+                        deviations = json_pack("{s:s}", "error", "out of memory");
+        }
 
         pthread_mutex_lock(&B.lock);
+        policy_unpin(pin);
+        if (deviations) {
+                json_decref(r->deviations);
+                r->deviations = json_incref(deviations);
+        }
         out = malloc(r->out_bytes[0] + 1);
         err = malloc(r->out_bytes[1] + 1);
         if (out && err)
@@ -551,6 +627,8 @@ static void execute(ExecRun *x)
 
                 if (ex && detail[0])
                         json_object_set_new(ex, "detail", json_string(detail));
+                if (ex && deviations)
+                        json_object_set(ex, "deviation_check", deviations);
                 Req row = *r; /* what the database row becomes; r changes under the lock */
                 bool truncated = r->truncated;
 
@@ -828,6 +906,85 @@ static int build_command(const Policy *p, const char *host, char *const *argv, c
         return 0;
 }
 
+static json_t *strv_or_empty(char *const *l)
+{
+        return l ? strv_to_json(l) : json_array();
+}
+
+/*
+ * Plans r (a dry run in a copy-on-write snapshot: the host does not change)
+ * and judges it again with what the plan saw: *d becomes the decision with
+ * effects. Sets r->plan and r->plan_digest (bound into r->digest), or
+ * r->plan_error when planning failed; then *d stays the decision without
+ * effects, so a request that needed approval still does, and the approver
+ * sees that there is no plan. Returns the details of the request_planned
+ * record (new reference), or NULL on allocation failure. Runs without the
+ * lock, on the pinned policy p.
+ */
+static json_t *plan_request(Req *r, const Policy *p, PolicyRequest *pr, PolicyDecision *d)
+{
+        _cleanup_(plan_result_freep) PlanResult *plan = NULL;
+        PlanPolicyEffects pe = {};
+        PolicyDecision d2 = {};
+        PlanOptions o = {
+                .argv = r->argv,
+                .envp = r->env,
+                .cwd = r->cwd,
+                .host = r->host,
+                .policy = p,
+        };
+        struct passwd pw, *res = NULL;
+        char err[1024] = "", buf[4096];
+        json_t *j, *conns;
+        int k;
+
+        if (getpwnam_r(r->run_as, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+                snprintf(err, sizeof(err), "the user '%s' to run as does not exist", r->run_as);
+                k = -ESRCH;
+        } else {
+                o.uid = res->pw_uid;
+                o.gid = res->pw_gid;
+                k = plan_run(&o, &plan, err, sizeof(err));
+        }
+        if (k >= 0 && !(r->plan = plan_result_to_json(plan)))
+                k = -ENOMEM;
+        if (k >= 0)
+                k = plan_policy_effects(plan, &pe);
+        if (k < 0) {
+                json_decref(r->plan);
+                r->plan = NULL;
+                r->plan_error = strdup(err[0] ? err : strerror(-k));
+                if (!r->plan_error)
+                        return NULL;
+                log_warning("request %llu could not be planned: %s", (unsigned long long)r->id,
+                            r->plan_error);
+                return json_pack("{s:s}", "error", r->plan_error);
+        }
+        memcpy(r->plan_digest, plan->digest, sizeof(r->plan_digest));
+        pr->effects = &pe.effects;
+        (void)policy_evaluate(p, pr, &d2);
+        pr->effects = NULL;
+        *d = d2;
+
+        conns = json_array();
+        for (size_t i = 0; conns && i < pe.effects.n_connections; i++) {
+                const PolicyConnection *c = &pe.effects.connections[i];
+
+                json_array_append_new(conns,
+                                      json_pack("{s:s?, s:s?, s:i}", "host", c->host, "address",
+                                                c->address, "port", (int)c->port));
+        }
+        j = json_pack("{s:s, s:b, s:{s:o, s:o, s:o, s:o, s:o, s:o}}", "plan_sha256", plan->digest,
+                      "complete", plan->complete, "effects", "secrets_read",
+                      strv_or_empty(pe.effects.secrets_read), "secret_content_written",
+                      strv_or_empty(pe.effects.secret_content_written), "writes",
+                      strv_or_empty(pe.effects.writes), "deletes",
+                      strv_or_empty(pe.effects.deletes), "connections",
+                      conns ? conns : json_array(), "contacts", strv_or_empty(pe.effects.contacts));
+        plan_policy_effects_done(&pe);
+        return j;
+}
+
 static bool path_is_clean_absolute(const char *p)
 {
         if (!p || p[0] != '/')
@@ -841,6 +998,8 @@ static bool path_is_clean_absolute(const char *p)
 static int handle_exec(Conn *c, const ProtoRequest *q)
 {
         _cleanup_(req_unrefp) Req *r = NULL;
+        _cleanup_(json_decrefp) json_t *planned = NULL;
+        PolicyPin *pin;
         PolicyDecision d = {};
         PolicyRequest pr;
         char err[512] = "";
@@ -898,17 +1057,40 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 pthread_mutex_unlock(&B.lock);
                 return k == -ENOENT ? reply_error(c, "unknown-host", "%s", err) : k;
         }
-        pr = (PolicyRequest){
-                .argv = r->argv, .host = r->host, .agent = r->agent, .profile = r->session_profile
-        };
+        pr = (PolicyRequest){ .argv = r->argv,
+                              .host = r->host,
+                              .agent = r->agent,
+                              .profile = r->session_profile,
+                              .cwd = r->cwd };
         (void)policy_evaluate(B.policy, &pr, &d);
+        pin = policy_pin();
+        if (d.action == POLICY_APPROVE) {
+                /*
+                 * Neither allowed nor denied outright: plan it (a dry run,
+                 * which changes nothing on the host) and judge what it did;
+                 * the approver sees the plan. A request denied by its argv is
+                 * not planned: nothing it does could be shown to anyone, and
+                 * planning it would only spend the host's time. Without the
+                 * lock: a plan takes as long as the command; the policy that
+                 * judged it stays pinned meanwhile.
+                 */
+                pthread_mutex_unlock(&B.lock);
+                planned = plan_request(r, pin->policy, &pr, &d);
+                pthread_mutex_lock(&B.lock);
+                if (!planned) {
+                        policy_unpin(pin);
+                        pthread_mutex_unlock(&B.lock);
+                        return -ENOMEM;
+                }
+        }
         r->action = d.action;
         r->approvers_needed = d.action == POLICY_APPROVE ? (d.approvers ?: 1) : 0;
         r->reason = strdup(d.reason);
-        memcpy(r->policy_digest, B.policy->digest, sizeof(r->policy_digest));
+        memcpy(r->policy_digest, pin->policy->digest, sizeof(r->policy_digest));
         r->created_usec = now;
-        r->expires_usec =
-                now + (B.policy->request_ttl_usec ? B.policy->request_ttl_usec : DEFAULT_TTL_USEC);
+        r->expires_usec = now + (pin->policy->request_ttl_usec ? pin->policy->request_ttl_usec
+                                                               : DEFAULT_TTL_USEC);
+        policy_unpin(pin);
         r->state = d.action == POLICY_ALLOW     ? REQ_EXECUTING
                    : d.action == POLICY_APPROVE ? REQ_PENDING
                                                 : REQ_DENIED;
@@ -983,12 +1165,18 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                  * effect: one batch, on disk with one sync before the command runs
                  * and before the client (or anyone) hears of it.
                  */
-                const char *events[3] = { AUDIT_EVENT_REQUEST_SUBMITTED,
-                                          AUDIT_EVENT_REQUEST_DECIDED, NULL };
-                json_t *details[3] = { sub, dec, start };
-                size_t n = 2;
+                const char *events[4] = { AUDIT_EVENT_REQUEST_SUBMITTED };
+                json_t *details[4] = { sub };
+                size_t n = 1;
                 uint64_t ticket = 0;
 
+                if (planned) {
+                        events[n] = AUDIT_EVENT_REQUEST_PLANNED;
+                        details[n++] = planned;
+                }
+                events[n] = AUDIT_EVENT_REQUEST_DECIDED;
+                details[n++] = dec;
+                details[n] = start;
                 k = sub && dec && start ? 0 : -ENOMEM;
                 if (k >= 0 && r->state == REQ_DENIED) {
                         json_object_set_new(start, "by", json_string("policy"));
@@ -1814,6 +2002,7 @@ static void reload_policy(void)
 {
         _cleanup_(policy_freep) Policy *p = NULL;
         _cleanup_(json_decrefp) json_t *j = NULL;
+        PolicyPin *pin, *old_pin;
         char err[1024] = "";
 
         if (load_policy(&p, err, sizeof(err)) < 0) {
@@ -1829,17 +2018,27 @@ static void reload_policy(void)
                 log_error("kept the previous policy (version %.12s)", B.policy->digest);
                 return;
         }
+        pin = calloc(1, sizeof(*pin));
+        if (!pin) {
+                log_error("out of memory: kept the previous policy");
+                return;
+        }
         pthread_mutex_lock(&B.lock);
         j = json_pack("{s:{s:s, s:s, s:s}}", "details", "path", B.policy_path, "sha256", p->digest,
                       "previous_sha256", B.policy->digest);
         if (audit_sink_write(AUDIT_EVENT_POLICY_LOADED, j) < 0) {
                 pthread_mutex_unlock(&B.lock);
+                free(pin);
                 log_error("cannot record the policy reload in the audit log; kept the previous "
                           "policy");
                 return;
         }
-        policy_free(B.policy);
-        B.policy = TAKE_PTR(p);
+        old_pin = B.pin;
+        pin->policy = TAKE_PTR(p);
+        pin->refs = 1;
+        B.pin = pin;
+        B.policy = pin->policy;
+        policy_unpin(old_pin); /* freed now, or when the last plan using it is done */
         pthread_mutex_unlock(&B.lock);
         log_info("reloaded the policy %s (version %.12s)", B.policy_path, B.policy->digest);
 }
@@ -2022,6 +2221,10 @@ int main(int argc, char **argv)
         /* fail closed: no valid policy, no broker */
         if (load_policy(&B.policy, err, sizeof(err)) < 0)
                 return 78; /* EX_CONFIG */
+        B.pin = calloc(1, sizeof(*B.pin));
+        if (!B.pin)
+                return 70;
+        *B.pin = (PolicyPin){ .policy = B.policy, .refs = 1 };
         if (sodium_init() < 0) {
                 log_error("libsodium cannot initialise — is /dev/urandom readable?");
                 return 71;

@@ -92,6 +92,12 @@ typedef struct Req {
         char policy_digest[65];
         char digest[65];
 
+        /* its plan (requests the policy did not allow outright): what the dry run saw */
+        json_t *plan;         /* plan_result_to_json(), NULL if not planned */
+        char plan_digest[65]; /* the plan's digest, bound into digest; "" if none */
+        char *plan_error;     /* why planning failed, NULL if it did not */
+        json_t *deviations;   /* after an approved execution: what deviation_check() found */
+
         /* the decision */
         PolicyAction action;
         unsigned approvers_needed;

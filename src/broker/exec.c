@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -82,7 +83,7 @@ static _noreturn_ void child_fail(int fd, int step)
 }
 
 static const char *const child_steps[] = {
-        "setsid", "redirect stdio", "setgroups", "setgid", "setuid", "chdir", "execve",
+        "setsid", "redirect stdio", "setgroups", "setgid", "setuid", "chdir", "execve", "recording",
 };
 
 static int spawn_same_user(const char *program, const ExecSpec *spec, int in, int out, int err,
@@ -128,7 +129,9 @@ static int spawn_same_user(const char *program, const ExecSpec *spec, int in, in
 int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_size)
 {
         _cleanup_free_ char *program = NULL;
-        _cleanup_close_ int nullfd = -EBADF, errp_r = -EBADF, errp_w = -EBADF;
+        _cleanup_close_ int nullfd = -EBADF, errp_r = -EBADF, errp_w = -EBADF, rec_parent = -EBADF,
+                            rec_child = -EBADF;
+        _cleanup_(plan_recorder_freep) PlanRecorder *rec = NULL;
         int outp[2] = { -EBADF, -EBADF }, errp[2] = { -EBADF, -EBADF }, ep[2];
         struct passwd pw, *res = NULL;
         char pwbuf[4096];
@@ -147,8 +150,9 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
                 return -ESRCH;
         }
         same_user = res->pw_uid == geteuid() && res->pw_gid == getegid();
-        /* the groups matter only for a switch of user (same user: the broker's own) */
-        if (!same_user && getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {
+        /* the groups matter only on the fork path (posix_spawn keeps the broker's own) */
+        if ((!same_user || spec->record_policy) &&
+            getgrouplist(res->pw_name, res->pw_gid, groups, &ngroups) < 0) {
                 snprintf(detail, detail_size, "the user '%s' is in more than %zu groups",
                          spec->user, ELEMENTSOF(groups));
                 return -E2BIG;
@@ -172,8 +176,24 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
         }
         errp_r = ep[0];
         errp_w = ep[1];
+        if (spec->record_policy) {
+                int sk[2];
 
-        if (same_user) {
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk) < 0) {
+                        r = -errno;
+                        snprintf(detail, detail_size, "cannot set up the recording: %s",
+                                 strerror(-r));
+                        safe_close(outp[0]);
+                        safe_close(outp[1]);
+                        safe_close(errp[0]);
+                        safe_close(errp[1]);
+                        return r;
+                }
+                rec_parent = sk[0];
+                rec_child = sk[1];
+        }
+
+        if (same_user && !spec->record_policy) {
                 /*
                  * Running as the broker's own user (root for administrative
                  * commands): posix_spawn (vfork-style, no copy of the broker's
@@ -227,12 +247,39 @@ int exec_run(const ExecSpec *spec, int *ret_status, char *detail, size_t detail_
                         child_fail(errp_w, 5);
                 /* no broker fd (sockets, the database, the audit log) survives execve */
                 syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */);
+                /* last: from here on the recorder sees every call it watches, execve first */
+                if (rec_child >= 0 && plan_record_child(rec_child) < 0)
+                        child_fail(errp_w, 7);
                 execve(program, spec->command, spec->env);
                 child_fail(errp_w, 6);
         }
         safe_close(outp[1]);
         safe_close(errp[1]);
         errp_w = safe_close(errp_w);
+        rec_child = safe_close(rec_child);
+        if (rec_parent >= 0) {
+                /*
+                 * The child waits in plan_record_child() for this side: start the
+                 * recorder before waiting for its execve. Without a recorder the
+                 * child is killed: an approved command runs only where it is
+                 * checked.
+                 */
+                char rerr[512] = "";
+
+                r = plan_record_start(spec->record_policy, pid, rec_parent, &rec, rerr,
+                                      sizeof(rerr));
+                rec_parent = safe_close(rec_parent); /* the recorder holds its own copy */
+                if (r < 0) {
+                        (void)kill(pid, SIGKILL);
+                        (void)waitpid(pid, NULL, 0);
+                        safe_close(outp[0]);
+                        safe_close(errp[0]);
+                        snprintf(detail, detail_size,
+                                 "could not start '%s': the recording of what it does failed: %s",
+                                 program, rerr[0] ? rerr : strerror(-r));
+                        return r;
+                }
+        }
 
         do
                 n = read(errp_r, &ce, sizeof(ce));
@@ -316,6 +363,11 @@ started:
                 (void)kill(-pid, SIGKILL);
                 while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                         ;
+        }
+        /* the command has ended: what the recorder saw (processes it left are not waited for) */
+        if (rec && spec->ret_observed && plan_record_finish(rec, spec->ret_observed) < 0)
+                *spec->ret_observed = NULL;
+        if (timed_out) {
                 snprintf(detail, detail_size, "killed after the timeout of %llu s",
                          (unsigned long long)(spec->timeout_usec / 1000000));
                 *ret_status = 124;

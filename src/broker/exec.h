@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "plan/plan.h"
+
 typedef void (*ExecOutputFn)(void *userdata, int stream, const uint8_t *buf, size_t len);
 
 typedef struct {
@@ -22,6 +24,16 @@ typedef struct {
         uint64_t timeout_usec;
         ExecOutputFn on_output; /* called from the calling thread for every read */
         void *userdata;
+
+        /*
+         * Non-NULL: record what the command does (plan_record_*(), judged
+         * with this policy's secrets and inventory) into *ret_observed, for
+         * the deviation check of an approved request. If the recorder cannot
+         * be set up the command does not run (exec_run() fails): what was
+         * approved runs only where it can be checked.
+         */
+        const Policy *record_policy;
+        PlanResult **ret_observed;
 } ExecSpec;
 
 /*

@@ -61,6 +61,9 @@ void req_unref(Req *r)
         free(r->why);
         free(r->reason);
         free(r->detail);
+        json_decref(r->plan);
+        free(r->plan_error);
+        json_decref(r->deviations);
         for (size_t i = 0; i < r->n_verdicts; i++) {
                 free(r->verdicts[i].user);
                 free(r->verdicts[i].why);
@@ -105,12 +108,14 @@ int req_compute_digest(Req *r)
         /*
          * Exactly what will run: the command (argv as given, and the full argv
          * the broker executes, connect prefix included), its environment,
-         * directory, host and user, and the policy version that judged it. An
-         * approval names this digest; anything else needs a new approval.
+         * directory, host and user, the policy version that judged it, and
+         * its plan (what its dry run did), if it has one. An approval names
+         * this digest; anything else needs a new approval.
          */
-        j = json_pack("{s:o, s:o, s:o, s:s, s:s?, s:s, s:s}", "argv", strv_to_json(r->argv),
+        j = json_pack("{s:o, s:o, s:o, s:s, s:s?, s:s, s:s, s:s*}", "argv", strv_to_json(r->argv),
                       "command", strv_to_json(r->command), "env", strv_to_json(r->env), "cwd",
-                      r->cwd, "host", r->host, "run_as", r->run_as, "policy", r->policy_digest);
+                      r->cwd, "host", r->host, "run_as", r->run_as, "policy", r->policy_digest,
+                      "plan", r->plan_digest[0] ? r->plan_digest : NULL);
         if (!j)
                 return -ENOMEM;
         text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
@@ -163,5 +168,11 @@ json_t *req_to_json(const Req *r)
         json_object_set_new(j, "approvals", json_integer((json_int_t)req_count_approvals(r)));
         if (r->truncated)
                 json_object_set_new(j, "output_truncated", json_true());
+        if (r->plan)
+                json_object_set_new(j, "plan", json_incref(r->plan));
+        if (r->plan_error)
+                json_object_set_new(j, "plan_error", json_string(r->plan_error));
+        if (r->deviations)
+                json_object_set_new(j, "deviation_check", json_incref(r->deviations));
         return j;
 }

@@ -90,6 +90,32 @@ static int exec_sql(State *s, const char *sql)
         return sq_err(s, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
+/* Databases made before requests had plans get the columns (NULL: not planned). */
+static int add_plan_columns(State *s)
+{
+        sqlite3_stmt *st = NULL;
+        bool have = false;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT 1 FROM pragma_table_info('requests') WHERE name = "
+                                "'plan'",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return sq_err(s, rc);
+        rc = sqlite3_step(st);
+        have = rc == SQLITE_ROW;
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return sq_err(s, rc);
+        if (have)
+                return 0;
+        return exec_sql(s, "ALTER TABLE requests ADD COLUMN plan TEXT; "
+                           "ALTER TABLE requests ADD COLUMN plan_digest TEXT; "
+                           "ALTER TABLE requests ADD COLUMN plan_error TEXT; "
+                           "ALTER TABLE requests ADD COLUMN deviations TEXT;");
+}
+
 int state_open(const char *state_dir, State **ret, char *err, size_t err_size)
 {
         _cleanup_free_ char *path = NULL;
@@ -128,6 +154,8 @@ int state_open(const char *state_dir, State **ret, char *err, size_t err_size)
                         "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
         if (r >= 0)
                 r = exec_sql(s, schema);
+        if (r >= 0)
+                r = add_plan_columns(s);
         if (r < 0) {
                 snprintf(err, err_size, "cannot initialise %s: %s", path, sqlite3_errmsg(s->db));
                 state_close(s);
@@ -323,21 +351,23 @@ static int end_session_unlocked(State *s, uint64_t id, uint64_t now_usec)
 
 static int insert_request_unlocked(State *s, Req *r)
 {
-        _cleanup_free_ char *argv = NULL, *command = NULL, *env = NULL;
+        _cleanup_free_ char *argv = NULL, *command = NULL, *env = NULL, *plan = NULL;
         sqlite3_stmt *st;
         int k;
 
         argv = strv_to_text(r->argv);
         command = strv_to_text(r->command);
         env = strv_to_text(r->env);
-        if (!argv || !command || !env)
+        if (r->plan)
+                plan = json_dumps(r->plan, JSON_COMPACT);
+        if (!argv || !command || !env || (r->plan && !plan))
                 return -ENOMEM;
         k = prepare(s,
                     "INSERT INTO requests (id, session_id, requester_uid, requester_name, "
                     "requester_pid, argv, command, env, cwd, host, run_as, why, policy_digest, "
                     "digest, action, approvers_needed, reason, state, detail, created_usec, "
-                    "expires_usec, finished_usec, exit_status) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "expires_usec, finished_usec, exit_status, plan, plan_digest, plan_error) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     &st);
         if (k < 0)
                 return k;
@@ -371,6 +401,9 @@ static int insert_request_unlocked(State *s, Req *r)
         sqlite3_bind_int64(st, 21, (sqlite3_int64)r->expires_usec);
         sqlite3_bind_int64(st, 22, (sqlite3_int64)r->finished_usec);
         sqlite3_bind_int64(st, 23, r->exit_status);
+        bind_text(st, 24, plan);
+        bind_text(st, 25, r->plan_digest[0] ? r->plan_digest : NULL);
+        bind_text(st, 26, r->plan_error);
         k = step_done(s, st);
         if (k < 0)
                 return k;
@@ -380,20 +413,28 @@ static int insert_request_unlocked(State *s, Req *r)
 
 static int update_request_unlocked(State *s, const Req *r)
 {
+        _cleanup_free_ char *dev = NULL;
         sqlite3_stmt *st;
         int k;
 
-        k = prepare(s,
-                    "UPDATE requests SET state = ?, detail = ?, finished_usec = ?, exit_status = ? "
-                    "WHERE id = ?",
-                    &st);
+        if (r->deviations) {
+                dev = json_dumps(r->deviations, JSON_COMPACT);
+                if (!dev)
+                        return -ENOMEM;
+        }
+        k = prepare(
+                s,
+                "UPDATE requests SET state = ?, detail = ?, finished_usec = ?, exit_status = ?, "
+                "deviations = ? WHERE id = ?",
+                &st);
         if (k < 0)
                 return k;
         bind_text(st, 1, req_state_to_string(r->state));
         bind_text(st, 2, r->detail);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)r->finished_usec);
         sqlite3_bind_int64(st, 4, r->exit_status);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)r->id);
+        bind_text(st, 5, dev);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)r->id);
         return step_done(s, st);
 }
 
@@ -455,7 +496,8 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
                     "r.digest, r.action, r.approvers_needed, r.reason, r.state, r.detail, "
                     "r.created_usec, r.expires_usec, r.finished_usec, r.exit_status, "
                     "s.agent, s.workspace, s.profile, s.starter_name, s.starter_uid, "
-                    "s.started_usec, o.truncated "
+                    "s.started_usec, o.truncated, r.plan, r.plan_digest, r.plan_error, "
+                    "r.deviations "
                     "FROM requests r LEFT JOIN sessions s ON s.id = r.session_id "
                     "LEFT JOIN outputs o ON o.request_id = r.id WHERE r.id = ?",
                     &st);
@@ -515,6 +557,19 @@ static int load_request_unlocked(State *s, uint64_t id, Req **ret)
                 r->session_started_usec = (uint64_t)sqlite3_column_int64(st, 27);
         }
         r->truncated = sqlite3_column_int(st, 28) != 0;
+        if (sqlite3_column_text(st, 29)) {
+                r->plan = json_loads((const char *)sqlite3_column_text(st, 29), 0, NULL);
+                if (!r->plan) {
+                        stmt_done(st);
+                        req_unref(r);
+                        return -EBADMSG;
+                }
+        }
+        snprintf(r->plan_digest, sizeof(r->plan_digest), "%s",
+                 (const char *)sqlite3_column_text(st, 30) ?: "");
+        r->plan_error = col_strdup(st, 31);
+        if (sqlite3_column_text(st, 32))
+                r->deviations = json_loads((const char *)sqlite3_column_text(st, 32), 0, NULL);
         stmt_done(st);
         if (!r->argv || !r->command || !r->env || !r->cwd || !r->run_as || !r->requester_name ||
             (r->session_id &&

@@ -103,6 +103,8 @@ static void print_details(json_t *d)
                 "path",
                 "sha256",
                 "kept_sha256",
+                "plan_sha256",
+                "complete",
                 "error",
                 "epoch",
                 "bytes",
@@ -125,7 +127,7 @@ static void print_details(json_t *d)
                 fputs(keys[i], stdout);
                 fputc('=', stdout);
                 if (streq(keys[i], "sha256") || streq(keys[i], "output_sha256") ||
-                    streq(keys[i], "kept_sha256"))
+                    streq(keys[i], "kept_sha256") || streq(keys[i], "plan_sha256"))
                         text[strlen(text) > 12 ? 12 : strlen(text)] = '\0';
                 if (json_is_string(v) && strpbrk(text, " ]=\"")) {
                         /* Quoted, so free text cannot pass for another field. */

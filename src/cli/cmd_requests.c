@@ -14,6 +14,7 @@
 #include "broker/proto.h"
 #include "cli/cli.h"
 #include "common/util.h"
+#include "plan/plan.h"
 
 #define DEFAULT_WAIT_SEC 60
 
@@ -136,6 +137,62 @@ static void print_who(FILE *f, json_t *who)
 }
 
 /* The full view an approver decides on: facts the broker derived, then the requester's words. */
+/* The request's plan (what its dry run did), part of what an approval binds to. */
+static void print_plan(FILE *f, json_t *r)
+{
+        _cleanup_(plan_result_freep) PlanResult *plan = NULL;
+        json_t *j = json_object_get(r, "plan");
+
+        if (jstr(r, "plan_error")) {
+                fputs("\nNo plan: the dry run failed (", f);
+                print_escaped(f, jstr(r, "plan_error"));
+                fputs(") — what the command would do was not observed.\n", f);
+                return;
+        }
+        if (!j)
+                return;
+        fputs("\nPlan (the command's dry run in a snapshot of this host; the digest covers it):\n",
+              f);
+        if (plan_result_from_json(j, &plan) < 0) {
+                fputs("  (the broker sent a plan this airlock cannot read — upgrade it; 'airlock "
+                      "show --json' shows it raw)\n",
+                      f);
+                return;
+        }
+        plan_result_print(f, plan);
+}
+
+/* After an approved execution: what it did beyond the plan that was approved. */
+static void print_deviations(FILE *f, json_t *r)
+{
+        json_t *d = json_object_get(r, "deviation_check"), *lines, *v;
+        size_t i;
+
+        if (!d)
+                return;
+        if (jstr(d, "error")) {
+                fputs("\nDeviations from the approved plan: not checked (", f);
+                print_escaped(f, jstr(d, "error"));
+                fputs(")\n", f);
+                return;
+        }
+        lines = json_object_get(d, "deviations");
+        if (json_array_size(lines) == 0) {
+                fprintf(f, "\nDeviations from the approved plan: none%s\n",
+                        json_is_false(json_object_get(d, "complete"))
+                                ? " seen (the recording is incomplete)"
+                                : "");
+                return;
+        }
+        fprintf(f, "\nDeviations from the approved plan (%zu):\n", json_array_size(lines));
+        json_array_foreach(lines, i, v)
+        {
+                fputs("  ", f);
+                print_escaped(f, json_string_value(v));
+                fputc('\n', f);
+        }
+}
+
 static void print_request(FILE *f, json_t *r)
 {
         _cleanup_free_ char *cmd = argv_display_escaped(json_object_get(r, "argv"));
@@ -199,6 +256,8 @@ static void print_request(FILE *f, json_t *r)
         }
         if (json_is_integer(json_object_get(r, "exit_status")))
                 fprintf(f, "  Exit:      %" PRId64 "\n", jint(r, "exit_status", -1));
+        print_plan(f, r);
+        print_deviations(f, r);
         if (why) {
                 fputs("\nIn the requester's own words (not verified by airlock):\n  | ", f);
                 for (const char *p = why; *p; p++) {

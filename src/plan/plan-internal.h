@@ -110,8 +110,10 @@ PlanFingerprints *plan_fp_new(void);
 PlanFingerprints *plan_fp_free(PlanFingerprints *fp);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PlanFingerprints *, plan_fp_free)
 
-/* Adds a secret's content (copied into a keyed, non-reversible form where
- * possible). Short secrets (< 16 bytes) are matched whole. */
+/* Adds a secret's content (kept only as keyed hashes of its windows, never
+ * the bytes). Secrets under 32 bytes are matched whole; under 8 bytes they
+ * are not fingerprinted (they would match everywhere); past 1 MiB only the
+ * first MiB is. Returns 0, -ENOMEM, -E2BIG (too many windows in all). */
 int plan_fp_add(PlanFingerprints *fp, const char *secret_path, const void *data, size_t len);
 
 /*

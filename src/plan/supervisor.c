@@ -24,7 +24,9 @@
  * ignores or rejects a destination: unix datagram sockets, the only unix
  * sockets that send to a path without connect(), cannot be created (the
  * filter checks socket()'s arguments, which are registers, not memory).
- * Every connect() is refused in refuse mode, whatever its address.
+ * Every connect() is refused in refuse mode, whatever its address, except
+ * netlink's, which the supervisor does itself on its own copy of the
+ * socket (see connect_for()): none is ever let run.
  * Connects to a unix socket that does not exist (the call fails for real
  * too) and name-service lookups (nscd, systemd-userdb, sssd, resolved) are
  * neither recorded nor let out: they change nothing.
@@ -66,6 +68,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -375,7 +379,7 @@ struct PlanSup {
         char *root_prefix; /* how the snapshot's root shows in /proc/PID/exe from here */
         size_t n_records;
         StrSet seen;
-        StrSet pids; /* record mode: every process that notified (exec'd under the filter) */
+        StrSet pids; /* "pid N": notified (record mode); "host N": exec'd in our pid ns (refuse) */
         /* the program each recent exec ran, by pid: names a reader that is gone before its event */
         struct {
                 pid_t pid;
@@ -696,6 +700,16 @@ static int socket_type(pid_t pid, int fd)
 
 /* ---- handlers ---- */
 
+static bool same_pidns_as_us(pid_t pid)
+{
+        char p[64];
+        struct stat a, b;
+
+        snprintf(p, sizeof(p), "/proc/%d/ns/pid", (int)pid);
+        return stat(p, &a) == 0 && stat("/proc/self/ns/pid", &b) == 0 && a.st_ino == b.st_ino &&
+               a.st_dev == b.st_dev;
+}
+
 static char *resolve_at(pid_t pid, long dirfd, const char *path);
 
 /* Name-service sockets: lookups (users, groups, hosts) that change nothing anywhere. */
@@ -741,9 +755,45 @@ static UnixTarget unix_target(pid_t pid, const struct sockaddr_storage *ss, size
 }
 
 typedef struct {
-        int error; /* negative errno to answer with; 0 = success value val */
-        bool cont; /* let the call run */
+        int error;    /* negative errno to answer with */
+        bool cont;    /* let the call run */
+        bool success; /* answer 0: the supervisor did the call itself */
 } Verdict;
+
+/*
+ * connect() on a socket whose family the network namespace confines
+ * (netlink, packet), done here on our own copy of the caller's socket with
+ * the address as read: the socket keeps its namespace, and a racing thread
+ * can change neither the address we use nor the socket we got (letting the
+ * call continue would let it swap the fd for a unix socket and the address
+ * for a path).
+ */
+static Verdict connect_for(pid_t pid, int fd, const struct sockaddr_storage *ss, size_t len)
+{
+        Verdict v = { .error = -ECONNREFUSED };
+        int pidfd, sfd, family = 0;
+        socklen_t l = sizeof(family);
+
+        pidfd = (int)syscall(__NR_pidfd_open, pid, 0);
+        if (pidfd < 0)
+                return v;
+        sfd = (int)syscall(__NR_pidfd_getfd, pidfd, fd, 0);
+        close(pidfd);
+        if (sfd < 0) {
+                v.error = errno == EBADF ? -EBADF : -ECONNREFUSED;
+                return v;
+        }
+        /* the socket itself must be of the confined family, not only the address */
+        if (getsockopt(sfd, SOL_SOCKET, SO_DOMAIN, &family, &l) < 0 || family != ss->ss_family)
+                v.error = -EAFNOSUPPORT;
+        else if (connect(sfd, (const struct sockaddr *)ss, (socklen_t)len) == 0) {
+                v.error = 0;
+                v.success = true;
+        } else
+                v.error = -errno;
+        close(sfd);
+        return v;
+}
 
 static void record_net(PlanSup *s, pid_t pid, PlanNetKind kind, int sockfd, const Addr *a,
                        bool blocked)
@@ -827,6 +877,22 @@ static Verdict on_address(PlanSup *s, const struct seccomp_notif *req, int mem, 
         if (addr_parse(&ss, len, &a) < 0 || ss.ss_family == AF_UNSPEC) {
                 addr_done(&a);
                 return v;
+        }
+        if (a.family == AF_NETLINK || a.family == AF_PACKET) {
+                /*
+                 * The kernel's own interfaces, confined to the network namespace:
+                 * no effect to record. Sends may run (whatever a racer changes, every
+                 * socket refuse mode allows is confined or ignores a destination);
+                 * a connect is done here instead.
+                 */
+                addr_done(&a);
+                if (s->mode == PLAN_SUP_RECORD || kind == PLAN_NET_SEND)
+                        return (Verdict){ .cont = true };
+                if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0) {
+                        *ok = false;
+                        return v;
+                }
+                return connect_for((pid_t)req->pid, (int)req->data.args[0], &ss, len);
         }
         if (s->mode == PLAN_SUP_REFUSE && kind == PLAN_NET_SEND && a.family != AF_INET &&
             a.family != AF_INET6)
@@ -983,6 +1049,15 @@ static Verdict on_exec(PlanSup *s, const struct seccomp_notif *req, int mem, boo
         else if (exec_target_exists(req->pid, at ? (long)(int)req->data.args[0] : -1, path)) {
                 /* (execvp tries each PATH entry: the ones that do not exist are no exec) */
                 remember_exec(s, (pid_t)req->pid, path);
+                if (s->mode == PLAN_SUP_REFUSE && same_pidns_as_us((pid_t)req->pid)) {
+                        char key[32];
+
+                        snprintf(key, sizeof(key), "host %d", (int)req->pid);
+                        pthread_mutex_lock(&s->lock);
+                        if (s->pids.n < PLAN_SUP_MAX_RECORDS)
+                                (void)strset_add(&s->pids, key);
+                        pthread_mutex_unlock(&s->lock);
+                }
                 record_exec(s, req->pid, path, argv);
         }
         strv_free(argv);
@@ -1415,7 +1490,7 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
                 v = on_address(s, req, mem, PLAN_NET_CONNECT, req->data.args[1], req->data.args[2],
                                &ok);
                 if (s->mode == PLAN_SUP_REFUSE && v.cont) {
-                        /* never let a connect through in refuse mode, whatever was read */
+                        /* never let a connect run in refuse mode, whatever was read */
                         v.cont = false;
                         v.error = -ECONNREFUSED;
                 }
@@ -1458,7 +1533,7 @@ static void handle_notification(PlanSup *s, struct seccomp_notif *req)
                 return; /* the caller is gone or its call was interrupted: nothing to answer */
         if (v.cont)
                 resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-        else
+        else if (!v.success)
                 resp.error = v.error ? v.error : -EPERM;
         (void)ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
 }
@@ -1482,12 +1557,12 @@ static pid_t ppid_of(pid_t pid)
         return (pid_t)pp;
 }
 
-static bool pid_seen(PlanSup *s, pid_t pid)
+static bool pid_seen(PlanSup *s, const char *what, pid_t pid)
 {
         char key[32];
         bool r = false;
 
-        snprintf(key, sizeof(key), "pid %d", (int)pid);
+        snprintf(key, sizeof(key), "%s %d", what, (int)pid);
         pthread_mutex_lock(&s->lock);
         for (size_t i = s->pids.cap ? str_hash(key) & (s->pids.cap - 1) : 0;
              s->pids.cap && s->pids.slot[i]; i = (i + 1) & (s->pids.cap - 1))
@@ -1500,22 +1575,30 @@ static bool pid_seen(PlanSup *s, pid_t pid)
 }
 
 /* Is pid the command or one of its descendants? */
-static bool is_command(PlanSup *s, pid_t pid)
+static bool is_command(PlanSup *s, pid_t pid, int event_fd)
 {
         pid_t root;
 
         if (pid <= 0 || pid == getpid())
                 return false;
         /*
-         * Refuse mode: the inodes marked are the snapshot's overlay inodes,
-         * which only processes inside the snapshot's mount namespace reach.
-         * (Their pid namespace cannot be checked: a short-lived reader is
-         * often gone by the time its event is read.)
+         * Refuse mode: an overlay inode of the snapshot is reached only by
+         * processes inside the snapshot's mount namespace. A secret the
+         * snapshot shows without an overlay is the host's own inode: there a
+         * reader from our pid namespace is a host process, not the command.
+         * (A reader that is gone cannot be told apart: it counts, so that a
+         * short-lived command is never missed.)
          */
-        if (s->mode == PLAN_SUP_REFUSE)
-                return true;
+        if (s->mode == PLAN_SUP_REFUSE) {
+                struct statfs sf;
+
+                if (fstatfs(event_fd, &sf) == 0 && sf.f_type == OVERLAYFS_SUPER_MAGIC)
+                        return true;
+                /* gone already: what its exec under the filter said */
+                return !same_pidns_as_us(pid) && !pid_seen(s, "host", pid);
+        }
         /* record mode: a process that exec'd under the filter, or a descendant of the command */
-        if (pid_seen(s, pid))
+        if (pid_seen(s, "pid", pid))
                 return true;
         root = __atomic_load_n(&s->root_pid, __ATOMIC_RELAXED);
         if (root == 0)
@@ -1533,10 +1616,18 @@ static const char *watched_path(PlanSup *s, int fd, char **fallback)
         struct stat st;
         char link[64];
 
-        if (fstat(fd, &st) == 0)
-                for (size_t i = 0; i < s->n_watched; i++)
+        if (fstat(fd, &st) == 0) {
+                const char *found = NULL;
+
+                /* the paths are never freed before the supervisor: valid after unlocking */
+                pthread_mutex_lock(&s->lock);
+                for (size_t i = 0; i < s->n_watched && !found; i++)
                         if (s->watched[i].dev == st.st_dev && s->watched[i].ino == st.st_ino)
-                                return s->watched[i].path;
+                                found = s->watched[i].path;
+                pthread_mutex_unlock(&s->lock);
+                if (found)
+                        return found;
+        }
         /* a file created later inside a watched directory: name it as the kernel does */
         snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
         *fallback = readlink_malloc(link);
@@ -1573,7 +1664,7 @@ static void handle_fanotify(PlanSup *s)
                         }
                         if (m->fd < 0)
                                 continue;
-                        if (!is_command(s, m->pid)) {
+                        if (!is_command(s, m->pid, m->fd)) {
                                 close(m->fd);
                                 continue;
                         }
@@ -1616,15 +1707,23 @@ static int watch_add(PlanSup *s, int fd, const char *path, bool dir)
                 /* devices, fifos, sockets: nothing to read a secret from by open */
         } else if (fanotify_mark(s->fan, FAN_MARK_ADD, mask, AT_FDCWD, p) < 0)
                 return -errno;
+        /* (under the lock: the thread may already be reading events) */
+        char *copy = strdup(path);
+        int r = -ENOMEM;
+
+        if (!copy)
+                return -ENOMEM;
+        pthread_mutex_lock(&s->lock);
         w = realloc(s->watched, (s->n_watched + 1) * sizeof(Watched));
-        if (!w)
-                return -ENOMEM;
-        s->watched = w;
-        w[s->n_watched] = (Watched){ .dev = st.st_dev, .ino = st.st_ino, .path = strdup(path) };
-        if (!w[s->n_watched].path)
-                return -ENOMEM;
-        s->n_watched++;
-        return 0;
+        if (w) {
+                s->watched = w;
+                w[s->n_watched++] = (Watched){ .dev = st.st_dev, .ino = st.st_ino, .path = copy };
+                copy = NULL;
+                r = 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+        free(copy);
+        return r;
 }
 
 static int open_in_root(int root_fd, const char *path, bool follow)

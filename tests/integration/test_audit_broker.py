@@ -43,7 +43,10 @@ def test_broker_story_is_told_and_sealed(broker, tmp_path):
     assert timeline.returncode == 0, timeline.stderr
     mine = [l for l in timeline.stdout.splitlines() if f" {rid} " in l or l.endswith(f" {rid}")]
     events = [l.split()[3] for l in mine]
-    assert events[:2] == ["request_submitted", "request_decided"], timeline.stdout
+    assert events[:3] == ["request_submitted", "request_planned", "request_decided"], \
+        timeline.stdout
+    planned = next(l for l in mine if "request_planned" in l)
+    assert "complete=true" in planned and "plan_sha256=" in planned, planned
     assert "request_approved" in events and "exec_end" in events
     approved = next(l for l in mine if "request_approved" in l)
     assert f"approver_name={ALICE}" in approved

@@ -368,11 +368,12 @@ def test_every_transition_is_audited_before_it_takes_effect(broker, tmp_path):
     broker.airlock("approve", "--why", "fine", rid, user=ALICE)
     broker.wait_state(rid, ("succeeded",))
     recs = [e for e in broker.audit_events() if e.get("request") == str(rid)]
-    assert [e["event"] for e in recs] == ["request_submitted", "request_decided",
-                                          "request_approved", "request_decided", "exec_start",
-                                          "exec_end"]
-    assert recs[2]["details"]["approver_name"] == ALICE
-    assert recs[2]["details"]["shown_sha256"] == broker.show(rid)["digest"]
+    assert [e["event"] for e in recs] == ["request_submitted", "request_planned",
+                                          "request_decided", "request_approved",
+                                          "request_decided", "exec_start", "exec_end"]
+    assert recs[1]["details"]["plan_sha256"] == broker.show(rid)["plan"]["digest"]
+    assert recs[3]["details"]["approver_name"] == ALICE
+    assert recs[3]["details"]["shown_sha256"] == broker.show(rid)["digest"]
     assert recs[-1]["details"]["exit_status"] == 0
     # the hash chain the broker wrote is intact (no seal key was set up for
     # this test, so the only finding is that the tail is unsealed)

@@ -23,6 +23,26 @@ UNREACHABLE = ("ENOENT", "ECONNREFUSED", "EACCES", "EPERM")
 HOST = "hostnet"
 
 
+def ppid_of(pid):
+    st = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(st.split("PPid:")[1].split()[0])
+
+
+def wall_of(airlock_pid, timeout=10):
+    """The host pid of the connect supervisor of the sandbox that airlock_pid runs."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if (pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == "airlock-wall"
+                        and ppid_of(ppid_of(pid)) == airlock_pid):
+                    return int(pid)
+            except (OSError, IndexError, ValueError):
+                continue
+        time.sleep(0.05)
+    raise AssertionError("no airlock-wall supervisor found for this sandbox")
+
+
 @pytest.fixture
 def daemon(lab):
     """A host daemon's socket outside /run (where no mount hides it), mode 0777."""
@@ -249,20 +269,7 @@ def test_killing_the_supervisor_fails_closed(lab, daemon):
                                                           f"{lab.probe} unix-own /tmp/o.sock"))
     try:
         assert "waiting" in p.stdout.readline(), "the sandbox did not start"
-        wall = None
-        deadline = time.time() + 10
-        while wall is None and time.time() < deadline:
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    if pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == "airlock-wall":
-                        st = pathlib.Path(f"/proc/{pid}/status").read_text()
-                        ppid = int(st.split("PPid:")[1].split()[0])
-                        if str(p.pid) in pathlib.Path(f"/proc/{ppid}/status").read_text():
-                            wall = int(pid)
-                except (OSError, IndexError, ValueError):
-                    continue
-            time.sleep(0.05)
-        assert wall, "no airlock-wall supervisor found for this sandbox"
+        wall = wall_of(p.pid)
         os.kill(wall, 9)
         lab.ws("go").touch()
         r = lab.finish(p)
@@ -305,3 +312,59 @@ except OSError as e:
     assert "connected" in r.stdout, describe(r)
     r = lab.inside("/usr/bin/python3", "-c", script, "/tmp/undumpable.sock")
     assert "refused 1" in r.stdout, describe(r)  # EPERM
+
+
+FLAGS = 0o4000 | 0o2000000  # SOCK_NONBLOCK | SOCK_CLOEXEC: a filter comparing the type exactly misses these
+
+
+@pytest.mark.parametrize("call", ["socket", "socketpair"])
+@pytest.mark.parametrize("flags", [0, FLAGS])
+def test_unix_socket_types(lab, call, flags):
+    """Only stream and seqpacket unix sockets exist inside, whatever flags ride on the type:
+    datagram (2) and raw (3, a datagram socket in af_unix.c) are refused with EACCES; every
+    other type is refused by the kernel anyway. Outside, datagram and raw are created."""
+    script = (f"import socket\n"
+              f"for t in range(16):\n"
+              f"    try:\n"
+              f"        s = socket.{call}(socket.AF_UNIX, t | {flags})\n"
+              f"        print(t, 'OK')\n"
+              f"    except OSError as e:\n"
+              f"        print(t, e.errno)\n")
+    out = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True)
+    got_out = dict(line.split() for line in out.stdout.splitlines())
+    assert got_out["1"] == got_out["5"] == got_out["2"] == got_out["3"] == "OK", describe(out)
+    r = lab.inside("/usr/bin/python3", "-c", script)
+    got = dict(line.split() for line in r.stdout.splitlines())
+    assert len(got) == 16, describe(r)
+    assert got["1"] == got["5"] == "OK", describe(r)
+    assert got["2"] == got["3"] == "13", describe(r)  # EACCES
+    assert all(v != "OK" for t, v in got.items() if t not in ("1", "5")), describe(r)
+
+
+def test_agent_cannot_signal_or_read_the_supervisor(lab):
+    """The supervisor runs with the agent's uid, in its namespaces: Landlock's signal scope (it is
+    outside the agent's domain) and its undumpable memory keep the agent off it. Outside, the
+    supervisor is there, signalable and readable; inside, kill and /proc/PID/environ are refused,
+    and the wall
+    still answers afterwards."""
+    find = ("for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = airlock-wall ] && "
+            "echo ${p#/proc/}; done")
+    script = (f"w=$({find}); echo wall=$w; {lab.probe} kill $w 9; {lab.probe} kill $w 0; "
+              f"{lab.probe} read /proc/$w/environ; {lab.probe} unix-connect /")
+    r = lab.sh_inside(script)
+    lines = r.stdout.splitlines()
+    assert lines and lines[0].startswith("wall=") and lines[0] != "wall=", describe(r)
+    assert lines[1].startswith("ERR EPERM") and lines[2].startswith("ERR EPERM"), describe(r)
+    assert lines[3].startswith("ERR EACCES"), describe(r)  # ptrace-read access: undumpable
+    assert lines[4].startswith("ERR EACCES"), describe(r)  # the supervisor still answers
+    # the other side: a supervisor process exists and is signalable from outside
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go("true"))
+    try:
+        assert "waiting" in p.stdout.readline(), "the sandbox did not start"
+        wall = wall_of(p.pid)
+        expect_ok(probe_outside("kill", wall, 0))
+        expect_ok(probe_outside("read", f"/proc/{wall}/environ"))
+    finally:
+        lab.ws("go").touch()
+        lab.finish(p)
+        lab.ws("go").unlink(missing_ok=True)

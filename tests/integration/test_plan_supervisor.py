@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 
 import pytest
@@ -225,6 +226,10 @@ def test_refuse_unix_connect_to_listening_socket(shadow_policy, tmp_path):
         p = subprocess.run([PYTHON, "-c", CONNECT_UNIX, str(path)], capture_output=True,
                            text=True, timeout=30)
         assert p.stdout.strip() == "connected"
+        for _ in range(100):  # the daemon accepted it
+            if accepted[0] >= 1:
+                break
+            time.sleep(0.05)
         before = accepted[0]
         rec, _ = supervise("refuse", shadow_policy, [PYTHON, "-c", CONNECT_UNIX, str(path)])
         assert exit_code(rec) == 0
@@ -254,6 +259,10 @@ def test_racing_the_sockaddr_gets_no_refused_connect_through(shadow_policy, tmp_
             if outside > 0:
                 break
         assert outside > 0, p.stderr
+        for _ in range(100):  # let the daemon catch up with its backlog
+            if accepted[0] >= outside:
+                break
+            time.sleep(0.05)
         before = accepted[0]
         assert before >= outside
         rec, err = supervise("refuse", shadow_policy, race)
@@ -375,3 +384,35 @@ def test_unix_connect_to_no_socket_is_no_effect(shadow_policy, tmp_path):
         assert f"refused {2}" in err  # ENOENT, as without the supervisor
         assert rec["net"] == [] and rec["contacts"] == []
         assert rec["complete"] is True
+
+
+def test_refuse_secret_without_overlay_counts_only_the_snapshot(tmp_path):
+    """A secret the snapshot would show without an overlay is the host's own inode: host
+    processes (our pid namespace) opening it are not the command; a process in another pid
+    namespace (the snapshot's) is."""
+    key = tmp_path / "k"
+    key.write_text("secret\n")
+    pol = tmp_path / "p.yaml"
+    pol.write_text(f"version: 1\nsecrets: [{key}]\n")
+    rec, _ = supervise("refuse", pol, ["cat", str(key)])
+    assert rec["secrets"] == []
+    rec, _ = supervise("refuse", pol, ["unshare", "-p", "-f", "cat", str(key)])
+    assert [s["path"] for s in rec["secrets"]] == [str(key)]
+
+
+def test_refuse_netlink_is_the_namespace_own(shadow_policy):
+    """Netlink (ip, ss, glibc's getaddrinfo) talks to the kernel of the command's own network
+    namespace: it works under refuse mode and is no effect. Its connect() is done by the
+    supervisor on its own copy of the socket, never let run."""
+    code = textwrap.dedent("""\
+        import socket
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        s.connect((0, 0))
+        print("netlink connected")
+        """)
+    rec, err = supervise("refuse", shadow_policy,
+                         ["sh", "-c", f"ss -tln && ip route show && {PYTHON} -c '{code}'"])
+    assert exit_code(rec) == 0, err
+    assert "netlink connected" in err
+    assert rec["net"] == []
+    assert rec["complete"] is True

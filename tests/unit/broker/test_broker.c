@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "broker/broker.h"
 #include "broker/proto.h"
@@ -198,6 +199,14 @@ static void test_digest_covers_what_runs(void **state)
         strcpy(r->policy_digest, "4567");
         assert_int_equal(req_compute_digest(r), 0);
         assert_string_not_equal(d1, r->digest);
+        /* and so does its plan: an approval binds to what the dry run saw */
+        memcpy(d1, r->digest, sizeof(d1));
+        strcpy(r->plan_digest, "89ab");
+        assert_int_equal(req_compute_digest(r), 0);
+        assert_string_not_equal(d1, r->digest);
+        r->plan_digest[0] = '\0';
+        assert_int_equal(req_compute_digest(r), 0);
+        assert_string_equal(d1, r->digest); /* no plan: the digest of before plans existed */
         memcpy(d1, r->digest, sizeof(d1));
         free(r->env[0]);
         r->env[0] = strdup("PATH=/tmp");
@@ -278,6 +287,81 @@ static void test_state_round_trip(void **state)
         }
 }
 
+/* A database from before plans (no plan columns) is upgraded on open, and plans round-trip. */
+static void test_state_upgrades_and_keeps_plans(void **state)
+{
+        char dir[] = "/tmp/airlock-unit-broker.XXXXXX", path[128], err[256];
+        State *s = NULL;
+        Req *r = new_req(), *back = NULL;
+        sqlite3 *db = NULL;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/airlockd.db", dir);
+        /* the requests table as session 1 made it */
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(
+                sqlite3_exec(db,
+                             "CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                             " session_id INTEGER, requester_uid INTEGER NOT NULL,"
+                             " requester_name TEXT NOT NULL, requester_pid INTEGER NOT NULL,"
+                             " argv TEXT NOT NULL, command TEXT NOT NULL, env TEXT NOT NULL,"
+                             " cwd TEXT NOT NULL, host TEXT, run_as TEXT NOT NULL, why TEXT,"
+                             " policy_digest TEXT NOT NULL, digest TEXT NOT NULL,"
+                             " action TEXT NOT NULL, approvers_needed INTEGER NOT NULL,"
+                             " reason TEXT, state TEXT NOT NULL, detail TEXT,"
+                             " created_usec INTEGER NOT NULL, expires_usec INTEGER NOT NULL,"
+                             " finished_usec INTEGER NOT NULL DEFAULT 0,"
+                             " exit_status INTEGER NOT NULL DEFAULT -1);"
+                             "INSERT INTO requests (requester_uid, requester_name, requester_pid,"
+                             " argv, command, env, cwd, run_as, policy_digest, digest, action,"
+                             " approvers_needed, state, created_usec, expires_usec) VALUES"
+                             " (0, 'root', 1, '[\"true\"]', '[\"true\"]', '[]', '/', 'root',"
+                             " 'p', 'd', 'allow', 0, 'succeeded', 1, 2);",
+                             NULL, NULL, NULL),
+                SQLITE_OK);
+        sqlite3_close(db);
+
+        assert_int_equal(state_open(dir, &s, err, sizeof(err)), 0);
+        /* the old row reads back, without a plan */
+        assert_int_equal(state_load_request(s, 1, &back), 0);
+        assert_null(back->plan);
+        assert_null(back->plan_error);
+        assert_string_equal(back->plan_digest, "");
+        req_unref(back);
+        back = NULL;
+
+        r->id = 2;
+        r->state = REQ_PENDING;
+        r->plan = json_pack("{s:s, s:[]}", "digest", "feed", "files");
+        strcpy(r->plan_digest, "feed");
+        assert_int_equal(req_compute_digest(r), 0);
+        assert_int_equal(state_insert_request(s, r), 0);
+        r->state = REQ_SUCCEEDED;
+        r->deviations = json_pack("{s:[s], s:b}", "deviations", "wrote /etc/x (not in the plan)",
+                                  "complete", 1);
+        assert_int_equal(state_update_request(s, r), 0);
+        assert_int_equal(state_load_request(s, 2, &back), 0);
+        assert_true(json_equal(back->plan, r->plan));
+        assert_string_equal(back->plan_digest, "feed");
+        assert_string_equal(back->digest, r->digest);
+        assert_true(json_equal(back->deviations, r->deviations));
+        req_unref(back);
+        req_unref(r);
+        state_close(s);
+        /* opening again finds the columns there: nothing to add, nothing lost */
+        assert_int_equal(state_open(dir, &s, err, sizeof(err)), 0);
+        assert_int_equal(state_load_request(s, 2, &back), 0);
+        assert_string_equal(back->plan_digest, "feed");
+        req_unref(back);
+        state_close(s);
+        {
+                char cmd[128];
+
+                snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+                assert_int_equal(system(cmd), 0);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -288,6 +372,7 @@ int main(void)
                 cmocka_unit_test(test_base64_round_trip),
                 cmocka_unit_test(test_digest_covers_what_runs),
                 cmocka_unit_test(test_state_round_trip),
+                cmocka_unit_test(test_state_upgrades_and_keeps_plans),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,198 @@
+"""The broker plans what the policy neither allows nor denies outright: a dry
+run in a copy-on-write snapshot (src/plan), whose effects the policy judges
+again (effect rules), whose digest the approval binds to, which the approver
+sees in `airlock show` and `airlock approve`, and which the audit log records
+as request_planned. The host does not change until the approved command
+runs."""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from broker_helpers import (APPROVERS, BASE_RULES, EX_DENIED, EX_TIMEOUT, Broker, ensure_users,
+                            policy_text)
+
+ALICE, BOB = APPROVERS
+
+EFFECT_RULES = """\
+  - effect: {writes: "/etc/airlock-plan-test/**"}
+    action: deny
+    reason: nothing writes under /etc/airlock-plan-test
+  - effect: {writes: "/tmp/airlock-plan-allow/**"}
+    action: allow
+    reason: the scratch directory is free for all
+"""
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    for d in ("/etc/airlock-plan-test", "/tmp/airlock-plan-allow"):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+    b = Broker(tmp_path, policy_text(EFFECT_RULES + BASE_RULES)).start()
+    yield b
+    b.stop()
+    for d in ("/etc/airlock-plan-test", "/tmp/airlock-plan-allow"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def events(broker, rid):
+    return [e for e in broker.audit_events() if e.get("request") == str(rid)]
+
+
+def pending(broker, *argv):
+    r = broker.airlock("exec", "--wait", "0", "--", *argv)
+    assert r.returncode == EX_TIMEOUT, (r.stdout, r.stderr)
+    return json.loads(broker.airlock("requests", "--json").stdout)[0]["id"]
+
+
+def test_pending_request_is_planned_shown_recorded_and_survives_a_restart(broker, tmp_path):
+    target = tmp_path / "planned-file"
+    rid = pending(broker, "touch", target)
+    # the plan saw the file being created; the host has no such file
+    req = broker.show(rid)
+    plan = req["plan"]
+    assert plan["complete"] is True
+    assert [f["path"] for f in plan["files"]] == [str(target)]
+    assert plan["files"][0]["change"] == "created"
+    assert not target.exists()
+    # the approver sees it in show and in approve, as text
+    shown = broker.airlock("show", rid, user=ALICE).stdout
+    assert "Plan (the command's dry run" in shown and f"created {target}" in shown, shown
+    # the audit log records it between submitted and decided
+    recs = events(broker, rid)
+    assert [e["event"] for e in recs] == ["request_submitted", "request_planned",
+                                          "request_decided"]
+    assert recs[1]["details"]["plan_sha256"] == plan["digest"]
+    assert recs[1]["details"]["effects"]["writes"] == [str(target)]
+    # kill -9 and restart: the plan is still there, the digest the same
+    broker.kill9()
+    broker.start()
+    again = broker.show(rid)
+    assert again["plan"] == plan and again["digest"] == req["digest"]
+    r = broker.airlock("approve", rid, user=ALICE)
+    assert r.returncode == 0, r.stderr
+    assert f"created {target}" in r.stdout  # what was approved, plan included
+    broker.wait_state(rid, ("succeeded",))
+    assert target.exists()
+
+
+def test_approval_binds_to_the_plan(broker, tmp_path):
+    target = tmp_path / "exists-or-not"
+    first = pending(broker, "touch", target)
+    second = pending(broker, "touch", target)
+    a, b = broker.show(first), broker.show(second)
+    # the same command, the same host state: the same plan, the same digest
+    assert a["plan"]["digest"] == b["plan"]["digest"] and a["digest"] == b["digest"]
+    # the same command once the file exists: another plan (it creates nothing
+    # now), so another digest, though argv, environment and cwd are equal
+    target.write_text("")
+    third = pending(broker, "touch", target)
+    c = broker.show(third)
+    assert c["argv"] == a["argv"] and c["env"] == a["env"] and c["cwd"] == a["cwd"]
+    assert a["plan"]["files"][0]["change"] == "created" and c["plan"]["files"] == []
+    assert c["plan"]["digest"] != a["plan"]["digest"] and c["digest"] != a["digest"]
+    # an approval of what was shown for the first does not approve the third
+    r = broker.airlock("approve", "--digest", a["digest"], third, user=ALICE)
+    assert r.returncode == EX_DENIED and "not what you were shown" in r.stderr
+    assert broker.show(third)["state"] == "pending"
+    assert broker.airlock("approve", "--digest", c["digest"], third, user=ALICE).returncode == 0
+    broker.wait_state(third, ("succeeded",))
+
+
+def test_effect_rules_judge_the_plan_both_ways(broker, tmp_path):
+    # approve by its argv, denied by what its plan does
+    r = broker.airlock("exec", "--wait", "0", "--", "touch", "/etc/airlock-plan-test/x")
+    assert r.returncode == EX_DENIED, (r.stdout, r.stderr)
+    assert "nothing writes under /etc/airlock-plan-test" in r.stderr
+    assert not os.path.exists("/etc/airlock-plan-test/x")
+    rid = json.loads(broker.airlock("requests", "--all", "--json").stdout)[0]["id"]
+    recs = events(broker, rid)
+    assert [e["event"] for e in recs] == ["request_submitted", "request_planned",
+                                          "request_decided", "request_denied"]
+    assert recs[2]["details"]["decision"] == "deny"
+    # approve by its argv, allowed at once by what its plan does
+    r = broker.airlock("exec", "--wait", "0", "--", "touch", "/tmp/airlock-plan-allow/y")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert os.path.exists("/tmp/airlock-plan-allow/y")
+    # the same argv elsewhere still waits for a human
+    rid = pending(broker, "touch", tmp_path / "z")
+    assert broker.show(rid)["state"] == "pending"
+    assert not (tmp_path / "z").exists()
+
+
+def test_allowed_and_denied_outright_are_not_planned(broker):
+    assert broker.airlock("exec", "--", "echo", "hi").returncode == 0
+    assert broker.airlock("exec", "--", "rm", "-rf", "/nothing").returncode == EX_DENIED
+    assert not [e for e in broker.audit_events() if e["event"] == "request_planned"]
+    for req in json.loads(broker.airlock("requests", "--all", "--json").stdout):
+        assert "plan" not in req
+
+
+def test_approved_execution_is_checked_against_its_plan(tmp_path):
+    """After an approved command ran, the broker compares what it did (recorded
+    as it ran) with the plan that was approved: nothing beyond the plan is no
+    deviation; a write the plan did not have is one, named in the audit log
+    and in `airlock show`."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sh, -c, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        flag, a, other = tmp_path / "flag", tmp_path / "a", tmp_path / "other"
+        script = f"if [ -e {flag} ]; then echo x > {other}; else echo x > {a}; fi"
+        # as planned: no deviation
+        rid = pending(b, "touch", tmp_path / "same")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        b.wait_state(rid, ("succeeded",))
+        check = b.show(rid)["deviation_check"]
+        assert check["deviations"] == [], check
+        assert "Deviations from the approved plan: none" in b.airlock("show", rid).stdout
+        # planned while the flag was absent (writes a), run once it exists (writes other)
+        rid = pending(b, "sh", "-c", script)
+        assert [f["path"] for f in b.show(rid)["plan"]["files"]] == [str(a)]
+        flag.write_text("")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        b.wait_state(rid, ("succeeded",))
+        assert other.exists() and not a.exists()
+        lines = b.show(rid)["deviation_check"]["deviations"]
+        assert any(str(other) in l for l in lines), lines
+        shown = b.airlock("show", rid).stdout
+        assert "Deviations from the approved plan (" in shown and str(other) in shown, shown
+        end = [e for e in b.audit_events()
+               if e["event"] == "exec_end" and e["request"] == str(rid)]
+        assert end and any(str(other) in l
+                           for l in end[0]["details"]["deviation_check"]["deviations"])
+        # allowed requests are not recorded, so not checked
+        assert b.airlock("exec", "--", "echo", "hi").returncode == 0
+        rid = json.loads(b.airlock("requests", "--all", "--json").stdout)[0]["id"]
+        assert "deviation_check" not in b.show(rid)
+    finally:
+        b.stop()
+
+
+def test_recorded_execution_runs_with_the_run_as_users_groups(tmp_path):
+    """The recorded (approved) path forks instead of posix_spawn: the command
+    gets exactly root's groups from the group database, nothing else."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sh, -c, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        out = tmp_path / "groups"
+        rid = pending(b, "sh", "-c", f"grep ^Groups: /proc/self/status > {out}")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        b.wait_state(rid, ("succeeded",))
+        assert "deviations" in b.show(rid)["deviation_check"]  # it was recorded
+        got = sorted(int(g) for g in out.read_text().split()[1:])
+        want = sorted(g for g in set(os.getgrouplist("root", 0)))
+        assert got == want or (got == [] and want == [0]), got
+    finally:
+        b.stop()
