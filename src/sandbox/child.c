@@ -178,26 +178,37 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         SbxMountsCtx m;
         int errfd = p->err_fd;
         pid_t agent;
-        char go;
         sigset_t all;
 
         /* If airlock dies, so does the sandbox (and with pid 1, everything in it). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(127);
         /*
-         * While the parent writes our uid/gid maps and places us in the
-         * cgroup: the first phase of the mounts, which needs neither (the
-         * capabilities of our user namespace are ours from the clone on,
-         * and it creates no file). It only builds our own private mount
-         * namespace: if the parent refuses, we exit and it goes with us.
+         * While the parent writes our uid/gid maps, expands the secrets and
+         * places us in the cgroup: our network namespace and the first
+         * phase of the mounts, which need none of that (the capabilities
+         * of our user namespace are ours from the clone on, and nothing
+         * here creates a file). Both are our own namespaces: if the parent
+         * refuses the launch, it kills us and they go with us.
          */
+        if (p->cfg->net == SBX_NET_NONE && unshare(CLONE_NEWNET) < 0) {
+                sbx_fail(&err, 71, -errno, "cannot create the network namespace: %m");
+                die(errfd, &err);
+        }
+        sbx_timing("child: network namespace");
         if (sbx_mounts_begin(p, &m, &err) < 0)
                 die(errfd, &err);
         sbx_timing("child: mounts begun");
-        /* The parent says go once the maps and the cgroup are in place. */
-        if (read(sync_fd, &go, 1) != 1)
-                _exit(127); /* parent gone or refused: start nothing */
+        /*
+         * The go: the secrets to mask and the paths to protect, sent once
+         * the maps and the cgroup are in place. Nothing (parent gone or
+         * refused) or anything malformed: start nothing.
+         */
+        if (sbx_plan_receive(p, sync_fd) < 0)
+                _exit(127);
         sbx_timing("child: go");
+        if (sbx_mounts_open_masks(p, &m, &err) < 0)
+                die(errfd, &err);
         if (p->privileged) {
                 /*
                  * Become the agent user (mapped to itself): keep the
@@ -272,13 +283,15 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                         pid_t r;
                         int st;
                         while ((r = waitpid(-1, &st, WNOHANG)) > 0)
-                                if (r == agent)
+                                if (r == agent) {
+                                        sbx_timing("child: agent reaped");
                                         /*
                                          * Our exit status is the agent's (128+N for a
                                          * signal): airlock learns it from our own exit,
                                          * one wakeup instead of a message and an exit.
                                          */
                                         _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                                }
                         continue;
                 }
                 kill(agent, sig);

@@ -1814,15 +1814,11 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
 
         *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
         m->bind_fds = calloc(p->n_binds + 1, sizeof(int));
-        m->mask_fds = calloc(p->n_masks + 1, sizeof(int));
-        if (!m->bind_fds || !m->mask_fds)
+        if (!m->bind_fds)
                 return -ENOMEM;
         for (size_t i = 0; i < p->n_binds; i++)
                 m->bind_fds[i] = -EBADF;
-        for (size_t i = 0; i < p->n_masks; i++)
-                m->mask_fds[i] = -EBADF;
         m->n_binds = p->n_binds;
-        m->n_masks = p->n_masks;
 
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 return MNT_FAIL(err, "cannot make the mount namespace private: %m");
@@ -1849,7 +1845,22 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
         m->rootfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (m->rootfd < 0)
                 return MNT_FAIL(err, "cannot open the sandbox's root: %m");
-        /* Secrets outside the binds: opened now, while directories like /root are searchable. */
+        return 0;
+}
+
+/*
+ * Secrets outside the binds: opened once the masks have arrived, before
+ * pid 1 leaves the host root's uid, while directories like /root are
+ * still searchable.
+ */
+int sbx_mounts_open_masks(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
+{
+        m->mask_fds = calloc(p->n_masks + 1, sizeof(int));
+        if (!m->mask_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_masks; i++)
+                m->mask_fds[i] = -EBADF;
+        m->n_masks = p->n_masks;
         for (size_t i = 0; i < p->n_masks; i++) {
                 if (under_a_bind(p, p->masks[i].path))
                         continue;

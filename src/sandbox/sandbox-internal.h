@@ -101,6 +101,16 @@ int sbx_fail(SbxError *err, int exit_code, int r, const char *fmt, ...) _printf_
 
 /* Parent-side preparation and teardown (sandbox.c, mounts.c, limits.c, ...). */
 int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err);
+/*
+ * sbx_plan_prepare() in two steps: what pid 1 needs at its clone (identity,
+ * binds, environment, pty, cgroup), then the secrets' masks and the
+ * protected names, which the parent works out while pid 1 sets up its
+ * namespaces and sends it with the go (sbx_plan_send / sbx_plan_receive).
+ */
+int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err);
+int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err);
+int sbx_plan_send(const SbxPlan *p, int fd); /* the masks and protected paths, then go */
+int sbx_plan_receive(SbxPlan *p, int fd);    /* in pid 1: 0, or -errno (then start nothing) */
 void sbx_plan_done(SbxPlan *p);
 
 /* mounts.c */
@@ -129,6 +139,7 @@ typedef struct {
 } SbxMountsCtx;
 /* In the child, with caps in the userns: begin before leaving host uid 0, finish after. */
 int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
+int sbx_mounts_open_masks(const SbxPlan *p, SbxMountsCtx *m, SbxError *err); /* after the go */
 int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);

@@ -260,7 +260,7 @@ static int build_env(SbxPlan *p)
         return 0;
 }
 
-int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err)
+int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err)
 {
         int r;
 
@@ -321,25 +321,11 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         if (r < 0)
                 return r;
         sbx_timing("binds");
-        if (!for_explain)
-                sbx_prep_thread_start(p); /* the watches and the unix sockets, meanwhile */
-        r = sbx_expand_secrets(p, err);
-        if (r < 0)
-                return r;
-        sbx_timing("secrets");
-        r = sbx_prepare_protect(p, !for_explain, err);
-        if (r < 0)
-                return r;
-        sbx_timing("protect");
-        r = sbx_mask_unix_sockets(p, for_explain, err);
-        if (r < 0)
-                return r;
         if (c->net == SBX_NET_HOST) {
                 r = sbx_prepare_resolv_conf(p, err);
                 if (r < 0)
                         return r;
         }
-        sbx_timing("unix sockets+watches");
         r = build_env(p);
         if (r < 0)
                 return r;
@@ -360,11 +346,174 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
         r = sbx_seccomp_prepare(p, err);
         if (r < 0)
                 return r;
-        sbx_timing("seccomp");
         r = sbx_pty_open(p, err);
         if (r < 0)
                 return r;
-        return sbx_cgroup_prepare(p, err);
+        r = sbx_cgroup_prepare(p, err);
+        sbx_timing("env+pty+cgroup");
+        return r;
+}
+
+int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
+{
+        int r;
+
+        if (!for_explain)
+                sbx_prep_thread_start(p); /* the watches and the unix sockets, meanwhile */
+        r = sbx_expand_secrets(p, err);
+        if (r < 0)
+                return r;
+        sbx_timing("secrets");
+        r = sbx_prepare_protect(p, !for_explain, err);
+        if (r < 0)
+                return r;
+        sbx_timing("protect");
+        r = sbx_mask_unix_sockets(p, for_explain, err);
+        if (r < 0)
+                return r;
+        sbx_timing("unix sockets+watches");
+        return 0;
+}
+
+int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err)
+{
+        int r = sbx_plan_prepare_launch(p, c, for_explain, err);
+
+        return r < 0 ? r : sbx_plan_prepare_secrets(p, for_explain, err);
+}
+
+/*
+ * The part of the plan worked out after pid 1's clone, sent to it on the
+ * sync pipe as the go: a header, then each mask ('0' file or '1' directory,
+ * its path, NUL), then each protected path (NUL-terminated). Pid 1 checks
+ * every length and count exactly; anything else is fatal (it comes from
+ * our own side).
+ */
+#define SBX_PLAN_MAGIC     0x6f67414cU /* "LAgo" */
+#define SBX_PLAN_MAX_BYTES (64U * 1024 * 1024)
+
+typedef struct {
+        uint32_t magic, n_masks, n_protect, size;
+} SbxPlanHeader;
+
+int sbx_plan_send(const SbxPlan *p, int fd)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, off = 0, n_protect = strv_length(p->protect);
+        SbxPlanHeader h;
+        int r;
+
+        for (size_t i = 0; i < p->n_masks; i++)
+                size += strlen(p->masks[i].path) + 2;
+        STRV_FOREACH (s, p->protect)
+                size += strlen(*s) + 1;
+        if (size > SBX_PLAN_MAX_BYTES)
+                return -E2BIG;
+        buf = malloc(sizeof h + size);
+        if (!buf)
+                return -ENOMEM;
+        h = (SbxPlanHeader){ .magic = SBX_PLAN_MAGIC,
+                             .n_masks = (uint32_t)p->n_masks,
+                             .n_protect = (uint32_t)n_protect,
+                             .size = (uint32_t)size };
+        memcpy(buf, &h, sizeof h);
+        off = sizeof h;
+        for (size_t i = 0; i < p->n_masks; i++) {
+                size_t n = strlen(p->masks[i].path) + 1;
+                buf[off++] = p->masks[i].is_dir ? '1' : '0';
+                memcpy(buf + off, p->masks[i].path, n);
+                off += n;
+        }
+        STRV_FOREACH (s, p->protect) {
+                size_t n = strlen(*s) + 1;
+                memcpy(buf + off, *s, n);
+                off += n;
+        }
+        r = write_all(fd, buf, off);
+        return r < 0 ? r : 0;
+}
+
+static int read_exact(int fd, void *buf, size_t len)
+{
+        size_t done = 0;
+
+        while (done < len) {
+                ssize_t n = read(fd, (char *)buf + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EPIPE; /* the parent is gone or refused the launch */
+                done += (size_t)n;
+        }
+        return 0;
+}
+
+/* The next NUL-terminated absolute path in buf[*off..size), or NULL. */
+static const char *next_path(const char *buf, size_t size, size_t *off)
+{
+        const char *s = buf + *off, *end;
+
+        if (*off >= size)
+                return NULL;
+        end = memchr(s, '\0', size - *off);
+        if (!end || s[0] != '/')
+                return NULL;
+        *off += (size_t)(end - s) + 1;
+        return s;
+}
+
+int sbx_plan_receive(SbxPlan *p, int fd)
+{
+        _cleanup_free_ char *buf = NULL;
+        SbxPlanHeader h;
+        size_t off = 0;
+        int r;
+
+        r = read_exact(fd, &h, sizeof h);
+        if (r < 0)
+                return r;
+        if (h.magic != SBX_PLAN_MAGIC || h.size > SBX_PLAN_MAX_BYTES ||
+            (uint64_t)h.n_masks * 3 + (uint64_t)h.n_protect * 2 > h.size)
+                return -EBADMSG;
+        buf = malloc(h.size + 1);
+        if (!buf)
+                return -ENOMEM;
+        r = read_exact(fd, buf, h.size);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < p->n_masks; i++)
+                free(p->masks[i].path);
+        free(p->masks);
+        p->masks = calloc(h.n_masks + 1, sizeof(SbxMask));
+        p->n_masks = 0;
+        if (!p->masks)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < h.n_masks; i++) {
+                const char *path;
+                char kind;
+
+                if (off >= h.size)
+                        return -EBADMSG;
+                kind = buf[off++];
+                path = next_path(buf, h.size, &off);
+                if ((kind != '0' && kind != '1') || !path)
+                        return -EBADMSG;
+                p->masks[i] = (SbxMask){ .path = strdup(path), .is_dir = kind == '1' };
+                if (!p->masks[i].path)
+                        return -ENOMEM;
+                p->n_masks++;
+        }
+        p->protect = strv_free(p->protect);
+        for (uint32_t i = 0; i < h.n_protect; i++) {
+                const char *path = next_path(buf, h.size, &off);
+                if (!path)
+                        return -EBADMSG;
+                if (strv_extend(&p->protect, path) < 0)
+                        return -ENOMEM;
+        }
+        return off == h.size ? 0 : -EBADMSG; /* no trailing bytes */
 }
 
 /*
@@ -680,6 +829,17 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         p->watcher = pid;
         /* The parent keeps no reference that would make its own exit wait. */
         p->inotify_fd = safe_close(p->inotify_fd);
+        /*
+         * Nor the placeholders: the helper's copies hold their shared locks
+         * (flock belongs to the open file, which both copies share) for the
+         * session, and the last close of an unlinked placeholder (the
+         * filesystem freeing its inode) then happens in the helper's exit,
+         * which nobody waits for. Should the helper die early, the parent
+         * falls back to removing them by path (sbx_remove_placeholders
+         * opens what it does not hold).
+         */
+        for (size_t i = 0; i < p->n_protect_new_fds; i++)
+                p->protect_new_fds[i] = safe_close(p->protect_new_fds[i]);
         return 0;
 }
 
@@ -760,13 +920,19 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
         pid_t pid;
 
-        r = sbx_plan_prepare(&plan, c, false, err);
+        /*
+         * Pid 1 is cloned as soon as what it needs at its start is ready:
+         * it creates its network namespace (--net none: the dearest part
+         * of a clone, loopback and sysctls) and its mount tree while we
+         * expand the secrets and prepare the protected names, which it
+         * receives with the go. Until then it has done nothing but build
+         * its own namespaces; if we refuse the launch, it is killed.
+         */
+        r = sbx_plan_prepare_launch(&plan, c, false, err);
         if (r >= 0)
                 r = sbx_unotify_prepare(&plan, err); /* the unix socket wall: unotify.c */
         if (r < 0)
                 goto finish;
-        if (c->net == SBX_NET_NONE)
-                flags |= CLONE_NEWNET;
 
         if (pipe2(fds, O_CLOEXEC) < 0)
                 goto fail_errno;
@@ -832,12 +998,17 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         }
         sbx_timing("maps");
         if (r >= 0)
+                r = sbx_plan_prepare_secrets(&plan, false, err);
+        if (r >= 0)
                 r = sbx_cgroup_attach(&plan, pid, err);
         sbx_timing("cgroup attach");
         if (r >= 0)
                 r = start_watcher(&plan, pid, err);
-        if (r >= 0 && write(sync_w, "g", 1) != 1)
-                r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
+        if (r >= 0) {
+                r = sbx_plan_send(&plan, sync_w);
+                if (r < 0)
+                        r = sbx_fail(err, 71, r, "cannot start the sandbox: %s", strerror(-r));
+        }
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r < 0) {
                 SbxError child_err = { 0 };

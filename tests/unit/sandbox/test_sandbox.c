@@ -2,7 +2,8 @@
 /*
  * Unit tests of the sandbox module's parts that need no privileges: names,
  * session ids, and the preparation behind --explain (path checks, secret
- * expansion, hard-link refusal) on a real temporary directory tree.
+ * expansion, hard-link refusal) on a real temporary directory tree, and the
+ * message that carries the masks and protected paths to pid 1 with the go.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sandbox/sandbox.h"
+#include "common/util.h"
+#include "sandbox/sandbox-internal.h"
 
 static char tmpdir[256];
 
@@ -184,6 +186,118 @@ static void test_hard_linked_secret_is_refused(void **state)
         assert_non_null(strstr(err.message, "hard link"));
 }
 
+/* Sends raw bytes through a pipe to sbx_plan_receive(); returns its result. */
+static int receive_bytes(const void *buf, size_t len, SbxPlan *out)
+{
+        int fds[2], r;
+
+        assert_int_equal(pipe(fds), 0);
+        assert_int_equal(write_all(fds[1], buf, len), 0);
+        close(fds[1]);
+        r = sbx_plan_receive(out, fds[0]);
+        close(fds[0]);
+        return r;
+}
+
+static void plan_free_lists(SbxPlan *p)
+{
+        for (size_t i = 0; i < p->n_masks; i++)
+                free(p->masks[i].path);
+        free(p->masks);
+        strv_free(p->protect);
+        *p = (SbxPlan){ 0 };
+}
+
+static void test_plan_message_round_trip(void **state)
+{
+        SbxMask masks[] = { { .path = (char *)"/etc/shadow", .is_dir = false },
+                            { .path = (char *)"/root/.ssh", .is_dir = true } };
+        char *protect[] = { (char *)"/w/.bashrc", (char *)"/w/.git/hooks", NULL };
+        SbxPlan in = { .masks = masks, .n_masks = 2, .protect = protect }, out = { 0 };
+        int fds[2];
+
+        (void)state;
+        assert_int_equal(pipe(fds), 0);
+        assert_int_equal(sbx_plan_send(&in, fds[1]), 0);
+        close(fds[1]);
+        assert_int_equal(sbx_plan_receive(&out, fds[0]), 0);
+        close(fds[0]);
+        assert_int_equal(out.n_masks, 2);
+        assert_string_equal(out.masks[0].path, "/etc/shadow");
+        assert_false(out.masks[0].is_dir);
+        assert_string_equal(out.masks[1].path, "/root/.ssh");
+        assert_true(out.masks[1].is_dir);
+        assert_int_equal(strv_length(out.protect), 2);
+        assert_string_equal(out.protect[1], "/w/.git/hooks");
+        plan_free_lists(&out);
+
+        /* Nothing to mask or protect: still a valid go. */
+        in = (SbxPlan){ 0 };
+        assert_int_equal(pipe(fds), 0);
+        assert_int_equal(sbx_plan_send(&in, fds[1]), 0);
+        close(fds[1]);
+        assert_int_equal(sbx_plan_receive(&out, fds[0]), 0);
+        close(fds[0]);
+        assert_int_equal(out.n_masks, 0);
+        assert_null(out.protect);
+        plan_free_lists(&out);
+}
+
+static void test_plan_message_malformed(void **state)
+{
+        struct {
+                uint32_t magic, n_masks, n_protect, size;
+                char body[32];
+        } m;
+        SbxPlan out = { 0 };
+
+        (void)state;
+#define MSG(nm, np, text)                               \
+        do {                                            \
+                memset(&m, 0, sizeof m);                \
+                m.magic = 0x6f67414cU;                  \
+                m.n_masks = (nm);                       \
+                m.n_protect = (np);                     \
+                m.size = (uint32_t)(sizeof(text) - 1);  \
+                memcpy(m.body, text, sizeof(text) - 1); \
+        } while (0)
+        MSG(1, 1, "0/etc/shadow\0/w/.bashrc\0");
+        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), 0); /* the reference: valid */
+        plan_free_lists(&out);
+        /* The parent went away (EOF) before or within the message: start nothing. */
+        assert_int_equal(receive_bytes(&m, 0, &out), -EPIPE);
+        plan_free_lists(&out);
+        assert_int_equal(receive_bytes(&m, 16 + m.size - 3, &out), -EPIPE);
+        plan_free_lists(&out);
+        /* Counts that do not match the bytes, in either direction. */
+        MSG(1, 0, "0/etc/shadow\0/w/.bashrc\0");
+        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        MSG(1, 2, "0/etc/shadow\0/w/.bashrc\0");
+        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        /* A bad kind byte, a relative path, a missing terminator, a bad magic. */
+        MSG(1, 0, "x/etc/shadow\0");
+        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        MSG(0, 1, "w/.bashrc\0");
+        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        MSG(0, 1, "/w/.bashrc");
+        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        MSG(0, 0, "");
+        m.magic = 0;
+        assert_int_equal(receive_bytes(&m, 16, &out), -EBADMSG);
+        plan_free_lists(&out);
+        /* A size beyond the limit is refused before anything is allocated. */
+        MSG(0, 0, "");
+        m.size = 0x7fffffffU;
+        assert_int_equal(receive_bytes(&m, 16, &out), -EBADMSG);
+        plan_free_lists(&out);
+#undef MSG
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -192,6 +306,8 @@ int main(void)
                 cmocka_unit_test(test_explain_lists_masks),
                 cmocka_unit_test(test_workspace_refusals),
                 cmocka_unit_test(test_hard_linked_secret_is_refused),
+                cmocka_unit_test(test_plan_message_round_trip),
+                cmocka_unit_test(test_plan_message_malformed),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
