@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -30,6 +31,7 @@
 #define FILES_READ_MAX      (64ULL * 1024 * 1024) /* files read whole up to this size */
 #define FILES_CHUNK         (8 * 1024 * 1024)     /* larger files are scanned in chunks */
 #define FILES_CHUNK_OVERLAP (64 * 1024)
+#define FILES_SCAN_INFLIGHT (64 * 1024 * 1024) /* bytes queued for the secret scanner */
 #define FILES_SUMMARIES_MAX 1000 /* binary summaries with digests; later ones without */
 
 typedef struct {
@@ -46,6 +48,20 @@ typedef struct {
         bool drop;
 } Entry;
 
+/*
+ * The secret scan of one file's content, done by the scanner thread while
+ * the walk goes on (it is the costliest part of a walk). Its result is
+ * applied in plan_files_finish(), before anything leaves the walker.
+ */
+typedef struct {
+        size_t entry;
+        char *new_buf, *old_buf; /* copies, wiped and freed by the scanner */
+        size_t new_len, old_len;
+        int large_dir; /* >= 0: a large file, scanned in chunks from large_dir/large_name */
+        char *large_name;
+        const char *found_new, *found_old; /* owned by the fingerprints */
+} ScanJob;
+
 struct PlanFiles {
         const Policy *policy;
         const PlanFingerprints *fp;
@@ -59,10 +75,22 @@ struct PlanFiles {
         char *baseline;
         size_t baseline_len;
         bool too_deep, overflow;
+        /* the scanner thread and its queue (jobs[next..n_jobs) are waiting) */
+        pthread_t scanner;
+        bool scanner_started, closing;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        ScanJob **jobs;
+        size_t n_jobs, alloc_jobs, next_job;
+        size_t inflight;
         Entry scratch; /* effects past FILES_MAX_EFFECTS (see new_entry()) */
         char *buf[2];  /* reusable read buffers: upper, lower */
         size_t buf_size[2];
 };
+
+static void *scanner_main(void *arg);
+static void scanner_stop(PlanFiles *pf);
+static void job_free(ScanJob *j);
 
 PlanFiles *plan_files_new(const Policy *policy, const PlanFingerprints *fp, size_t diff_max,
                           size_t diff_total)
@@ -75,6 +103,11 @@ PlanFiles *plan_files_new(const Policy *policy, const PlanFingerprints *fp, size
         pf->fp = fp;
         pf->diff_max = diff_max ? diff_max : PLAN_DEFAULT_DIFF_MAX;
         pf->diff_left = diff_total;
+        pthread_mutex_init(&pf->lock, NULL);
+        pthread_cond_init(&pf->cond, NULL);
+        /* without a thread the scan runs inline: slower, same result */
+        if (fp && pthread_create(&pf->scanner, NULL, scanner_main, pf) == 0)
+                pf->scanner_started = true;
         return pf;
 }
 
@@ -93,6 +126,12 @@ PlanFiles *plan_files_free(PlanFiles *pf)
 {
         if (!pf)
                 return NULL;
+        scanner_stop(pf);
+        for (size_t i = 0; i < pf->n_jobs; i++)
+                job_free(pf->jobs[i]);
+        free(pf->jobs);
+        pthread_mutex_destroy(&pf->lock);
+        pthread_cond_destroy(&pf->cond);
         for (size_t i = 0; i < pf->n_layers; i++) {
                 safe_close(pf->layers[i].upper_fd);
                 safe_close(pf->layers[i].lower_fd);
@@ -278,6 +317,158 @@ static const char *scan_large(const PlanFiles *pf, int dir, const char *rel)
         }
 }
 
+static void job_free(ScanJob *j)
+{
+        if (!j)
+                return;
+        if (j->new_buf) {
+                explicit_wipe(j->new_buf, j->new_len);
+                free(j->new_buf);
+        }
+        if (j->old_buf) {
+                explicit_wipe(j->old_buf, j->old_len);
+                free(j->old_buf);
+        }
+        safe_close(j->large_dir);
+        free(j->large_name);
+        free(j);
+}
+
+static size_t job_bytes(const ScanJob *j)
+{
+        return j->large_name ? FILES_READ_MAX : j->new_len + j->old_len;
+}
+
+static void *scanner_main(void *arg)
+{
+        PlanFiles *pf = arg;
+
+        pthread_mutex_lock(&pf->lock);
+        for (;;) {
+                ScanJob *j;
+                size_t bytes;
+
+                while (pf->next_job == pf->n_jobs && !pf->closing)
+                        pthread_cond_wait(&pf->cond, &pf->lock);
+                if (pf->next_job == pf->n_jobs)
+                        break;
+                j = pf->jobs[pf->next_job++];
+                pthread_mutex_unlock(&pf->lock);
+
+                bytes = job_bytes(j);
+                if (j->large_name)
+                        j->found_new = scan_large(pf, j->large_dir, j->large_name);
+                else {
+                        j->found_new = plan_fp_scan(pf->fp, j->new_buf, j->new_len);
+                        if (j->old_buf)
+                                j->found_old = plan_fp_scan(pf->fp, j->old_buf, j->old_len);
+                }
+                /* the content is not needed any more */
+                if (j->new_buf)
+                        explicit_wipe(j->new_buf, j->new_len);
+                if (j->old_buf)
+                        explicit_wipe(j->old_buf, j->old_len);
+                free(j->new_buf);
+                free(j->old_buf);
+                j->new_buf = j->old_buf = NULL;
+                j->large_dir = safe_close(j->large_dir);
+
+                pthread_mutex_lock(&pf->lock);
+                pf->inflight -= bytes;
+                pthread_cond_broadcast(&pf->cond);
+        }
+        pthread_mutex_unlock(&pf->lock);
+        return NULL;
+}
+
+/* Queues e's content (copied) or, for a large file, its place, for the scanner. */
+static int scan_later(PlanFiles *pf, const Entry *e, const char *new, size_t new_len,
+                      const char *old, size_t old_len, int large_dir, const char *large_name)
+{
+        ScanJob *j = calloc(1, sizeof *j);
+        int r = 0;
+
+        if (!j)
+                return -ENOMEM;
+        j->entry = (size_t)(e - pf->entries);
+        j->large_dir = -EBADF;
+        if (large_name) {
+                j->large_dir = fcntl(large_dir, F_DUPFD_CLOEXEC, 3);
+                j->large_name = strdup(large_name);
+                if (j->large_dir < 0 || !j->large_name)
+                        r = -ENOMEM;
+        } else {
+                j->new_buf = malloc(new_len ? new_len : 1);
+                if (j->new_buf) {
+                        memcpy(j->new_buf, new, new_len);
+                        j->new_len = new_len;
+                } else
+                        r = -ENOMEM;
+                if (old) {
+                        j->old_buf = malloc(old_len ? old_len : 1);
+                        if (j->old_buf) {
+                                memcpy(j->old_buf, old, old_len);
+                                j->old_len = old_len;
+                        } else
+                                r = -ENOMEM;
+                }
+        }
+        if (r < 0) {
+                job_free(j);
+                return r;
+        }
+        pthread_mutex_lock(&pf->lock);
+        while (pf->inflight > FILES_SCAN_INFLIGHT)
+                pthread_cond_wait(&pf->cond, &pf->lock);
+        if (pf->n_jobs == pf->alloc_jobs) {
+                size_t na = pf->alloc_jobs ? pf->alloc_jobs * 2 : 256;
+                ScanJob **t = reallocarray(pf->jobs, na, sizeof *t);
+
+                if (!t) {
+                        pthread_mutex_unlock(&pf->lock);
+                        job_free(j);
+                        return -ENOMEM;
+                }
+                pf->jobs = t;
+                pf->alloc_jobs = na;
+        }
+        pf->jobs[pf->n_jobs++] = j;
+        pf->inflight += job_bytes(j);
+        pthread_cond_broadcast(&pf->cond);
+        pthread_mutex_unlock(&pf->lock);
+        return 0;
+}
+
+static void scanner_stop(PlanFiles *pf)
+{
+        if (!pf->scanner_started)
+                return;
+        pthread_mutex_lock(&pf->lock);
+        pf->closing = true;
+        pthread_cond_broadcast(&pf->cond);
+        pthread_mutex_unlock(&pf->lock);
+        pthread_join(pf->scanner, NULL);
+        pf->scanner_started = false;
+}
+
+/* The scanner's verdict on one file: its secret, and no diff or summary if it holds one. */
+static int apply_scan(PlanFiles *pf, const ScanJob *j)
+{
+        PlanFile *f = &pf->entries[j->entry].f;
+
+        if (j->found_new) {
+                f->secret_content = strdup(j->found_new);
+                if (!f->secret_content)
+                        return -ENOMEM;
+        }
+        if (j->found_new || j->found_old) {
+                f->diff = mfree_str(f->diff);
+                f->diff_truncated = false;
+                f->summary = mfree_str(f->summary);
+        }
+        return 0;
+}
+
 /* Whether two large files differ, compared in chunks. */
 static bool large_differ(int d1, const char *r1, int d2, const char *r2)
 {
@@ -403,14 +594,20 @@ static bool path_is_secret(const PlanFiles *pf, const char *path)
  * Content details of a created or modified regular file: secret bytes,
  * then a diff (text) or a summary (binary). old is NULL for a created file.
  */
-static int describe_content(PlanFiles *pf, PlanFile *f, const char *old, size_t old_len,
+static int describe_content(PlanFiles *pf, Entry *e, const char *old, size_t old_len,
                             bool old_exists, const char *new, size_t new_len)
 {
+        PlanFile *f = &e->f;
         const char *s = NULL, *s_old = NULL;
         bool secret_path = path_is_secret(pf, f->path);
         int r;
 
-        if (pf->fp) {
+        /* a secret's own path is never shown anyway: no need to scan it */
+        if (pf->fp && !secret_path && pf->scanner_started && e != &pf->scratch) {
+                r = scan_later(pf, e, new, new_len, old_exists ? old : NULL, old_len, -EBADF, NULL);
+                if (r < 0)
+                        return r;
+        } else if (pf->fp && !secret_path) {
                 s = plan_fp_scan(pf->fp, new, new_len);
                 if (old_exists)
                         s_old = plan_fp_scan(pf->fp, old, old_len);
@@ -462,9 +659,18 @@ static int describe_content(PlanFiles *pf, PlanFile *f, const char *old, size_t 
 }
 
 /* A large file (beyond FILES_READ_MAX): secret scan only. */
-static int describe_large(PlanFiles *pf, PlanFile *f, int udir, const char *name)
+static int describe_large(PlanFiles *pf, Entry *e, int udir, const char *name)
 {
-        const char *s = scan_large(pf, udir, name);
+        PlanFile *f = &e->f;
+        const char *s = NULL;
+
+        if (pf->fp && !path_is_secret(pf, f->path) && pf->scanner_started && e != &pf->scratch) {
+                int r = scan_later(pf, e, NULL, 0, NULL, 0, udir, name);
+
+                if (r < 0)
+                        return r;
+        } else if (!path_is_secret(pf, f->path))
+                s = scan_large(pf, udir, name);
 
         if (s && !path_is_secret(pf, f->path)) {
                 f->secret_content = strdup(s);
@@ -609,12 +815,12 @@ static int record_created(PlanFiles *pf, size_t layer, int udir, const char *nam
                 e->rename_target = ust->st_size > 0;
                 e->f.content_changed = true;
                 if ((uint64_t)ust->st_size > FILES_READ_MAX)
-                        r = describe_large(pf, &e->f, udir, name);
+                        r = describe_large(pf, e, udir, name);
                 else {
                         r = read_file(pf, 0, udir, name, (uint64_t)ust->st_size, &buf, &len);
                         if (r < 0)
                                 return r;
-                        r = describe_content(pf, &e->f, NULL, 0, false, buf, len);
+                        r = describe_content(pf, e, NULL, 0, false, buf, len);
                         explicit_wipe(pf->buf[0], len);
                 }
                 return r < 0 ? r : keep_if_secret(pf, e);
@@ -685,10 +891,9 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                 e->f.link_target = TAKE_PTR(ulink);
         if (content && S_ISREG(ust->st_mode)) {
                 if (large)
-                        r = describe_large(pf, &e->f, udir, name);
+                        r = describe_large(pf, e, udir, name);
                 else
-                        r = describe_content(pf, &e->f, lbuf, llen, S_ISREG(lst->st_mode), ubuf,
-                                             ulen);
+                        r = describe_content(pf, e, lbuf, llen, S_ISREG(lst->st_mode), ubuf, ulen);
                 if (r < 0)
                         return r;
         }
@@ -942,6 +1147,12 @@ int plan_files_finish(PlanFiles *pf, PlanResult *r)
         size_t n = 0;
         int k;
 
+        scanner_stop(pf);
+        for (size_t i = 0; i < pf->n_jobs; i++) {
+                k = apply_scan(pf, pf->jobs[i]);
+                if (k < 0)
+                        return k;
+        }
         k = pair_renames(pf);
         if (k < 0)
                 return k;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -306,6 +307,58 @@ static void test_pem_armour_not_shared(void **state)
         plan_fp_free(fp);
 }
 
+/* The real encoders' output, as a command would write it (base64(1) wraps at 76). */
+static char *run_tool(const char *cmd, const char *file)
+{
+        char line[512];
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        snprintf(line, sizeof(line), "%s '%s'", cmd, file);
+        f = popen(line, "r");
+        assert_non_null(f);
+        for (;;) {
+                char buf[4096];
+                size_t n = fread(buf, 1, sizeof(buf), f);
+
+                if (n == 0)
+                        break;
+                out = realloc(out, len + n + 1);
+                assert_non_null(out);
+                memcpy(out + len, buf, n);
+                len += n;
+                out[len] = 0;
+        }
+        assert_int_equal(pclose(f), 0);
+        assert_non_null(out);
+        return out;
+}
+
+static void test_real_encoders(void **state)
+{
+        Fixture *f = *state;
+        char path[] = "/tmp/airlock-fp-XXXXXX";
+        int fd = mkstemp(path);
+        static const char *const tools[] = {
+                "base64",   "base64 -w 64",  "base64 -w 0",    "xxd -p",
+                "xxd",      "xxd -u -g1",    "xxd -c 32 -g 8", "hexdump -C",
+                "od -t x1", "od -A x -t x1", "od -An -v -tx1", "hexdump -v -e '1/1 \"%02X\"'",
+        };
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, f->key, sizeof(f->key)), (ssize_t)sizeof(f->key));
+        close(fd);
+        for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
+                char *out = run_tool(tools[i], path);
+
+                if (!plan_fp_scan(f->fp, out, strlen(out)))
+                        fail_msg("%s output not recognised:\n%.200s", tools[i], out);
+                free(out);
+        }
+        unlink(path);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -315,6 +368,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_hex, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_base64_all_offsets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_false_positive_on_random, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_real_encoders, setup, teardown),
                 cmocka_unit_test(test_other_secret_named),
                 cmocka_unit_test(test_short_secret_whole),
                 cmocka_unit_test(test_pem_armour_not_shared),
