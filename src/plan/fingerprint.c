@@ -15,7 +15,8 @@
  * at both nibble alignments; every run of base64 characters (standard or
  * URL-safe alphabet; line breaks skipped, so `base64`'s 76-column lines and
  * PEM's 64 count) decoded at all four character alignments, which covers a
- * secret starting at any of the three byte offsets of a base64 quantum. A
+ * secret starting at any of the three byte offsets of a base64 quantum;
+ * hex dumps with offsets (xxd, hexdump -C, od -A x -t x1), line by line. A
  * window whose rolling hash is in the table is confirmed by its keyed tag.
  * Decoding streams through a fixed stack buffer: scanning never allocates,
  * so it cannot fail open for lack of memory.
@@ -24,9 +25,8 @@
  * secrets under PLAN_FP_MIN_SECRET bytes are not (they would match
  * everywhere); windows with few distinct bytes (zero padding) or with a
  * PEM armour line ("-----BEGIN ...") are skipped, since every key of a kind
- * shares them. Hex dumps with offsets and an ASCII column (xxd's default,
- * hexdump -C) break the hex runs every 16 bytes and are not recognised;
- * nested encodings (base64 of hex) neither.
+ * shares them. Dumps that swap bytes (od -x, hexdump without -C) and
+ * nested encodings (base64 of hex) are not recognised.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -603,6 +603,83 @@ static const char *scan_runs(const PlanFingerprints *fp, const uint8_t *p, size_
         return NULL;
 }
 
+/*
+ * Parses one line of a hex dump with offsets: "OFFSET[:] HEX HEX ... [ASCII]"
+ * (xxd, hexdump -C, od -A x -t x1). Appends its bytes to d and returns true,
+ * or returns false when the line is not one. Groups of 2, 4, 8... digits are
+ * read as bytes in order (xxd's groups); a token that is not an even run of
+ * hex digits ends the bytes (the ASCII column, "|...|").
+ */
+static bool dump_line(const PlanFingerprints *fp, const uint8_t *p, size_t n, Decoded *d)
+{
+        size_t i = 0, off = 0, bytes = 0;
+
+        while (i < n && p[i] == ' ')
+                i++;
+        while (i + off < n && hexval[p[i + off]] >= 0)
+                off++;
+        if (off < 6 || i + off >= n || (p[i + off] != ':' && p[i + off] != ' '))
+                return false;
+        i += off + (p[i + off] == ':');
+        while (i < n && bytes < 64) {
+                size_t k = 0;
+
+                while (i < n && p[i] == ' ')
+                        i++;
+                while (i + k < n && hexval[p[i + k]] >= 0)
+                        k++;
+                if (k == 0 || k % 2 || k > 16 || (i + k < n && p[i + k] != ' ' && p[i + k] != '\r'))
+                        break;
+                for (size_t j = 0; j < k; j += 2) {
+                        dec_put(fp, d, (uint8_t)(hexval[p[i + j]] << 4 | hexval[p[i + j + 1]]));
+                        bytes++;
+                }
+                i += k;
+                /* two blanks before a word that is not hex: the ASCII column follows */
+        }
+        return bytes > 0;
+}
+
+static const char *scan_dump(const PlanFingerprints *fp, const uint8_t *p, size_t n)
+{
+        Decoded d;
+        size_t i = 0;
+
+        d.n = 0;
+        d.found = NULL;
+        while (i < n && !d.found) {
+                const uint8_t *nl = memchr(p + i, '\n', n - i);
+                size_t e = nl ? (size_t)(nl - p) : n;
+
+                if (!dump_line(fp, p + i, e - i, &d)) {
+                        dec_flush(fp, &d);
+                        d.n = 0; /* a line that is no dump line breaks the byte stream */
+                }
+                i = e + 1;
+        }
+        dec_flush(fp, &d);
+        return d.found;
+}
+
+/* Cheap test before parsing lines: does a line start with an offset of 6+ hex digits? */
+static bool looks_like_dump(const uint8_t *p, size_t n)
+{
+        for (size_t i = 0; i < n;) {
+                size_t k = 0;
+                const uint8_t *nl;
+
+                while (i + k < n && k < 8 && hexval[p[i + k]] >= 0)
+                        k++;
+                if (k >= 6 && i + k < n && (p[i + k] == ':' || p[i + k] == ' '))
+                        return true;
+                nl = memchr(p + i, '\n', n - i);
+                if (!nl)
+                        break;
+                i = (size_t)(nl - p) + 1;
+        }
+        return false;
+}
+
 const char *plan_fp_scan(const PlanFingerprints *fp, const void *data, size_t len)
 {
         const uint8_t *p = data;
@@ -620,5 +697,8 @@ const char *plan_fp_scan(const PlanFingerprints *fp, const void *data, size_t le
         s = scan_runs(fp, p, len, C_HEX, C_BLANK, 2 * m, scan_hex_run);
         if (s)
                 return s;
-        return scan_runs(fp, p, len, C_B64, C_NL, (4 * m + 2) / 3, scan_b64_run);
+        s = scan_runs(fp, p, len, C_B64, C_NL, (4 * m + 2) / 3, scan_b64_run);
+        if (s)
+                return s;
+        return looks_like_dump(p, len) ? scan_dump(fp, p, len) : NULL;
 }

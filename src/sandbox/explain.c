@@ -78,8 +78,9 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
                 fprintf(f, "landlock    NOT AVAILABLE on this kernel\n");
         fprintf(f, "seccomp     denied: mount API, new namespaces, ptrace, process_vm_*, bpf, "
                    "keyrings, io_uring, perf, userfaultfd, modules, kexec, reboot, clock, "
-                   "open_by_handle_at, syslog, TIOCSTI/TIOCLINUX, set-id mode bits; non-native "
-                   "ABIs killed\n");
+                   "open_by_handle_at, syslog, TIOCSTI/TIOCLINUX/TIOCSETD, socket families other "
+                   "than unix/inet/inet6/netlink/packet, set-id mode bits; non-native ABIs "
+                   "killed\n");
         fprintf(f, "privileges  no capabilities (all five sets), securebits locked, "
                    "no_new_privs, core dumps off\n");
         human_size(p.cgroup.memory_max, mem, sizeof mem);

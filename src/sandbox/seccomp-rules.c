@@ -150,6 +150,14 @@ int sbx_seccomp_build(bool net_host, void **ret)
         if (r >= 0)
                 r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
                                      SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, TIOCLINUX));
+        /*
+         * TIOCSETD: a line discipline other than the tty's own is loaded as a
+         * module on demand (dev.tty.ldisc_autoload), n_gsm and n_hdlc among
+         * them: kernel code no agent needs, with a history of exploits.
+         */
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1,
+                                     SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, TIOCSETD));
 
         /*
          * personality: only the default. (libseccomp allows one comparison
@@ -267,6 +275,23 @@ int sbx_seccomp_build(bool net_host, void **ret)
                         r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1,
                                              SCMP_A0_32(SCMP_CMP_EQ, (uint32_t)AF_PACKET));
         }
+        /*
+         * Socket families: AF_UNIX, AF_INET, AF_INET6, AF_NETLINK and (it
+         * needs CAP_NET_RAW, which the agent lacks) AF_PACKET; nothing else.
+         * socket() of any other family makes the kernel load that family's
+         * module on demand (net-pf-N): rarely used protocol code reachable
+         * by anyone, where many kernel exploits have started. Numbers from
+         * <sys/socket.h>; everything above AF_PACKET (17) is refused, so a
+         * family added to a later kernel is refused too.
+         */
+        static const uint32_t unused_families[] = { AF_UNSPEC, 3,  4,  5,  6,  7, 8,
+                                                    9,         11, 12, 13, 14, 15 };
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(unused_families); i++)
+                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1,
+                                     SCMP_A0_32(SCMP_CMP_EQ, unused_families[i]));
+        if (r >= 0)
+                r = seccomp_rule_add(ctx, eperm, SCMP_SYS(socket), 1,
+                                     SCMP_A0_32(SCMP_CMP_GT, (uint32_t)AF_PACKET));
         if (r < 0) {
                 seccomp_release(ctx);
                 return r;

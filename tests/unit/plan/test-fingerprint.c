@@ -340,9 +340,11 @@ static void test_real_encoders(void **state)
         Fixture *f = *state;
         char path[] = "/tmp/airlock-fp-XXXXXX";
         int fd = mkstemp(path);
-        static const char *const tools[] = { "base64",         "base64 -w 64",
-                                             "base64 -w 0",    "xxd -p",
-                                             "od -An -v -tx1", "hexdump -v -e '1/1 \"%02X\"'" };
+        static const char *const tools[] = {
+                "base64",   "base64 -w 64",  "base64 -w 0",    "xxd -p",
+                "xxd",      "xxd -u -g1",    "xxd -c 32 -g 8", "hexdump -C",
+                "od -t x1", "od -A x -t x1", "od -An -v -tx1", "hexdump -v -e '1/1 \"%02X\"'",
+        };
 
         assert_true(fd >= 0);
         assert_int_equal(write(fd, f->key, sizeof(f->key)), (ssize_t)sizeof(f->key));
