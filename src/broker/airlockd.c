@@ -55,6 +55,8 @@
 #define DEFAULT_TTL_USEC         (15ULL * 60 * 1000000)
 #define DEFAULT_EXEC_TIMEOUT_SEC 600
 #define OUTPUT_MAX_PER_STREAM    (1024 * 1024)
+#define MAX_PLANS                4 /* plans at once: each is a snapshot with up to 1 GiB of tmpfs */
+#define MAX_PLANS_PER_REQUESTER  2 /* per session, or per human's uid */
 
 #define EPOLL_ADMIN  0
 #define EPOLL_SIGNAL UINT64_MAX
@@ -64,6 +66,7 @@ typedef struct {
         unsigned admin_conns;
         unsigned sessions;
         unsigned pending;
+        unsigned planning;
 } UidCount;
 
 /*
@@ -95,7 +98,12 @@ static struct {
         UidCount *uids;
         size_t n_uids;
         unsigned n_connections;
-} B = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -EBADF, .admin_fd = -EBADF };
+        unsigned n_planning;      /* plans running */
+        pthread_cond_t plan_cond; /* a plan ended */
+} B = { .lock = PTHREAD_MUTEX_INITIALIZER,
+        .plan_cond = PTHREAD_COND_INITIALIZER,
+        .epoll_fd = -EBADF,
+        .admin_fd = -EBADF };
 
 typedef struct {
         int fd;
@@ -1065,6 +1073,33 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         (void)policy_evaluate(B.policy, &pr, &d);
         pin = policy_pin();
         if (d.action == POLICY_APPROVE) {
+                unsigned *mine;
+
+                if (c->session)
+                        mine = &c->session->n_planning;
+                else {
+                        UidCount *u = uid_count(c->peer.uid);
+
+                        if (!u) {
+                                policy_unpin(pin);
+                                pthread_mutex_unlock(&B.lock);
+                                return -ENOMEM;
+                        }
+                        mine = &u->planning;
+                }
+                if (*mine >= MAX_PLANS_PER_REQUESTER) {
+                        policy_unpin(pin);
+                        pthread_mutex_unlock(&B.lock);
+                        return reply_error(c, "limit",
+                                           "%u of your requests are being planned already — wait "
+                                           "for their answers, then ask again",
+                                           *mine);
+                }
+                (*mine)++;
+                /* a bounded number of snapshots at once; the others wait their turn */
+                while (B.n_planning >= MAX_PLANS)
+                        pthread_cond_wait(&B.plan_cond, &B.lock);
+                B.n_planning++;
                 /*
                  * Neither allowed nor denied outright: plan it (a dry run,
                  * which changes nothing on the host) and judge what it did;
@@ -1077,6 +1112,12 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 pthread_mutex_unlock(&B.lock);
                 planned = plan_request(r, pin->policy, &pr, &d);
                 pthread_mutex_lock(&B.lock);
+                B.n_planning--;
+                pthread_cond_signal(&B.plan_cond);
+                if (c->session)
+                        c->session->n_planning--;
+                else
+                        uid_count(c->peer.uid)->planning--;
                 if (!planned) {
                         policy_unpin(pin);
                         pthread_mutex_unlock(&B.lock);

@@ -47,8 +47,9 @@ typedef struct {
         pid_t starter_pid;
         uint64_t started_usec, ended_usec;
         int listen_fd;
-        unsigned n_conns;   /* open connections on its socket */
-        unsigned n_pending; /* requests waiting for approval */
+        unsigned n_conns;    /* open connections on its socket */
+        unsigned n_pending;  /* requests waiting for approval */
+        unsigned n_planning; /* requests being planned */
         bool ended;
         unsigned refs;
 } Session;

@@ -7,6 +7,7 @@ runs."""
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -194,5 +195,36 @@ def test_recorded_execution_runs_with_the_run_as_users_groups(tmp_path):
         got = sorted(int(g) for g in out.read_text().split()[1:])
         want = sorted(g for g in set(os.getgrouplist("root", 0)))
         assert got == want or (got == [] and want == [0]), got
+    finally:
+        b.stop()
+
+
+def test_plans_at_once_are_bounded_per_requester(tmp_path):
+    """A plan runs the command in a snapshot (tmpfs included): one requester
+    gets at most two at once; a third is refused with a limit error, and
+    answered once the others are done."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sleep, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        slow = [b.popen("exec", "--wait", "0", "--", "sleep", "4.5") for _ in range(2)]
+        # both are being planned (their commands run in snapshots) while the third comes
+        deadline = time.time() + 20
+        while len(subprocess.run(["pgrep", "-fx", "sleep 4.5"], capture_output=True,
+                                 text=True).stdout.split()) < 2:
+            assert time.time() < deadline, "the two plans did not start"
+            time.sleep(0.05)
+        r = b.airlock("exec", "--wait", "0", "--", "sleep", "4.5")
+        assert r.returncode != 0 and "being planned already" in r.stderr, (r.stdout, r.stderr)
+        for p in slow:
+            p.communicate(timeout=30)
+            assert p.returncode == EX_TIMEOUT  # planned, then pending
+        reqs = json.loads(b.airlock("requests", "--json").stdout)
+        assert len(reqs) == 2 and all(q["plan"]["argv"] == ["sleep", "4.5"] for q in reqs)
+        # with the others done, the same request is planned
+        r = b.airlock("exec", "--wait", "0", "--", "sleep", "1")
+        assert r.returncode == EX_TIMEOUT, (r.stdout, r.stderr)
     finally:
         b.stop()
