@@ -368,9 +368,16 @@ int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
         if (r < 0)
                 return r;
         sbx_timing("protect");
-        r = sbx_mask_unix_sockets(p, for_explain, err);
-        if (r < 0)
-                return r;
+        /*
+         * Pathname unix sockets are not masked: connect(2) goes through the
+         * unix socket wall (unotify.c), whenever and wherever a daemon
+         * listens.
+         */
+        if (!for_explain) {
+                r = sbx_prep_thread_join(p, err);
+                if (r < 0)
+                        return r;
+        }
         sbx_timing("watches");
         return 0;
 }
@@ -577,7 +584,6 @@ void sbx_plan_done(SbxPlan *p)
                         (void)waitpid(watcher, NULL, WNOHANG);
         }
         sbx_timing("placeholders removed");
-        strv_free(p->unix_sockets);
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
