@@ -359,7 +359,7 @@ int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
         int r;
 
         if (!for_explain)
-                sbx_prep_thread_start(p); /* the watches and the unix sockets, meanwhile */
+                sbx_prep_thread_start(p); /* the secrets' watches, meanwhile */
         r = sbx_expand_secrets(p, err);
         if (r < 0)
                 return r;
@@ -371,7 +371,7 @@ int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
         r = sbx_mask_unix_sockets(p, for_explain, err);
         if (r < 0)
                 return r;
-        sbx_timing("unix sockets+watches");
+        sbx_timing("watches");
         return 0;
 }
 
