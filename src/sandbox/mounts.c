@@ -1149,6 +1149,16 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                                         return r;
                                 if (r == 0)
                                         continue; /* a symlink on the way: nothing to protect */
+                                /*
+                                 * Created by a walk from the (canonical) workspace that
+                                 * followed no symlink: full is its real path once "." and
+                                 * "//" are folded (".." is refused above).
+                                 */
+                                path_normalize_lexical(full);
+                                if (!strv_contains(p->protect, full) &&
+                                    strv_extend(&p->protect, full) < 0)
+                                        return -ENOMEM;
+                                continue;
                         } else if (create) {
                                 int r = adopt_placeholders(p, ws, full + strlen(ws) + 1);
                                 if (r < 0)
