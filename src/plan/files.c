@@ -23,6 +23,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
+#include "common/hash.h"
 #include "common/util.h"
 #include "plan/plan-internal.h"
 
@@ -828,12 +829,114 @@ static int record_created(PlanFiles *pf, size_t layer, int udir, const char *nam
         return 0;
 }
 
+/* A file's extended attributes (overlayfs's own left out) as sorted "name=hexvalue" lines. */
+static char **xattrs_of(int dir, const char *name)
+{
+        _cleanup_close_ int fd = open_beneath(dir, name, O_RDONLY);
+        _cleanup_free_ char *list = NULL;
+        _cleanup_strv_free_ char **out = NULL;
+        ssize_t n;
+
+        out = calloc(1, sizeof(char *));
+        if (!out)
+                return NULL;
+        if (fd < 0)
+                return TAKE_PTR(out);
+        n = flistxattr(fd, NULL, 0);
+        if (n <= 0 || n > 65536)
+                return TAKE_PTR(out);
+        list = malloc((size_t)n);
+        if (!list)
+                return NULL;
+        n = flistxattr(fd, list, (size_t)n);
+        for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(list + i) + 1) {
+                const char *x = list + i;
+                unsigned char v[4096];
+                char hex[sizeof v * 2 + 1], *line;
+                ssize_t k;
+
+                if (strneq(x, "user.overlay.", strlen("user.overlay.")))
+                        continue;
+                k = fgetxattr(fd, x, v, sizeof v);
+                if (k < 0)
+                        k = 0;
+                hex_encode(v, (size_t)k, hex);
+                if (asprintf(&line, "%s=%s", x, hex) < 0 || strv_consume(&out, line) < 0)
+                        return NULL;
+        }
+        qsort(out, strv_length(out), sizeof *out, cmp_str);
+        return TAKE_PTR(out);
+}
+
+/*
+ * The names of the extended attributes (ACLs, file capabilities, ...)
+ * that differ between the upper and the lower file, or NULL when none do.
+ * Sets *ret_enomem on allocation failure.
+ */
+static char *xattrs_changed(int udir, int ldir, const char *name, bool *ret_enomem)
+{
+        _cleanup_strv_free_ char **u = xattrs_of(udir, name), **l = xattrs_of(ldir, name);
+        _cleanup_strv_free_ char **names = NULL;
+        _cleanup_free_ char *joined = NULL;
+        char *const *lists[2] = { u, l };
+        size_t len = 0;
+
+        if (!u || !l) {
+                *ret_enomem = true;
+                return NULL;
+        }
+        for (int side = 0; side < 2; side++)
+                STRV_FOREACH (x, lists[side]) {
+                        _cleanup_free_ char *n = strndup(*x, strcspn(*x, "="));
+
+                        if (!n) {
+                                *ret_enomem = true;
+                                return NULL;
+                        }
+                        if (strv_contains(lists[1 - side], *x) || strv_contains(names, n))
+                                continue;
+                        if (strv_consume(&names, TAKE_PTR(n)) < 0) {
+                                *ret_enomem = true;
+                                return NULL;
+                        }
+                }
+        if (!names)
+                return NULL;
+        STRV_FOREACH (n, names)
+                len += strlen(*n) + 2;
+        joined = calloc(1, len + 1);
+        if (!joined) {
+                *ret_enomem = true;
+                return NULL;
+        }
+        STRV_FOREACH (n, names) {
+                if (n != names)
+                        strcat(joined, ", ");
+                strcat(joined, *n);
+        }
+        return TAKE_PTR(joined);
+}
+
+static int note_xattrs(PlanFile *f, const char *names)
+{
+        char *t;
+
+        if (!names)
+                return 0;
+        if (asprintf(&t, "%s%sextended attributes changed: %s", f->summary ? f->summary : "",
+                     f->summary ? "; " : "", names) < 0)
+                return -ENOMEM;
+        free(f->summary);
+        f->summary = t;
+        return 0;
+}
+
 /* An upper entry over a lower entry of a non-directory type. */
 static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const char *name,
                          const char *rel, const struct stat *ust, const struct stat *lst)
 {
         _cleanup_free_ char *path = host_path(&pf->layers[layer], rel);
-        _cleanup_free_ char *ulink = NULL, *llink = NULL;
+        _cleanup_free_ char *ulink = NULL, *llink = NULL, *xnames = NULL;
         const char *ubuf = NULL, *lbuf = NULL;
         size_t ulen = 0, llen = 0;
         bool content = false, mode, owner, large = false, baseline;
@@ -876,7 +979,14 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                 }
         } else if (S_ISCHR(ust->st_mode) || S_ISBLK(ust->st_mode))
                 content = ust->st_rdev != lst->st_rdev;
-        if (!content && !mode && !owner)
+        if (S_ISREG(ust->st_mode) && S_ISREG(lst->st_mode)) {
+                bool enomem = false;
+
+                xnames = xattrs_changed(udir, ldir, name, &enomem);
+                if (enomem)
+                        return -ENOMEM;
+        }
+        if (!content && !mode && !owner && !xnames)
                 return 0; /* copied up, left equal */
 
         e = new_entry(pf, layer, rel, PLAN_FILE_MODIFIED);
@@ -901,6 +1011,8 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
                 explicit_wipe(pf->buf[0], ulen);
         if (lbuf && !baseline)
                 explicit_wipe(pf->buf[1], llen);
+        if (note_xattrs(&e->f, xnames) < 0)
+                return -ENOMEM;
         return keep_if_secret(pf, e);
 }
 
@@ -951,13 +1063,17 @@ static int walk_dir(PlanFiles *pf, size_t layer, int udir, int ldir, const char 
                                 r = record_deleted(pf, layer, ldir, name, crel, &lst, depth + 1);
                 } else if (S_ISDIR(ust.st_mode) && lower && S_ISDIR(lst.st_mode)) {
                         _cleanup_close_ int us = -EBADF, ls = -EBADF;
-                        bool child_opaque = opaque || dir_is_opaque(udir, name);
+                        _cleanup_free_ char *xnames = NULL;
+                        bool child_opaque = opaque || dir_is_opaque(udir, name), enomem = false;
 
+                        xnames = xattrs_changed(udir, ldir, name, &enomem);
+                        if (enomem)
+                                return -ENOMEM;
                         if (ust.st_mode != lst.st_mode || ust.st_uid != lst.st_uid ||
-                            ust.st_gid != lst.st_gid) {
+                            ust.st_gid != lst.st_gid || xnames) {
                                 Entry *e = new_entry(pf, layer, crel, PLAN_FILE_MODIFIED);
 
-                                if (!e)
+                                if (!e || note_xattrs(&e->f, xnames) < 0)
                                         return entry_fail(pf);
                                 set_old(&e->f, &lst);
                                 set_new(&e->f, &ust);

@@ -1588,6 +1588,9 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
 
         if (!o || !o->argv || !o->argv[0] || !ret)
                 return fail(err, err_size, -EINVAL, "nothing to plan — give a command");
+        if (!o->policy)
+                return fail(err, err_size, -EINVAL,
+                            "a plan needs the policy (its secrets and inventory) — load it first");
         if (geteuid() != 0)
                 return fail(err, err_size, -EPERM,
                             "planning needs root (it builds namespaces and overlays over the "

@@ -81,6 +81,12 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
                    "open_by_handle_at, syslog, TIOCSTI/TIOCLINUX/TIOCSETD, socket families other "
                    "than unix/inet/inet6/netlink/packet, set-id mode bits; non-native ABIs "
                    "killed\n");
+        fprintf(f,
+                "sockets     every connect(2) checked by a supervisor the agent cannot reach: unix "
+                "sockets only the session socket and the agent's own%s; no datagram unix "
+                "sockets%s\n",
+                c->net == SBX_NET_HOST ? " (in its /tmp, /run, ...)" : "",
+                c->net == SBX_NET_HOST ? "; TCP only to the allowed ports" : "");
         fprintf(f, "privileges  no capabilities (all five sets), securebits locked, "
                    "no_new_privs, core dumps off\n");
         human_size(p.cgroup.memory_max, mem, sizeof mem);

@@ -645,100 +645,6 @@ out:
 }
 
 /*
- * Pathname unix sockets are not per network namespace and a read-only
- * mount does not stop connect(2); Landlock (ABI 7) has no right for it
- * either. So every listening pathname socket the agent's uid could connect
- * to (by its mode bits) is masked like a secret: connect then finds an
- * empty file and fails. Sockets under /run and /tmp are already hidden by
- * their tmpfs. A daemon that starts listening after the launch is not
- * covered (documented).
- *
- * Collecting the candidates (reading the tables) touches nothing of the
- * plan, so it runs in a thread beside the secrets' and placeholders'
- * preparation; only the filtering below adds masks, in the main thread.
- */
-static int collect_unix_sockets_in(const char *table, char ***paths)
-{
-        _cleanup_free_ char *text = NULL;
-        int r = read_full_file(table, 16 * 1024 * 1024, &text, NULL);
-
-        if (r < 0)
-                return 0;                 /* no unix socket support: nothing to mask */
-        char *first = strchr(text, '\n'); /* skip the header line */
-
-        for (char *line = first ? first + 1 : NULL, *next; line && *line; line = next) {
-                unsigned long flags;
-                char *path;
-
-                next = strchr(line, '\n');
-                if (next)
-                        *next++ = '\0';
-                /* "Num RefCount Protocol Flags Type St Inode Path" */
-                if (sscanf(line, "%*s %*s %*s %lx", &flags) != 1 || !(flags & 0x10000))
-                        continue; /* not listening */
-                path = strchr(line, '/');
-                if (!path || path[-1] != ' ')
-                        continue; /* abstract or unnamed */
-                if (!strv_contains(*paths, path) && strv_extend(paths, path) < 0)
-                        return -ENOMEM;
-        }
-        return 0;
-}
-
-/*
- * /proc/net/unix lists the sockets of one network namespace only, but a
- * pathname socket is reachable by path from any namespace: a container's
- * daemon listening on the host's file system is missed by the host's table.
- * Started by root (who may read every process's table), airlock also reads
- * the table of each other network namespace in use, once per namespace.
- */
-static int collect_unix_sockets(bool all_namespaces, char ***paths)
-{
-        _cleanup_free_ ino_t *seen = NULL;
-        size_t n_seen = 0;
-        struct stat self;
-        DIR *d;
-        struct dirent *de;
-        int r;
-
-        r = collect_unix_sockets_in("/proc/net/unix", paths);
-        if (r < 0 || !all_namespaces || stat("/proc/self/ns/net", &self) < 0)
-                return r;
-        d = opendir("/proc");
-        if (!d)
-                return 0;
-        while ((de = readdir(d))) {
-                char path[300];
-                struct stat st;
-                bool known;
-
-                if (de->d_name[0] < '1' || de->d_name[0] > '9')
-                        continue;
-                snprintf(path, sizeof path, "/proc/%s/ns/net", de->d_name);
-                if (stat(path, &st) < 0)
-                        continue;
-                known = st.st_ino == self.st_ino;
-                for (size_t i = 0; !known && i < n_seen; i++)
-                        known = seen[i] == st.st_ino;
-                if (known)
-                        continue;
-                ino_t *t = realloc(seen, sizeof(ino_t) * (n_seen + 1));
-                if (!t) {
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                seen = t;
-                seen[n_seen++] = st.st_ino;
-                snprintf(path, sizeof path, "/proc/%s/net/unix", de->d_name);
-                r = collect_unix_sockets_in(path, paths);
-                if (r < 0)
-                        break;
-        }
-        closedir(d);
-        return r < 0 ? r : 0;
-}
-
-/*
  * The helper thread: the inotify watches on the secrets' directories and
  * the listening unix sockets. Both only read the host and the
  * configuration, and write fields of the plan nobody else touches until
@@ -753,13 +659,6 @@ static void *prep_thread(void *arg)
         SbxPlan *p = arg;
 
         p->prep_r = sbx_watch_secrets(p, &p->prep_err);
-        if (p->prep_r < 0)
-                return NULL;
-        p->prep_r = collect_unix_sockets(p->privileged, &p->unix_sockets);
-        if (p->prep_r < 0)
-                p->prep_r = sbx_fail(&p->prep_err, 71, p->prep_r,
-                                     "cannot list the listening unix sockets: %s",
-                                     strerror(-p->prep_r));
         return NULL;
 }
 
@@ -790,42 +689,14 @@ int sbx_prep_thread_join(SbxPlan *p, SbxError *err)
 }
 
 /*
- * Masks the listening unix sockets found by the helper thread (joined
- * here), or, for --explain (which watches nothing), found now.
+ * Joins the helper thread (the secrets' watches). Pathname unix sockets are
+ * not masked any more: connect(2) goes through the unix socket wall
+ * (unotify.c), which reaches only the session socket and the agent's own,
+ * whenever and wherever a daemon listens.
  */
 int sbx_mask_unix_sockets(SbxPlan *p, bool for_explain, SbxError *err)
 {
-        int r;
-
-        if (for_explain) {
-                r = collect_unix_sockets(p->privileged, &p->unix_sockets);
-                if (r < 0)
-                        return sbx_fail(err, 71, r, "cannot list the listening unix sockets: %s",
-                                        strerror(-r));
-        } else {
-                r = sbx_prep_thread_join(p, err);
-                if (r < 0)
-                        return r;
-        }
-        STRV_FOREACH (s, p->unix_sockets) {
-                const char *path = *s;
-                struct stat st;
-
-                /*
-                 * Under /run or /tmp: hidden anyway. Under the workspace or a
-                 * path given with --ro/--rw: the human asked for it.
-                 */
-                if (hidden_by_tmpfs(p, path) || under_a_bind(p, path) || stat(path, &st) < 0 ||
-                    !S_ISSOCK(st.st_mode))
-                        continue;
-                if (!((st.st_mode & S_IWOTH) || st.st_uid == p->uid ||
-                      (st.st_gid == p->gid && (st.st_mode & S_IWGRP))))
-                        continue; /* the agent's uid could not connect anyway */
-                r = add_mask(p, "a listening unix socket", path, err);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return for_explain ? 0 : sbx_prep_thread_join(p, err);
 }
 
 /*
@@ -1278,6 +1149,16 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                                         return r;
                                 if (r == 0)
                                         continue; /* a symlink on the way: nothing to protect */
+                                /*
+                                 * Created by a walk from the (canonical) workspace that
+                                 * followed no symlink: full is its real path once "." and
+                                 * "//" are folded (".." is refused above).
+                                 */
+                                path_normalize_lexical(full);
+                                if (!strv_contains(p->protect, full) &&
+                                    strv_extend(&p->protect, full) < 0)
+                                        return -ENOMEM;
+                                continue;
                         } else if (create) {
                                 int r = adopt_placeholders(p, ws, full + strlen(ws) + 1);
                                 if (r < 0)
@@ -2053,9 +1934,23 @@ static int watch_glob(SbxPlan *p, const char *g)
         /* The directory, or the nearest existing ancestor, watching for the next component. */
         for (bool final = true;; final = false) {
                 struct stat st;
+                int r;
 
-                if (stat(dir, &st) == 0)
-                        return add_watch(p, dir, name, final);
+                if (stat(dir, &st) == 0) {
+                        r = add_watch(p, dir, name, final);
+                        /*
+                         * Every ancestor up to / too, for IN_MOVE_SELF and
+                         * IN_DELETE_SELF only (the name "" matches no entry):
+                         * `mv deep deep.old; mkdir -p deep/conf` moves no
+                         * watched directory but an ancestor of one, and the
+                         * new path is watched and masked by nothing (F19).
+                         */
+                        while (r >= 0 && (slash = strrchr(dir, '/')) && slash != dir) {
+                                *slash = '\0';
+                                r = add_watch(p, dir, "", false);
+                        }
+                        return r;
+                }
                 slash = strrchr(dir, '/');
                 if (!slash || slash == dir)
                         return 0;

@@ -359,7 +359,7 @@ int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
         int r;
 
         if (!for_explain)
-                sbx_prep_thread_start(p); /* the watches and the unix sockets, meanwhile */
+                sbx_prep_thread_start(p); /* the secrets' watches, meanwhile */
         r = sbx_expand_secrets(p, err);
         if (r < 0)
                 return r;
@@ -371,7 +371,7 @@ int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
         r = sbx_mask_unix_sockets(p, for_explain, err);
         if (r < 0)
                 return r;
-        sbx_timing("unix sockets+watches");
+        sbx_timing("watches");
         return 0;
 }
 
@@ -790,19 +790,25 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 close(done[1]);
                 close(cleaned[0]);
                 for (;;) {
-                        struct pollfd pf[2] = {
+                        /*
+                         * The session is over when the parent says so or, sooner,
+                         * when pid 1 has exited (with it everything in the sandbox):
+                         * the cleanup then starts as the parent wakes, not after.
+                         */
+                        struct pollfd pf[3] = {
                                 { .fd = watching ? p->inotify_fd : -1, .events = POLLIN },
                                 { .fd = done[0], .events = POLLIN },
+                                { .fd = pidfd, .events = POLLIN },
                         };
 
-                        if (poll(pf, 2, -1) < 0) {
+                        if (poll(pf, 3, -1) < 0) {
                                 if (errno == EINTR)
                                         continue;
                                 _exit(1);
                         }
                         if (pf[0].revents && sbx_watch_drain(p, on_secret_appeared, &w) < 0)
                                 watching = false; /* pid 1 is being killed; the parent knows why */
-                        if (pf[1].revents)
+                        if (pf[1].revents || pf[2].revents)
                                 break;
                 }
                 /* Events that arrived while the agent was ending: report them too. */
@@ -1041,6 +1047,12 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 goto finish;
         }
         sbx_timing("exited");
+        /*
+         * The session is over: the session helper may start its last look
+         * and the placeholders' removal while we empty the cgroup.
+         */
+        plan.watch_done = safe_close(plan.watch_done);
+        sbx_cgroup_cleanup(&plan);
         r = read_report(err_r, err);
         if (r < 0)
                 goto finish;

@@ -478,7 +478,6 @@ def test_secret_directory_replaced_after_launch(lab):
         shutil.rmtree(old, ignore_errors=True)
 
 
-@known_weakness("F19", "an ancestor two levels above the secret replaced after launch is not noticed")
 def test_secret_ancestor_directory_replaced_after_launch(lab):
     """Like the directory swap, one level higher: `mv deep deep.old; mkdir -p deep/conf` and a
     new key. Watching the secret's own directory is not enough; every ancestor can move."""

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from escape_helpers import (PROBE, Listener, describe, expect_denied, expect_ok, lab,  # noqa: F401
-                            probe_outside, result, unix_listener)
+                            probe_outside, result, testnet, unix_listener)
 
 UNREACHABLE = ("ENOENT", "ECONNREFUSED", "EACCES", "EPERM")
 HOST = "hostnet"
@@ -368,3 +368,31 @@ def test_agent_cannot_signal_or_read_the_supervisor(lab):
         lab.ws("go").touch()
         lab.finish(p)
         lab.ws("go").unlink(missing_ok=True)
+
+
+NONBLOCKING_TCP = r"""
+import errno, select, socket, sys
+for port in sys.argv[2:]:
+    s = socket.socket(); s.setblocking(False)
+    e = s.connect_ex((sys.argv[1], int(port)))
+    if e == errno.EINPROGRESS:
+        select.select([], [s], [], 5)
+        e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if e:
+        print(port, "ERR", errno.errorcode.get(e, e))
+        continue
+    s.setblocking(True); s.settimeout(5)
+    print(port, "OK", s.recv(64).decode().strip())
+"""
+
+
+def test_host_nonblocking_connects_follow_the_port_allowlist(lab, testnet):
+    """--net host: the supervisor connects the agent's socket itself, so the Landlock port rule
+    (which applies to the agent, not to it) is enforced by the supervisor too — for a
+    non-blocking connect (EINPROGRESS, then poll) as for a blocking one."""
+    out = subprocess.run(["/usr/bin/python3", "-c", NONBLOCKING_TCP, testnet.peer, "443", "8080"],
+                         capture_output=True, text=True, timeout=30)
+    assert "443 OK hello-from-peer" in out.stdout and "8080 OK hello-from-peer" in out.stdout, describe(out)
+    r = lab.inside("/usr/bin/python3", "-c", NONBLOCKING_TCP, testnet.peer, "443", "8080", profile=HOST)
+    assert "443 OK hello-from-peer" in r.stdout, describe(r)
+    assert "8080 ERR EACCES" in r.stdout, describe(r)

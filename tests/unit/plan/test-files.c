@@ -397,6 +397,37 @@ static void test_owner_change(void **state)
         plan_result_free(r);
 }
 
+static void test_xattr_change(void **state)
+{
+        Pair *p = *state;
+        const PlanFile *f;
+        PlanResult *r;
+        int fd;
+
+        /* same content, mode and owner; an extended attribute (an ACL, a capability) changed */
+        put(p->lower, "x", "same\n", 0644);
+        put(p->upper, "x", "same\n", 0644);
+        fd = openat(p->lower, "x", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.note", "1", 1, 0), 0);
+        close(fd);
+        fd = openat(p->upper, "x", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.note", "2", 1, 0), 0);
+        assert_int_equal(fsetxattr(fd, "user.overlay.origin", "y", 1, 0), 0); /* overlay's own */
+        close(fd);
+        put(p->lower, "y", "same\n", 0644);
+        put(p->upper, "y", "same\n", 0644);
+        fd = openat(p->upper, "y", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.overlay.origin", "y", 1, 0), 0);
+        close(fd);
+        r = collect(p);
+        assert_int_equal(r->n_files, 1);
+        f = get(r, "/srv/x");
+        assert_int_equal(f->change, PLAN_FILE_MODIFIED);
+        assert_false(f->content_changed);
+        assert_string_equal(f->summary, "extended attributes changed: user.note");
+        plan_result_free(r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -410,6 +441,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_diff_budget_and_binary, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_baseline, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_owner_change, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_xattr_change, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
