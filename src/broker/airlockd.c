@@ -228,6 +228,33 @@ static json_t *strv_to_json(char *const *l)
         return a;
 }
 
+/* Effects in an audit record: one record is at most 64 KiB, the plan's digest names the rest. */
+#define PLANNED_RECORD_BUDGET (32 * 1024)
+
+/*
+ * The strings of l as a JSON array, as many as *budget bytes allow (it is
+ * shared by all the lists of one record); *cut is set when some were left
+ * out. Returns a new array or NULL.
+ */
+static json_t *strv_budgeted(char *const *l, size_t *budget, bool *cut)
+{
+        json_t *a = json_array();
+
+        STRV_FOREACH (x, l) {
+                size_t n = strlen(*x) + 8;
+
+                if (!a)
+                        break;
+                if (n > *budget) {
+                        *cut = true;
+                        break;
+                }
+                *budget -= n;
+                json_array_append_new(a, json_string(*x));
+        }
+        return a;
+}
+
 /* The audit record's common part for a request: id, who (the agent), argv, target. */
 static json_t *record_for(const Req *r)
 {
@@ -535,11 +562,17 @@ static json_t *deviation_check(const Req *r, int exec_result, const PlanResult *
         n = plan_compare(approved, observed, &lines);
         if (n < 0)
                 return NULL;
-        a = json_array();
-        STRV_FOREACH (l, lines)
-                if (a)
-                        json_array_append_new(a, json_string(*l));
-        return a ? json_pack("{s:o, s:b}", "deviations", a, "complete", observed->complete) : NULL;
+        {
+                /* as many lines as fit the exec_end record; count says how many there were */
+                size_t budget = PLANNED_RECORD_BUDGET;
+                bool cut = false;
+
+                a = strv_budgeted(lines, &budget, &cut);
+                return a ? json_pack("{s:o, s:I, s:b, s:b}", "deviations", a, "count",
+                                     (json_int_t)n, "truncated", cut, "complete",
+                                     observed->complete)
+                         : NULL;
+        }
 }
 
 static void execute(ExecRun *x)
@@ -914,11 +947,6 @@ static int build_command(const Policy *p, const char *host, char *const *argv, c
         return 0;
 }
 
-static json_t *strv_or_empty(char *const *l)
-{
-        return l ? strv_to_json(l) : json_array();
-}
-
 /*
  * Plans r (a dry run in a copy-on-write snapshot: the host does not change)
  * and judges it again with what the plan saw: *d becomes the decision with
@@ -974,21 +1002,41 @@ static json_t *plan_request(Req *r, const Policy *p, PolicyRequest *pr, PolicyDe
         pr->effects = NULL;
         *d = d2;
 
-        conns = json_array();
-        for (size_t i = 0; conns && i < pe.effects.n_connections; i++) {
-                const PolicyConnection *c = &pe.effects.connections[i];
+        {
+                size_t budget = PLANNED_RECORD_BUDGET;
+                bool cut = false;
+                /* the ones a reader looks for first go first */
+                json_t *sr = strv_budgeted(pe.effects.secrets_read, &budget, &cut);
+                json_t *sw = strv_budgeted(pe.effects.secret_content_written, &budget, &cut);
+                json_t *ct = strv_budgeted(pe.effects.contacts, &budget, &cut);
+                json_t *wr, *de;
 
-                json_array_append_new(conns,
-                                      json_pack("{s:s?, s:s?, s:i}", "host", c->host, "address",
-                                                c->address, "port", (int)c->port));
+                conns = json_array();
+                for (size_t i = 0; conns && i < pe.effects.n_connections; i++) {
+                        const PolicyConnection *c = &pe.effects.connections[i];
+                        size_t n = (c->host ? strlen(c->host) : 0) +
+                                   (c->address ? strlen(c->address) : 0) + 32;
+
+                        if (n > budget) {
+                                cut = true;
+                                break;
+                        }
+                        budget -= n;
+                        json_array_append_new(conns, json_pack("{s:s?, s:s?, s:i}", "host", c->host,
+                                                               "address", c->address, "port",
+                                                               (int)c->port));
+                }
+                wr = strv_budgeted(pe.effects.writes, &budget, &cut);
+                de = strv_budgeted(pe.effects.deletes, &budget, &cut);
+                j = json_pack("{s:s, s:b, s:{s:o*, s:o*, s:o*, s:o*, s:o*, s:o*}}", "plan_sha256",
+                              plan->digest, "complete", plan->complete, "effects", "secrets_read",
+                              sr, "secret_content_written", sw, "writes", wr, "deletes", de,
+                              "connections", conns, "contacts", ct);
+                /* the plan itself, kept with the request, has every effect */
+                if (j && cut)
+                        json_object_set_new(json_object_get(j, "effects"), "truncated",
+                                            json_true());
         }
-        j = json_pack("{s:s, s:b, s:{s:o, s:o, s:o, s:o, s:o, s:o}}", "plan_sha256", plan->digest,
-                      "complete", plan->complete, "effects", "secrets_read",
-                      strv_or_empty(pe.effects.secrets_read), "secret_content_written",
-                      strv_or_empty(pe.effects.secret_content_written), "writes",
-                      strv_or_empty(pe.effects.writes), "deletes",
-                      strv_or_empty(pe.effects.deletes), "connections",
-                      conns ? conns : json_array(), "contacts", strv_or_empty(pe.effects.contacts));
         plan_policy_effects_done(&pe);
         return j;
 }
@@ -1341,7 +1389,7 @@ static int handle_list(Conn *c, const ProtoRequest *q)
                 if (lookup(ids[i], &r) < 0)
                         continue;
                 if (may_see(c, r))
-                        json_array_append_new(list, req_to_json(r));
+                        json_array_append_new(list, req_to_json_brief(r));
         }
         pthread_mutex_unlock(&B.lock);
         if (k < 0) {

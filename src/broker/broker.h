@@ -127,6 +127,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Req *, req_unref)
 
 /* The request as JSON for show/list/exec replies. New reference or NULL. */
 json_t *req_to_json(const Req *r);
+/* The same without the plan itself (plan_digest names it): for lists of requests. */
+json_t *req_to_json_brief(const Req *r);
+
+/* A plan is shown (sent) up to this size of JSON; a larger one is named by its digest. */
+#define REQ_PLAN_SHOW_MAX (512 * 1024)
 
 /* sha256 of the canonical JSON of what runs; writes r->digest. */
 int req_compute_digest(Req *r);

@@ -125,7 +125,7 @@ int req_compute_digest(Req *r)
         return sha256_hex(text, strlen(text), r->digest);
 }
 
-json_t *req_to_json(const Req *r)
+static json_t *to_json(const Req *r, bool with_plan)
 {
         json_t *j, *v, *who;
 
@@ -168,11 +168,35 @@ json_t *req_to_json(const Req *r)
         json_object_set_new(j, "approvals", json_integer((json_int_t)req_count_approvals(r)));
         if (r->truncated)
                 json_object_set_new(j, "output_truncated", json_true());
-        if (r->plan)
-                json_object_set_new(j, "plan", json_incref(r->plan));
+        if (r->plan_digest[0])
+                json_object_set_new(j, "plan_digest", json_string(r->plan_digest));
+        if (r->plan && with_plan) {
+                _cleanup_free_ char *text = json_dumps(r->plan, JSON_COMPACT);
+
+                /* every reply fits one message: a plan too big to show is named, not sent */
+                if (text && strlen(text) <= REQ_PLAN_SHOW_MAX)
+                        json_object_set_new(j, "plan", json_incref(r->plan));
+                else
+                        json_object_set_new(j, "plan_omitted",
+                                            json_pack("{s:I, s:I}", "bytes",
+                                                      (json_int_t)(text ? strlen(text) : 0),
+                                                      "files",
+                                                      (json_int_t)json_array_size(
+                                                              json_object_get(r->plan, "files"))));
+        }
         if (r->plan_error)
                 json_object_set_new(j, "plan_error", json_string(r->plan_error));
         if (r->deviations)
                 json_object_set_new(j, "deviation_check", json_incref(r->deviations));
         return j;
+}
+
+json_t *req_to_json(const Req *r)
+{
+        return to_json(r, true);
+}
+
+json_t *req_to_json_brief(const Req *r)
+{
+        return to_json(r, false);
 }

@@ -149,6 +149,15 @@ static void print_plan(FILE *f, json_t *r)
                 fputs(") — what the command would do was not observed.\n", f);
                 return;
         }
+        if (json_object_get(r, "plan_omitted")) {
+                json_t *o = json_object_get(r, "plan_omitted");
+
+                fprintf(f,
+                        "\nPlan: too large to show here (%" PRId64 " bytes of JSON, %" PRId64
+                        " files changed); its digest, which the approval covers: %s\n",
+                        jint(o, "bytes", 0), jint(o, "files", 0), jstr(r, "plan_digest") ?: "?");
+                return;
+        }
         if (!j)
                 return;
         fputs("\nPlan (the command's dry run in a snapshot of this host; the digest covers it):\n",
@@ -184,7 +193,9 @@ static void print_deviations(FILE *f, json_t *r)
                                 : "");
                 return;
         }
-        fprintf(f, "\nDeviations from the approved plan (%zu):\n", json_array_size(lines));
+        fprintf(f, "\nDeviations from the approved plan (%" PRId64 "%s):\n",
+                jint(d, "count", (int64_t)json_array_size(lines)),
+                json_is_true(json_object_get(d, "truncated")) ? ", the first of them" : "");
         json_array_foreach(lines, i, v)
         {
                 fputs("  ", f);

@@ -72,6 +72,7 @@
 #include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -367,9 +368,8 @@ struct PlanSup {
         bool thread_started;
         int thread_error;
 
-        pthread_mutex_t lock; /* guards closed, detached, and every write to r */
+        pthread_mutex_t lock; /* guards closed and every write to r */
         bool closed;          /* r has been handed over: record nothing more */
-        bool detached;        /* the thread frees this when it ends */
         bool thread_done;     /* the thread has left its loop and will not touch r again */
         bool gated;           /* the child waits until the secrets are watched (record mode) */
         bool cancelled;       /* plan_sup_free() before the child was let go: never let it go */
@@ -1998,7 +1998,6 @@ static void *sup_thread(void *arg)
         PlanSup *s = arg;
         struct seccomp_notif req;
         int r;
-        bool free_self;
 
         r = receive_listener(s);
         if (r < 0) {
@@ -2038,14 +2037,8 @@ static void *sup_thread(void *arg)
         (void)fanotify_mark(s->fan, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
 out:
         pthread_mutex_lock(&s->lock);
-        free_self = s->detached;
         s->thread_done = true;
         pthread_mutex_unlock(&s->lock);
-        if (free_self) {
-                s->thread_started = false;
-                s->detached = false;
-                plan_sup_free(s);
-        }
         return NULL;
 }
 
@@ -2265,11 +2258,85 @@ fail:
         return r;
 }
 
+/*
+ * The process that keeps answering for what a recorded command left running
+ * (a daemon a script started). Those processes hold the recording filter for
+ * the rest of their lives, and a filter without a listener answers every
+ * notified call with ENOSYS: if the broker kept the listener, a broker
+ * restart would break their connects, execs and writes. So the listener
+ * goes to a small process of its own, reparented away from the broker, that
+ * lets every call continue unrecorded and exits when the last of them has
+ * gone (the listener reports POLLHUP). Runs after fork() in a threaded
+ * process: system calls only, no allocation, no locks.
+ */
+static _noreturn_ void continuer(int listener)
+{
+        if (listener != 3) {
+                if (dup2(listener, 3) < 0)
+                        _exit(1);
+        }
+        (void)close_range(0, 2, 0);
+        (void)close_range(4, ~0U, 0);
+        (void)setsid();
+        (void)prctl(PR_SET_NAME, (unsigned long)"airlock-contd", 0, 0, 0);
+        for (;;) {
+                struct pollfd pfd = { .fd = 3, .events = POLLIN };
+                struct seccomp_notif req;
+                struct seccomp_notif_resp resp;
+
+                if (poll(&pfd, 1, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                if (!(pfd.revents & POLLIN)) {
+                        if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+                                _exit(0); /* no process holds the filter any more */
+                        continue;
+                }
+                memset(&req, 0, sizeof(req));
+                if (ioctl(3, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
+                        continue; /* the caller went away meanwhile */
+                resp = (struct seccomp_notif_resp){
+                        .id = req.id,
+                        .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+                };
+                (void)ioctl(3, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+        }
+}
+
+/* Hands the listener to a continuer, reparented away from us. Returns 0 or -errno. */
+static int hand_over_listener(int listener)
+{
+        pid_t pid, status_pid;
+        int status;
+
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                /* a second fork: the continuer is nobody's child here, init reaps it */
+                pid_t grandchild = fork();
+                if (grandchild < 0)
+                        _exit(1);
+                if (grandchild == 0)
+                        continuer(listener);
+                _exit(0);
+        }
+        do
+                status_pid = waitpid(pid, &status, 0);
+        while (status_pid < 0 && errno == EINTR);
+        if (status_pid < 0)
+                return -errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
+}
+
 int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
 {
         PlanSup *s;
         uint64_t deadline;
         bool ended = false;
+        int r = 0;
 
         if (!rec || !rec->sup || !ret_observed)
                 return -EINVAL;
@@ -2277,8 +2344,7 @@ int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
         /*
          * The child has exited; descendants it left behind still hold the
          * filter. Wait a little for them, then hand the results over and
-         * leave the thread serving them (continue, record nothing) until
-         * they exit, so that a daemon a script started keeps working.
+         * the listener to a continuer process (see continuer()).
          */
         deadline = now_monotonic_usec() + PLAN_RECORD_GRACE_USEC;
         while (now_monotonic_usec() < deadline) {
@@ -2289,27 +2355,39 @@ int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
                 }
                 usleep(5000);
         }
-        pthread_mutex_lock(&s->lock);
-        if (!ended && s->thread_done) {
-                /* it ended after the deadline but before we could say so: join it */
-                pthread_mutex_unlock(&s->lock);
+        if (!ended) {
+                uint64_t one = 1;
+
+                /* stop our thread (it finishes the call in hand), then pass the listener on */
+                if (write(s->stop_efd, &one, sizeof(one)) < 0) {
+                        /* an eventfd counter this far from overflow does not fail */
+                }
                 pthread_join(s->thread, NULL);
                 s->thread_started = false;
-                ended = true;
                 pthread_mutex_lock(&s->lock);
-        }
-        if (!ended) {
                 (void)plan_result_partial(s->r,
                                           "processes the command started were still running when "
                                           "it ended: their later effects are not recorded");
-                s->detached = true;
+                pthread_mutex_unlock(&s->lock);
+                if (s->listener >= 0)
+                        r = hand_over_listener(s->listener);
+                /*
+                 * r < 0: no continuer. Our listener closes with the recorder
+                 * and the processes left behind get ENOSYS from every
+                 * supervised call: they fail closed, and the plan says so.
+                 */
+                if (r < 0) {
+                        pthread_mutex_lock(&s->lock);
+                        (void)plan_result_partial(
+                                s->r, "the processes it left running could not be handed to a "
+                                      "continuer: their connects, execs and file changes now fail "
+                                      "(ENOSYS)");
+                        pthread_mutex_unlock(&s->lock);
+                }
         }
+        pthread_mutex_lock(&s->lock);
         s->closed = true;
         pthread_mutex_unlock(&s->lock);
-        if (!ended) {
-                pthread_detach(s->thread);
-                rec->sup = NULL; /* the thread frees it */
-        }
         *ret_observed = TAKE_PTR(rec->r);
         return 0;
 }

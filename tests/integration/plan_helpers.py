@@ -12,7 +12,8 @@ import pytest
 
 from conftest import AIRLOCK, ROOT
 
-DEFAULT_POLICY = (ROOT / "data" / "policy.yaml").read_text()
+DEFAULT_POLICY_FILE = ROOT / "data" / "policy.yaml"
+DEFAULT_POLICY = DEFAULT_POLICY_FILE.read_text()
 XENON = "198.51.100.82"
 INVENTORY = f"""hosts:
   pve1:  {{address: 198.51.100.10, environment: production, cluster: pve}}
@@ -37,9 +38,9 @@ def policy_with_inventory(tmp_path):
 def plan(*cmd, policy=None, host=None, user=None, cwd=None, timeout=None, env=None, expect=None,
          run_timeout=180):
     """Runs airlock plan --json; returns (exit code, plan, decision, stderr)."""
-    args = [str(AIRLOCK), "plan", "--json"]
-    if policy:
-        args += ["--policy", str(policy)]
+    # the embedded default's source unless told otherwise: whatever /etc/airlock holds on this
+    # machine does not change the expectations
+    args = [str(AIRLOCK), "plan", "--json", "--policy", str(policy or DEFAULT_POLICY_FILE)]
     if host:
         args += ["--host", host]
     if user:

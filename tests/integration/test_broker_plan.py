@@ -132,7 +132,7 @@ def test_allowed_and_denied_outright_are_not_planned(broker):
     assert broker.airlock("exec", "--", "rm", "-rf", "/nothing").returncode == EX_DENIED
     assert not [e for e in broker.audit_events() if e["event"] == "request_planned"]
     for req in json.loads(broker.airlock("requests", "--all", "--json").stdout):
-        assert "plan" not in req
+        assert "plan" not in req and "plan_digest" not in req
 
 
 def test_approved_execution_is_checked_against_its_plan(tmp_path):
@@ -222,9 +222,67 @@ def test_plans_at_once_are_bounded_per_requester(tmp_path):
             p.communicate(timeout=30)
             assert p.returncode == EX_TIMEOUT  # planned, then pending
         reqs = json.loads(b.airlock("requests", "--json").stdout)
-        assert len(reqs) == 2 and all(q["plan"]["argv"] == ["sleep", "4.5"] for q in reqs)
+        assert len(reqs) == 2 and all(b.show(q["id"])["plan"]["argv"] == ["sleep", "4.5"]
+                                      for q in reqs)
         # with the others done, the same request is planned
         r = b.airlock("exec", "--wait", "0", "--", "sleep", "1")
         assert r.returncode == EX_TIMEOUT, (r.stdout, r.stderr)
+    finally:
+        b.stop()
+
+
+def test_a_plan_too_big_for_a_message_is_named_not_sent(tmp_path):
+    """Every reply fits one protocol message (1 MiB): a plan over 512 KiB of
+    JSON is named by its digest in show and approve, lists never carry plans,
+    and the approval still binds to it."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sh, -c, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        d = tmp_path / "many"
+        rid = pending(b, "sh", "-c", f"mkdir {d} && cd {d} && seq 8000 | xargs touch")
+        req = b.show(rid)
+        assert "plan" not in req and req["plan_omitted"]["files"] >= 8000, req.get("plan_omitted")
+        assert req["plan_omitted"]["bytes"] > 512 * 1024
+        shown = b.airlock("show", rid).stdout
+        assert "too large to show" in shown and req["plan_digest"] in shown
+        lst = json.loads(b.airlock("requests", "--json").stdout)
+        assert [q["id"] for q in lst] == [rid] and lst[0]["plan_digest"] == req["plan_digest"]
+        assert not d.exists()
+        r = b.airlock("approve", rid, user=ALICE)
+        assert r.returncode == 0, r.stderr
+        # 8000 files under the recorder: slow in a sanitizer build
+        b.wait_state(rid, ("succeeded",), timeout=180)
+        assert len(os.listdir(d)) == 8000
+        assert b.show(rid)["deviation_check"]["deviations"] == []
+    finally:
+        b.stop()
+
+
+def test_many_deviations_still_fit_the_record(tmp_path):
+    """An execution that strays far from its plan (8000 files it did not
+    plan) is still recorded: the first deviations, and how many in all."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sh, -c, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules)).start()
+    try:
+        flag, a, d = tmp_path / "flag", tmp_path / "a", tmp_path / "many"
+        script = (f"if [ -e {flag} ]; then mkdir {d} && cd {d} && seq 8000 | xargs touch; "
+                  f"else echo x > {a}; fi")
+        rid = pending(b, "sh", "-c", script)
+        flag.write_text("")
+        assert b.airlock("approve", rid, user=ALICE).returncode == 0
+        assert b.wait_state(rid, ("succeeded", "failed"), timeout=180) == "succeeded"
+        check = b.show(rid)["deviation_check"]
+        assert check["count"] >= 8000 and check["truncated"] is True, {
+            k: v for k, v in check.items() if k != "deviations"}
+        assert 0 < len(check["deviations"]) < check["count"]
+        end = [e for e in b.audit_events() if e["event"] == "exec_end" and e["request"] == str(rid)]
+        assert end and end[0]["details"]["deviation_check"]["count"] == check["count"]
+        assert "the first of them" in b.airlock("show", rid).stdout
     finally:
         b.stop()

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import AIRLOCK
-from plan_helpers import HostUnchanged, needs_root, plan, policy_with_inventory, processes_matching
+from plan_helpers import (DEFAULT_POLICY_FILE, HostUnchanged, needs_root, plan, policy_with_inventory,
+                          processes_matching)
 
 WORK = pathlib.Path("/srv/airlock-plan-cli")
 
@@ -157,7 +158,7 @@ def test_environment_is_passed(work):
 
 
 def test_printed_plan_escapes_file_names(work):
-    r = run("--", "sh", "-c", f"echo x > '{work}/evil\x1b[2Jname'")
+    r = run("--policy", DEFAULT_POLICY_FILE, "--", "sh", "-c", f"echo x > '{work}/evil\x1b[2Jname'")
     assert r.returncode == 10, r.stderr
     assert "\x1b" not in r.stdout
     assert "evil\\x1b[2Jname" in r.stdout

@@ -359,19 +359,44 @@ def test_record_secret_directory(tmp_path):
 
 
 def test_record_leaves_a_started_daemon_working(shadow_policy, tmp_path):
-    """A descendant that outlives the command keeps the filter: the recorder hands its
-    results over after a grace period, says so, and keeps serving the descendant."""
+    """A descendant that outlives the command keeps the filter for life: the recorder
+    hands its results over after a grace period, says so, and passes the listener to a
+    continuer process. The descendant keeps working after the recorder (the broker) has
+    exited; without the continuer its exec would fail with ENOSYS and write nothing."""
     marker = tmp_path / "later"
     rec, _ = supervise("record", shadow_policy,
-                       ["sh", "-c", f"(sleep 3; /bin/echo done > {marker}) > /dev/null 2>&1 &"],
-                       linger=4)
+                       ["sh", "-c", f"(sleep 3; /bin/echo done > {marker}) > /dev/null 2>&1 &"])
     assert exit_code(rec) == 0
     assert rec["complete"] is False
     assert any("still running" in r for r in rec["fidelity_reasons"])
-    # the driver lingered like the broker does: the descendant's exec was served, and
-    # what it did after the hand-over is not in the results
+    serving = _continuers()
+    assert serving, "no continuer serves the process the command left running"
+    # the driver has exited by now, like a broker that restarts
+    for _ in range(100):
+        if marker.exists() and marker.read_text() == "done\n":
+            break
+        time.sleep(0.1)
     assert marker.read_text() == "done\n"
+    # what it did after the hand-over is not in the results
     assert not any(e["argv"][0] == "/bin/echo" for e in rec["execs"])
+    # and the continuer is gone once the descendant is
+    for _ in range(50):
+        if not set(serving) & set(_continuers()):
+            break
+        time.sleep(0.1)
+    assert not set(serving) & set(_continuers())
+
+
+def _continuers():
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if open(f"/proc/{d}/comm").read().strip() == "airlock-contd":
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
 
 
 def test_unix_connect_to_no_socket_is_no_effect(shadow_policy, tmp_path):
