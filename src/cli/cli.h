@@ -13,14 +13,15 @@
  */
 enum {
         EXIT_OK = 0,
-        EXIT_CHECK_FAILED = 1, /* a check ran and found a problem (log verify, doctor) */
-        EXIT_USAGE = 64,       /* bad flag, missing argument, unknown subcommand */
-        EXIT_POLICY = 65,      /* the policy file is invalid */
-        EXIT_UNAVAILABLE = 69, /* the broker is not running or not reachable */
-        EXIT_INTERNAL = 70,    /* a bug or an unexpected failure in airlock */
-        EXIT_SETUP = 71,       /* the sandbox could not be set up as required; nothing ran */
-        EXIT_TIMEOUT = 75,     /* waited, and the request is still pending */
-        EXIT_DENIED = 77,      /* denied by policy, by an approver, or expired */
+        EXIT_CHECK_FAILED = 1,  /* a check ran and found a problem (log verify, doctor) */
+        EXIT_PLAN_APPROVE = 10, /* airlock plan: the command would need approval */
+        EXIT_USAGE = 64,        /* bad flag, missing argument, unknown subcommand */
+        EXIT_POLICY = 65,       /* the policy file is invalid */
+        EXIT_UNAVAILABLE = 69,  /* the broker is not running or not reachable */
+        EXIT_INTERNAL = 70,     /* a bug or an unexpected failure in airlock */
+        EXIT_SETUP = 71,        /* the sandbox could not be set up as required; nothing ran */
+        EXIT_TIMEOUT = 75,      /* waited, and the request is still pending */
+        EXIT_DENIED = 77,       /* denied by policy, by an approver, or expired */
 };
 
 typedef struct {

@@ -19,8 +19,6 @@
 
 #define SUB "plan"
 
-#define EXIT_PLAN_APPROVE 10 /* the policy would ask for approval */
-
 static void json_decref_p(json_t **j)
 {
         if (*j)

@@ -4,6 +4,7 @@
  * match wins, else the default. Pure: no I/O, no allocation that can change
  * the answer (an allocation failure only ever makes it stricter).
  */
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 
@@ -119,34 +120,53 @@ bool policy_path_is_secret(const Policy *p, const char *path)
         return false;
 }
 
-int policy_secret_globs(const Policy *p, char ***ret)
-{
-        _cleanup_strv_free_ char **homes = NULL, **out = NULL;
-        struct passwd *pw;
+/*
+ * getpwent() walks one process-wide cursor: two threads listing at once
+ * (airlockd plans requests on several connection threads) would each see
+ * part of the database, and a home left out is a secret left unwatched.
+ */
+static pthread_mutex_t passwd_walk_lock = PTHREAD_MUTEX_INITIALIZER;
 
-        out = calloc(1, sizeof(char *));
-        if (!out || strv_extend(&homes, "/root") < 0)
+/* Every home directory of the passwd database, and /root. */
+static int list_homes(char ***homes)
+{
+        struct passwd *pw;
+        int r = 0;
+
+        if (strv_extend(homes, "/root") < 0)
                 return -ENOMEM;
+        pthread_mutex_lock(&passwd_walk_lock);
         setpwent();
-        while ((pw = getpwent())) {
+        while (r == 0 && (pw = getpwent())) {
                 _cleanup_free_ char *h = NULL;
 
                 if (isempty(pw->pw_dir) || pw->pw_dir[0] != '/')
                         continue;
                 h = strdup(pw->pw_dir);
                 if (!h) {
-                        endpwent();
-                        return -ENOMEM;
+                        r = -ENOMEM;
+                        break;
                 }
                 path_normalize(h);
-                if (strv_contains(homes, h))
-                        continue;
-                if (strv_consume(&homes, TAKE_PTR(h)) < 0) {
-                        endpwent();
-                        return -ENOMEM;
-                }
+                if (!strv_contains(*homes, h) && strv_consume(homes, TAKE_PTR(h)) < 0)
+                        r = -ENOMEM;
         }
         endpwent();
+        pthread_mutex_unlock(&passwd_walk_lock);
+        return r;
+}
+
+int policy_secret_globs(const Policy *p, char ***ret)
+{
+        _cleanup_strv_free_ char **homes = NULL, **out = NULL;
+        int r;
+
+        out = calloc(1, sizeof(char *));
+        if (!out)
+                return -ENOMEM;
+        r = list_homes(&homes);
+        if (r < 0)
+                return r;
 
         STRV_FOREACH (s, p->secrets) {
                 if (!strneq(*s, "~/", 2)) {

@@ -234,7 +234,9 @@ bool policy_path_is_secret(const Policy *p, const char *path);
  * The secrets as absolute globs: each "~/X" expanded to X under every home
  * directory from the passwd database (and /root), duplicates removed.
  * Returns 0 and *ret (a strv; free with strv_free), or -ENOMEM. Reads the
- * passwd database with getpwent(): not thread-safe, call it from one thread.
+ * passwd database with getpwent() under a lock of its own: safe to call from
+ * several threads, but not while another part of the process walks the
+ * database with getpwent() itself.
  */
 int policy_secret_globs(const Policy *p, char ***ret);
 

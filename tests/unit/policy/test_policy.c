@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -394,6 +396,47 @@ static void test_secret_globs(void **state)
                         assert_string_not_equal(g[i], g[j]);
 }
 
+/* Threads listing the secrets at once (airlockd plans on several threads). */
+typedef struct {
+        const Policy *p;
+        size_t n;
+        int r;
+} GlobsRun;
+
+static void *globs_thread(void *arg)
+{
+        GlobsRun *run = arg;
+
+        for (int i = 0; i < 200 && run->r == 0; i++) {
+                char **g = NULL;
+
+                run->r = policy_secret_globs(run->p, &g);
+                if (run->r == 0 && strv_length(g) != run->n)
+                        run->r = -EIO; /* a home was skipped or listed twice */
+                strv_free(g);
+        }
+        return NULL;
+}
+
+static void test_secret_globs_from_threads(void **state)
+{
+        _cleanup_(policy_freep) Policy *p =
+                load_ok("secrets: [/etc/shadow, ~/.aws, ~/.ssh/id_*]\n");
+        _cleanup_strv_free_ char **g = NULL;
+        GlobsRun runs[6];
+        pthread_t t[6];
+
+        assert_int_equal(policy_secret_globs(p, &g), 0);
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                runs[i] = (GlobsRun){ .p = p, .n = strv_length(g) };
+                assert_int_equal(pthread_create(&t[i], NULL, globs_thread, &runs[i]), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                pthread_join(t[i], NULL);
+                assert_int_equal(runs[i].r, 0);
+        }
+}
+
 static PolicyDecision eval(const Policy *p, const char *host, const char *agent, ...)
 {
         char *argv[32];
@@ -750,6 +793,7 @@ int main(void)
                 cmocka_unit_test(test_embedded_default),
                 cmocka_unit_test(test_secrets),
                 cmocka_unit_test(test_secret_globs),
+                cmocka_unit_test(test_secret_globs_from_threads),
                 cmocka_unit_test(test_evaluate),
                 cmocka_unit_test(test_evaluate_edge),
                 cmocka_unit_test(test_evaluate_effects),
