@@ -247,6 +247,9 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                 die(errfd, &err);
         for (size_t i = 0; i < p->n_binds; i++)
                 p->binds[i].mount_fd = safe_close(p->binds[i].mount_fd);
+        /* The unix socket wall's supervisor keeps CAP_SYS_PTRACE of this namespace: unotify.c */
+        if (sbx_unotify_fork(p, &err) < 0)
+                die(errfd, &err);
         /* Our memory and /proc entries are nobody's business: not dumpable, not ptraceable. */
         if (prctl(PR_SET_DUMPABLE, 0) < 0 || sbx_drop_privileges(p, &err) < 0)
                 die(errfd, &err);

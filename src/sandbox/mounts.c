@@ -645,20 +645,23 @@ out:
 }
 
 /*
- * The helper thread: the inotify watches on the secrets' directories and
- * the listening unix sockets. Both only read the host and the
- * configuration, and write fields of the plan nobody else touches until
- * sbx_prep_thread_join(): the main thread meanwhile expands the secret
- * globs and prepares the protected names. Joined before the clone (and
- * before anything else forks), so no process is ever forked with a second
- * thread running. The watches are set no later than before (when they came
- * after the expansion): a secret created after the expansion is still seen.
+ * The helper thread: the inotify watches on the secrets' directories, then
+ * the secrets' expansion (globs, other mounts of the same files). It only
+ * reads the host and the configuration, and writes fields of the plan
+ * nobody else touches until sbx_prep_thread_join() (watches, masks; the
+ * static nftw state is its alone): the main thread meanwhile prepares the
+ * protected names (placeholders, protect list). It starts after pid 1's
+ * clone and is joined before the session helper's fork, so no process is
+ * ever forked with a second thread running. The watches are set before the
+ * expansion: a secret created after it is still seen.
  */
 static void *prep_thread(void *arg)
 {
         SbxPlan *p = arg;
 
         p->prep_r = sbx_watch_secrets(p, &p->prep_err);
+        if (p->prep_r >= 0)
+                p->prep_r = sbx_expand_secrets(p, &p->prep_err);
         return NULL;
 }
 
@@ -686,17 +689,6 @@ int sbx_prep_thread_join(SbxPlan *p, SbxError *err)
         if (p->prep_r < 0 && err)
                 *err = p->prep_err;
         return p->prep_r;
-}
-
-/*
- * Joins the helper thread (the secrets' watches). Pathname unix sockets are
- * not masked any more: connect(2) goes through the unix socket wall
- * (unotify.c), which reaches only the session socket and the agent's own,
- * whenever and wherever a daemon listens.
- */
-int sbx_mask_unix_sockets(SbxPlan *p, bool for_explain, SbxError *err)
-{
-        return for_explain ? 0 : sbx_prep_thread_join(p, err);
 }
 
 /*

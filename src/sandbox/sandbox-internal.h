@@ -88,12 +88,11 @@ typedef struct {
         int watch_report;      /* watcher -> parent: the secret that appeared */
         int watch_done;        /* parent -> watcher: closed when the session is over */
         int watch_cleaned;     /* watcher -> parent: one byte once the placeholders are gone */
-        /* the helper thread of the preparation: watches and listening unix sockets */
+        /* the helper thread of the preparation: the secrets' watches */
         pthread_t prep_thread;
         bool prep_started, prep_done;
         int prep_r;
         SbxError prep_err;
-        char **unix_sockets; /* listening pathname sockets (candidates for masks) */
 } SbxPlan;
 
 /* Error helper: fills err (if set) and returns r (a negative errno). */
@@ -114,17 +113,15 @@ int sbx_plan_receive(SbxPlan *p, int fd);    /* in pid 1: 0, or -errno (then sta
 void sbx_plan_done(SbxPlan *p);
 
 /* mounts.c */
-/* The secret globs (and other mounts of the same files); unix sockets come later. */
+/* The secret globs (and other mounts of the same files). */
 int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 /*
- * Starts the helper thread (sbx_watch_secrets, then the listening unix
- * sockets); if it cannot start, sbx_prep_thread_join() does the work
- * inline. Join before anything forks; sbx_plan_done() joins too.
+ * Starts the helper thread (sbx_watch_secrets); if it cannot start,
+ * sbx_prep_thread_join() does the work inline. Join before anything forks;
+ * sbx_plan_done() joins too.
  */
 void sbx_prep_thread_start(SbxPlan *p);
 int sbx_prep_thread_join(SbxPlan *p, SbxError *err); /* 0, or -errno with err filled */
-/* Joins the thread (unless for_explain) and masks the sockets the agent could connect to. */
-int sbx_mask_unix_sockets(SbxPlan *p, bool for_explain, SbxError *err);
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
 int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err);
 void sbx_remove_placeholders(SbxPlan *p); /* those this session still owns */

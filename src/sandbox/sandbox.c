@@ -356,23 +356,24 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
 
 int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
 {
-        int r;
+        int r, rt;
 
-        if (!for_explain)
-                sbx_prep_thread_start(p); /* the secrets' watches, meanwhile */
-        r = sbx_expand_secrets(p, err);
-        if (r < 0)
-                return r;
-        sbx_timing("secrets");
-        r = sbx_prepare_protect(p, !for_explain, err);
-        if (r < 0)
-                return r;
+        /*
+         * Pathname unix sockets are not masked: connect(2) goes through the
+         * unix socket wall (unotify.c), whenever and wherever a daemon
+         * listens.
+         */
+        if (for_explain) {
+                r = sbx_expand_secrets(p, err);
+                return r < 0 ? r : sbx_prepare_protect(p, false, err);
+        }
+        /* The watches and the secrets in the helper thread, the placeholders here. */
+        sbx_prep_thread_start(p);
+        r = sbx_prepare_protect(p, true, err);
         sbx_timing("protect");
-        r = sbx_mask_unix_sockets(p, for_explain, err);
-        if (r < 0)
-                return r;
-        sbx_timing("watches");
-        return 0;
+        rt = sbx_prep_thread_join(p, r < 0 ? NULL : err);
+        sbx_timing("watches+secrets joined");
+        return r < 0 ? r : rt;
 }
 
 int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err)
@@ -577,7 +578,6 @@ void sbx_plan_done(SbxPlan *p)
                         (void)waitpid(watcher, NULL, WNOHANG);
         }
         sbx_timing("placeholders removed");
-        strv_free(p->unix_sockets);
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);

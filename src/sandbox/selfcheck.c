@@ -118,11 +118,13 @@ int sbx_selfcheck(const SbxPlan *p, SbxError *err)
         {
                 struct sockaddr_un sun = { .sun_family = AF_UNIX, .sun_path = "/" };
                 /*
-                 * The supervisor reads the caller's memory and fd table as
-                 * any process of the agent's uid may, i.e. only while this
-                 * memory (pid 1's, before exec) is dumpable: for the probe
-                 * only. Nothing but airlock's own code runs meanwhile, and
-                 * exec gives the agent a fresh, dumpable memory anyway.
+                 * The supervisor reads the caller's memory and fd table
+                 * with ptrace access. This memory is pid 1's (before exec),
+                 * which belongs to the host's user namespace: its
+                 * CAP_SYS_PTRACE of the sandbox's does not reach it while
+                 * it is undumpable. Dumpable for the probe only: nothing
+                 * but airlock's own code runs meanwhile, and exec gives
+                 * the agent a fresh, dumpable memory anyway.
                  */
                 r = prctl(PR_SET_DUMPABLE, 1);
                 CHECK(r == 0, "cannot probe the unix socket wall: %s", strerror(errno));
@@ -130,6 +132,19 @@ int sbx_selfcheck(const SbxPlan *p, SbxError *err)
                 int e = errno;
                 close(fd);
                 CHECK(prctl(PR_SET_DUMPABLE, 0) == 0, "cannot make the sandbox undumpable again");
+                /* The supervisor answers EPERM where the kernel refuses it ptrace access. */
+                char yama[48] = "no Yama";
+                if (sbx_unotify_yama_scope() >= 0)
+                        snprintf(yama, sizeof yama, "kernel.yama.ptrace_scope = %d",
+                                 sbx_unotify_yama_scope());
+                CHECK(!(r < 0 && e == EPERM),
+                      "the unix socket wall's supervisor may not inspect the agent's connects: "
+                      "the kernel refused it ptrace access despite its CAP_SYS_PTRACE (%s) — "
+                      "an LSM confining airlock (AppArmor, SELinux) may forbid ptrace: allow it",
+                      yama);
+                CHECK(!(r < 0 && e == ENOSYS),
+                      "the unix socket wall's supervisor is not running (it could not confine "
+                      "itself to CAP_SYS_PTRACE, or died)");
                 CHECK(r < 0 && e == SBX_UNOTIFY_REFUSED,
                       "the unix socket wall is not in force (connect answered %s)",
                       r == 0 ? "success" : strerror(e));

@@ -29,21 +29,59 @@
  *   namespace has only loopback). AF_NETLINK: as asked. Other families:
  *   EACCES.
  *
- * The supervisor is a process inside the sandbox (forked by pid 1 before
- * the agent, after every privilege is dropped): it has the agent's uid and
- * namespaces and no capability, so a connection it makes carries the same
- * credentials the agent's own would (the broker decides by SO_PEERCRED and
- * sees a sandboxed process), and it can reach nothing the agent could not
- * reach by the rules above. It is not in the agent's Landlock domain (so
- * the agent cannot signal it) and it is not dumpable (so the agent cannot
- * read or write its memory). If it dies, the kernel answers every connect
- * with ENOSYS: the wall fails closed.
+ * The supervisor is a process inside the sandbox, forked by pid 1 before
+ * the agent: it has the agent's uid and namespaces, so a connection it
+ * makes carries the same credentials the agent's own would (the broker
+ * decides by SO_PEERCRED and sees a sandboxed process), and it can reach
+ * nothing the agent could not reach by the rules above. It is not in the
+ * agent's Landlock domain (so the agent cannot signal it) and it is not
+ * dumpable (so the agent cannot read or write its memory). If it dies, the
+ * kernel answers every connect with ENOSYS: the wall fails closed.
+ *
+ * It holds one capability, CAP_SYS_PTRACE in the sandbox's user namespace
+ * (the one every agent process's credentials belong to), and nothing else
+ * (see confine_supervisor). Reading the connect's address
+ * (process_vm_readv) and taking the socket (pidfd_getfd) need ptrace
+ * attach access to the agent, and the Yama LSM at ptrace_scope 1 (its
+ * default: Ubuntu's and so Proxmox VE's kernels) grants that only to an
+ * ancestor of the target or to a holder of CAP_SYS_PTRACE in the target's
+ * user namespace; at ptrace_scope 2 only to the latter. The supervisor is
+ * the agent's sibling, so without the capability every connect would fail
+ * (EPERM) there. Why the capability is safe:
+ * - it is a capability of the sandbox's own user namespace: every check
+ *   against the host (capable(), the init namespace) still fails, and the
+ *   sandbox's pid namespace shows the supervisor no process but pid 1, the
+ *   agent's and itself. Pid 1 is out of reach anyway: its memory belongs
+ *   to the host's user namespace (it never exec'd) and is not dumpable,
+ *   and ptrace access to such memory needs CAP_SYS_PTRACE there.
+ * - the agent cannot reach the supervisor: besides seccomp (no ptrace,
+ *   no process_vm_*) and the undumpable memory, commoncap refuses ptrace
+ *   access (/proc/PID/mem, environ, fd) to a process whose permitted
+ *   capabilities are not a subset of the caller's, and the agent has none.
+ * - the supervisor's own calls gain nothing from it: connect(2) to a unix
+ *   socket checks write permission on the inode (CAP_SYS_PTRACE does not
+ *   bypass file permissions: CAP_DAC_OVERRIDE would), and the path is
+ *   resolved with the agent's uid and mounts.
+ * - what it adds is reach into the agent's own processes: one that made
+ *   itself undumpable is now looked at too (and its connects checked like
+ *   any other). A process whose memory belongs to an outer user namespace
+ *   (it exec'd a file it may not read, owned by an unmapped user) stays
+ *   out of reach: its connects fail with EPERM, closed.
+ * The alternative, making the supervisor the agent's ancestor (a child
+ * subreaper that forks the agent), would pass Yama's scope 1 but not
+ * scope 2, and would move pid 1's reaping, exit status and signal
+ * forwarding into a multi-threaded process that handles the agent's input.
+ * Yama's ptrace exceptions (PR_SET_PTRACER) are per process and not
+ * inherited on fork. At ptrace_scope 3 no process may attach to another:
+ * the launch is refused (sbx_unotify_prepare).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/netlink.h>
 #include <linux/openat2.h>
 #include <linux/rtnetlink.h>
+#include <linux/securebits.h>
 #include <linux/seccomp.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -57,6 +95,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -134,10 +173,50 @@ static int add_host_dev(dev_t dev, const char *where, const char *type, void *u)
         return 0;
 }
 
+/* kernel.yama.ptrace_scope as read before the clone (-1: no Yama); see sbx_unotify_yama_scope. */
+static int yama_scope = -1;
+
+/* Pid 1's end of the channel to the supervisor, from sbx_unotify_fork to sbx_unotify_start. */
+static int supervisor_chan = -EBADF;
+
+int sbx_unotify_yama_scope(void)
+{
+        return yama_scope;
+}
+
+static int read_yama_scope(void)
+{
+        _cleanup_free_ char *s = NULL;
+        uint64_t v;
+        int r = read_full_file("/proc/sys/kernel/yama/ptrace_scope", 64, &s, NULL);
+
+        if (r == -ENOENT)
+                return -1; /* no Yama in this kernel */
+        if (r < 0)
+                return r;
+        s[strcspn(s, "\n")] = '\0';
+        r = parse_u64(s, 3, &v);
+        if (r < 0)
+                return r;
+        return (int)v;
+}
+
 int sbx_unotify_prepare(const SbxPlan *p, SbxError *err)
 {
         int r;
 
+        r = read_yama_scope();
+        if (r < -1)
+                return sbx_fail(err, 71, r,
+                                "cannot read /proc/sys/kernel/yama/ptrace_scope: %m — the unix "
+                                "socket wall needs to know whether Yama lets it inspect connects");
+        yama_scope = r;
+        if (yama_scope >= 3)
+                return sbx_fail(err, 71, -EPERM,
+                                "kernel.yama.ptrace_scope is 3 (no process may inspect another, "
+                                "until reboot): the unix socket wall cannot read the agent's "
+                                "connects, so airlock run cannot confine unix sockets here — set "
+                                "kernel.yama.ptrace_scope to 1 or 2 (in /etc/sysctl.d) and reboot");
         if (p->cfg->net != SBX_NET_HOST)
                 return 0; /* --net none tells the agent's sockets by their network namespace */
         r = for_each_mount(add_host_dev, NULL);
@@ -369,7 +448,7 @@ static int prepare(const Wall *w, const struct seccomp_notif *req, Job *j)
                 struct iovec remote = { .iov_base = (void *)(uintptr_t)req->data.args[1],
                                         .iov_len = (size_t)len };
                 if (process_vm_readv(tid, &local, 1, &remote, 1, 0) != len) {
-                        /* EPERM: the agent made itself undumpable; we may not look */
+                        /* EPERM: the kernel lets nobody here look (see the top) */
                         int e = errno == EPERM ? -EPERM : -EFAULT;
                         return id_valid(w, req->id) ? e : 1;
                 }
@@ -522,15 +601,75 @@ static int own_tmpfs(dev_t dev, const char *where, const char *type, void *u)
         return 0;
 }
 
+#define SUPERVISOR_SECUREBITS                                                                    \
+        (SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |                         \
+         SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | \
+         SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
+
+/*
+ * Right after the fork, single-threaded (capabilities are per thread: the
+ * workers inherit these): from pid 1's full set of the sandbox's user
+ * namespace down to CAP_SYS_PTRACE alone, permitted and effective;
+ * inheritable and ambient empty, the bounding set CAP_SYS_PTRACE,
+ * securebits locked (no capability back through uid 0 or a uid change),
+ * no_new_privs, not dumpable, no core. The uid and gids are already the
+ * agent's (pid 1 switched before the fork). Then every part is read back:
+ * anything else and the supervisor exits, which fails the wall closed.
+ */
+static int confine_supervisor(const SbxPlan *p)
+{
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct d[2] = { 0 }, got[2] = { 0 };
+        struct rlimit core = { 0, 0 };
+        struct rlimit nproc = { p->cgroup.pids_max, p->cgroup.pids_max };
+        const int keep = CAP_SYS_PTRACE;
+
+        if (prctl(PR_SET_DUMPABLE, 0) < 0 || prctl(PR_SET_SECUREBITS, SUPERVISOR_SECUREBITS) < 0)
+                return -errno;
+        for (int c = 0; c < 64; c++) /* EINVAL: beyond the kernel's last capability */
+                if (c != keep && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+                        return -errno;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+                return -errno;
+        d[CAP_TO_INDEX(keep)].permitted = d[CAP_TO_INDEX(keep)].effective = CAP_TO_MASK(keep);
+        if (syscall(SYS_capset, &h, d) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            setrlimit(RLIMIT_CORE, &core) < 0 || setrlimit(RLIMIT_NPROC, &nproc) < 0 ||
+            prctl(PR_SET_DUMPABLE, 0) < 0)
+                return -errno;
+
+        if (syscall(SYS_capget, &h, got) < 0)
+                return -errno;
+        if (memcmp(got, d, sizeof d) != 0 || prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 ||
+            prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+            prctl(PR_GET_SECUREBITS, 0, 0, 0, 0) != SUPERVISOR_SECUREBITS)
+                return -EPERM;
+        for (int c = 0; c < 64; c++) {
+                int r = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+                if (r < 0 ? errno != EINVAL : r != (c == keep))
+                        return -EPERM;
+        }
+        return 0;
+}
+
 _noreturn_ static void supervise(const SbxPlan *p, int chan)
 {
         Wall w = { .net_host = p->cfg->net == SBX_NET_HOST,
                    .ports = p->cfg->ports,
                    .n_ports = p->cfg->n_ports };
-        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int null;
         struct stat st;
+        sigset_t all;
 
+        /*
+         * Every signal blocked (SIGKILL and SIGSTOP aside), as in pid 1: a
+         * stray one neither kills the wall nor interrupts a worker.
+         */
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        if (confine_supervisor(p) < 0)
+                _exit(1);
         (void)prctl(PR_SET_NAME, "airlock-wall");
+        null = open("/dev/null", O_RDWR | O_CLOEXEC);
         /* Nothing of pid 1's (the pty, the setup pipes) stays open here. */
         if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
                 _exit(1);
@@ -589,9 +728,8 @@ static int send_fd(int chan, int fd)
         return sendmsg(chan, &mh, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
-int sbx_unotify_start(const SbxPlan *p, SbxError *err)
+int sbx_unotify_fork(const SbxPlan *p, SbxError *err)
 {
-        _cleanup_close_ int chan = -EBADF, listener = -EBADF;
         int sv[2], r;
         pid_t pid;
 
@@ -599,9 +737,11 @@ int sbx_unotify_start(const SbxPlan *p, SbxError *err)
                 return sbx_fail(err, 71, -errno,
                                 "cannot create the connect supervisor's channel: %m");
         /*
-         * The supervisor is forked before the filter is loaded: its own
-         * connects are not filtered. It inherits pid 1's state: the agent's
-         * uid, no capabilities, no_new_privs, not dumpable.
+         * Forked while pid 1 still holds its capabilities in the sandbox's
+         * user namespace, so that the supervisor can keep CAP_SYS_PTRACE
+         * (confine_supervisor drops everything else before it reads
+         * anything). It is forked before the filter is loaded: its own
+         * connects are not filtered.
          */
         pid = fork();
         if (pid < 0) {
@@ -615,7 +755,18 @@ int sbx_unotify_start(const SbxPlan *p, SbxError *err)
                 supervise(p, sv[1]);
         }
         close(sv[1]);
-        chan = sv[0];
+        supervisor_chan = sv[0];
+        return 0;
+}
+
+int sbx_unotify_start(const SbxPlan *p, SbxError *err)
+{
+        _cleanup_close_ int chan = TAKE_FD(supervisor_chan), listener = -EBADF;
+        int r;
+
+        (void)p;
+        if (chan < 0)
+                return sbx_fail(err, 71, -EBADF, "the connect supervisor was not started");
         listener = sbx_seccomp_load_unotify();
         if (listener < 0)
                 return sbx_fail(err, 71, listener,
@@ -623,6 +774,8 @@ int sbx_unotify_start(const SbxPlan *p, SbxError *err)
                                 "Linux >= 5.5): %m");
         r = send_fd(chan, listener);
         if (r < 0)
-                return sbx_fail(err, 71, r, "cannot hand the connect filter to its supervisor: %m");
+                return sbx_fail(err, 71, r,
+                                "cannot hand the connect filter to its supervisor (it could not "
+                                "confine itself, or died): %m");
         return 0;
 }
