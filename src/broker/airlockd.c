@@ -992,8 +992,14 @@ static json_t *plan_request(Req *r, const Policy *p, PolicyRequest *pr, PolicyDe
                 r->plan_error = strdup(err[0] ? err : strerror(-k));
                 if (!r->plan_error)
                         return NULL;
-                log_warning("request %llu could not be planned: %s", (unsigned long long)r->id,
-                            r->plan_error);
+                {
+                        /* before it has an id: name it by its command */
+                        _cleanup_free_ char *cmd = argv_to_display(r->argv);
+                        _cleanup_free_ char *esc = cmd ? escape_for_terminal(cmd) : NULL;
+
+                        log_warning("could not plan '%s' (asked by %s): %s", esc ? esc : "?",
+                                    r->agent ? r->agent : r->requester_name, r->plan_error);
+                }
                 return json_pack("{s:s}", "error", r->plan_error);
         }
         memcpy(r->plan_digest, plan->digest, sizeof(r->plan_digest));

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from broker_helpers import (APPROVERS, BASE_RULES, EX_DENIED, EX_TIMEOUT, Broker, ensure_users,
-                            policy_text)
+from broker_helpers import (APPROVERS, BASE_RULES, EX_DENIED, EX_TIMEOUT, Broker, Raw,
+                            ensure_users, exec_raw, policy_text)
 
 ALICE, BOB = APPROVERS
 
@@ -286,3 +286,19 @@ def test_many_deviations_still_fit_the_record(tmp_path):
         assert "the first of them" in b.airlock("show", rid).stdout
     finally:
         b.stop()
+
+
+def test_a_failed_plan_leaves_the_request_to_approvers_who_are_told(broker):
+    """No plan (here: the directory the command would run in does not
+    exist) is no reason to let it through: it is judged without effects,
+    still needs approval, and show says there is no plan and why."""
+    c = Raw(broker.admin)
+    first, final, _ = exec_raw(c, ["touch", "x"], cwd="/nonexistent-airlock-plan-dir")
+    req = first["request"]
+    assert req["state"] == "pending" and "plan" not in req and req["plan_error"], req
+    assert "No plan: the dry run failed" in broker.airlock("show", req["id"]).stdout
+    recs = events(broker, req["id"])
+    assert [e["event"] for e in recs] == ["request_submitted", "request_planned",
+                                          "request_decided"]
+    assert recs[1]["details"]["error"] == req["plan_error"]
+    c.close()

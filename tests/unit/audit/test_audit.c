@@ -483,7 +483,7 @@ static void test_append_start(void **state)
         assert_int_equal(audit_append_start(w, f, 3, &seq), 0);
         assert_int_equal(seq, before + 3);
         /* nobody waits: the sync thread makes them durable by itself */
-        for (int i = 0; i < 5000 && head_seq < seq; i++) {
+        for (int i = 0; i < 30000 && head_seq < seq; i++) {
                 audit_head(w, &head_seq, head);
                 if (head_seq < seq)
                         usleep(1000);
