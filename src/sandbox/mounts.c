@@ -660,6 +660,7 @@ static void *prep_thread(void *arg)
         SbxPlan *p = arg;
 
         p->prep_r = sbx_watch_secrets(p, &p->prep_err);
+        sbx_timing("thread: watches");
         if (p->prep_r >= 0)
                 p->prep_r = sbx_expand_secrets(p, &p->prep_err);
         return NULL;
@@ -1867,37 +1868,64 @@ int sbx_loopback_up(SbxError *err)
  * (there is a window of milliseconds between the host's rename and the
  * kill; documented in airlock(1)).
  */
+static uint32_t str_hash(const char *s)
+{
+        uint32_t h = 2166136261U; /* FNV-1a */
+
+        for (; *s; s++)
+                h = (h ^ (uint8_t)*s) * 16777619U;
+        return h;
+}
+
+/*
+ * Returns 1 when the same (directory, name, final) is watched already (no
+ * new entry), 0 when added (or the directory cannot be watched), -errno.
+ */
 static int add_watch(SbxPlan *p, const char *dir, const char *name_glob, bool final)
 {
-        SbxWatch *t;
+        uint32_t h = str_hash(dir);
         int wd = -1;
 
         /*
-         * Many globs share a directory (every "~/" glob in each home): one
-         * inotify_add_watch per directory, the same watch for each glob. A
-         * directory replaced in between ends the session anyway (the first
-         * watch sees IN_MOVE_SELF or IN_DELETE_SELF).
+         * Many globs share a directory (every "~/" glob in each home, and
+         * every ancestor of every secret): one inotify_add_watch per
+         * directory, the same watch for each glob, and one entry per
+         * (directory, name). A directory replaced in between ends the
+         * session anyway (the first watch sees IN_MOVE_SELF or
+         * IN_DELETE_SELF).
          */
-        for (size_t i = 0; i < p->n_watches; i++)
-                if (streq(p->watches[i].dir, dir)) {
-                        wd = p->watches[i].wd;
-                        break;
-                }
+        for (size_t i = 0; i < p->n_watches; i++) {
+                const SbxWatch *w = &p->watches[i];
+                if (w->dir_hash != h || !streq(w->dir, dir))
+                        continue;
+                if (w->final == final && streq(w->name, name_glob))
+                        return 1;
+                wd = w->wd;
+        }
         if (wd < 0)
                 wd = inotify_add_watch(p->inotify_fd, dir,
                                        IN_CREATE | IN_MOVED_TO | IN_MOVE_SELF | IN_DELETE_SELF |
                                                IN_ONLYDIR | IN_DONT_FOLLOW);
         if (wd < 0)
                 return errno == ENOENT || errno == ENOTDIR || errno == EACCES ? 0 : -errno;
-        t = realloc(p->watches, sizeof(SbxWatch) * (p->n_watches + 1));
-        if (!t)
+        if (p->n_watches >= p->watches_cap) {
+                size_t cap = p->watches_cap ? p->watches_cap * 2 : 64;
+                SbxWatch *t = realloc(p->watches, sizeof(SbxWatch) * cap);
+                if (!t)
+                        return -ENOMEM;
+                p->watches = t;
+                p->watches_cap = cap;
+        }
+        p->watches[p->n_watches] = (SbxWatch){ .wd = wd,
+                                               .dir_hash = h,
+                                               .dir = strdup(dir),
+                                               .name = strdup(name_glob),
+                                               .final = final };
+        if (!p->watches[p->n_watches].dir || !p->watches[p->n_watches].name) {
+                free(p->watches[p->n_watches].dir);
+                free(p->watches[p->n_watches].name);
                 return -ENOMEM;
-        p->watches = t;
-        p->watches[p->n_watches] = (SbxWatch){
-                .wd = wd, .dir = strdup(dir), .name = strdup(name_glob), .final = final
-        };
-        if (!p->watches[p->n_watches].dir || !p->watches[p->n_watches].name)
-                return -ENOMEM;
+        }
         p->n_watches++;
         return 0;
 }
@@ -1930,6 +1958,8 @@ static int watch_glob(SbxPlan *p, const char *g)
 
                 if (stat(dir, &st) == 0) {
                         r = add_watch(p, dir, name, final);
+                        if (r == 1)
+                                return 0; /* and its ancestors with it */
                         /*
                          * Every ancestor up to / too, for IN_MOVE_SELF and
                          * IN_DELETE_SELF only (the name "" matches no entry):
@@ -1940,8 +1970,10 @@ static int watch_glob(SbxPlan *p, const char *g)
                         while (r >= 0 && (slash = strrchr(dir, '/')) && slash != dir) {
                                 *slash = '\0';
                                 r = add_watch(p, dir, "", false);
+                                if (r == 1)
+                                        return 0; /* watched already, and so its ancestors */
                         }
-                        return r;
+                        return r < 0 ? r : 0;
                 }
                 slash = strrchr(dir, '/');
                 if (!slash || slash == dir)

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/macros.h"
@@ -42,9 +43,10 @@ typedef struct {
 
 typedef struct {
         int wd;
-        char *dir;  /* watched directory */
-        char *name; /* glob of the names that are (or lead to) a secret */
-        bool final; /* name is the secret's own (else a directory on the way to it) */
+        uint32_t dir_hash; /* of dir: the duplicate checks compare strings rarely */
+        char *dir;         /* watched directory */
+        char *name;        /* glob of the names that are (or lead to) a secret */
+        bool final;        /* name is the secret's own (else a directory on the way to it) */
 } SbxWatch;
 
 /* Called for each secret that appeared: path, and whether it is the secret itself. */
@@ -82,7 +84,7 @@ typedef struct {
         pid_t idmap_helper;
         int inotify_fd; /* watches the secrets' directories during the session */
         SbxWatch *watches;
-        size_t n_watches;
+        size_t n_watches, watches_cap;
         char *secret_appeared; /* set when the session was ended because of it */
         pid_t watcher;         /* the process reading inotify_fd during the session */
         int watch_report;      /* watcher -> parent: the secret that appeared */
