@@ -211,6 +211,9 @@ void plan_policy_effects_done(PlanPolicyEffects *e);
  * child has exited, getting the observed effects: secrets opened, files
  * changed (from the paths of the calls that change files), connections,
  * execs, signals, daemons. Nothing is refused.
+ * The command's processes keep the filter for life: a continuer process
+ * (supervisor.c) answers for them when the recorder cannot (the caller
+ * died, or plan_record_finish() found processes still running).
  */
 typedef struct PlanRecorder PlanRecorder;
 int plan_record_child(int sock);

@@ -363,7 +363,8 @@ struct PlanSup {
         int sock;
         int listener;
         int fan;
-        int stop_efd; /* written by plan_sup_free to end a thread that never got a listener */
+        int stop_efd;   /* written by plan_sup_free to end a thread that never got a listener */
+        int standby_fd; /* record mode: the continuer's leash (see continuer()) */
         pthread_t thread;
         bool thread_started;
         int thread_error;
@@ -1934,6 +1935,114 @@ int plan_sup_watch_secrets(PlanSup *s, int root_fd, char *err, size_t err_size)
 
 /* ---- the thread ---- */
 
+/*
+ * The process that keeps answering for a recorded command when the broker
+ * cannot: the command's processes hold the recording filter for the rest of
+ * their lives, and a filter without a listener answers every notified call
+ * with ENOSYS. So in record mode, before the command runs, a small process
+ * of its own (reparented away from the broker) gets a copy of the listener
+ * and waits on a socket, its leash, whose other end the supervisor holds:
+ * - 'x': the command and everything it started have ended: it exits;
+ * - 'c': the command ended but left processes running (a daemon a script
+ *   started): it lets their calls continue, unrecorded;
+ * - end of file: the broker died or restarted mid-command: the same, so an
+ *   approved command is never broken halfway by losing its broker.
+ * It exits when no process holds the filter any more (POLLHUP). Runs after
+ * fork() in a threaded process: system calls only, no allocation, no locks.
+ */
+static _noreturn_ void continuer(int listener, int leash)
+{
+        char c = 0;
+        ssize_t n;
+
+        /* out of the way first: either may be 3 or 4 already */
+        listener = fcntl(listener, F_DUPFD, 10);
+        leash = fcntl(leash, F_DUPFD, 10);
+        if (listener < 0 || leash < 0 || dup2(listener, 3) < 0 || dup2(leash, 4) < 0)
+                _exit(1);
+        (void)close_range(0, 2, 0);
+        (void)close_range(5, ~0U, 0);
+        (void)setsid();
+        (void)prctl(PR_SET_NAME, (unsigned long)"airlock-contd", 0, 0, 0);
+        do
+                n = read(4, &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n == 1 && c == 'x')
+                _exit(0);
+        close(4);
+        for (;;) {
+                struct pollfd pfd = { .fd = 3, .events = POLLIN };
+                struct seccomp_notif req;
+                struct seccomp_notif_resp resp;
+
+                if (poll(&pfd, 1, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                if (!(pfd.revents & POLLIN)) {
+                        if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+                                _exit(0); /* no process holds the filter any more */
+                        continue;
+                }
+                memset(&req, 0, sizeof(req));
+                if (ioctl(3, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
+                        continue; /* the caller went away meanwhile */
+                resp = (struct seccomp_notif_resp){
+                        .id = req.id,
+                        .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+                };
+                (void)ioctl(3, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+        }
+}
+
+/* Starts the continuer on its leash; returns the leash's end to keep, or -errno. */
+static int start_continuer(int listener)
+{
+        int leash[2], status;
+        pid_t pid, w;
+
+        /* a socket, not a pipe: telling a continuer that is gone must not raise SIGPIPE */
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, leash) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(leash[0]);
+                close(leash[1]);
+                return r;
+        }
+        if (pid == 0) {
+                /* a second fork: the continuer is nobody's child here, init reaps it */
+                pid_t grandchild = fork();
+                if (grandchild < 0)
+                        _exit(1);
+                if (grandchild == 0)
+                        continuer(listener, leash[0]);
+                _exit(0);
+        }
+        close(leash[0]);
+        do
+                w = waitpid(pid, &status, 0);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                close(leash[1]);
+                return w < 0 ? -errno : -ECHILD;
+        }
+        return leash[1];
+}
+
+/* Tells the continuer to exit ('x') or to take over ('c'), and lets go of it. */
+static void release_continuer(PlanSup *s, char what)
+{
+        if (s->standby_fd < 0)
+                return;
+        if (send(s->standby_fd, &what, 1, MSG_NOSIGNAL) != 1) {
+                /* it is gone: nothing to tell */
+        }
+        s->standby_fd = safe_close(s->standby_fd);
+}
+
 static int receive_listener(PlanSup *s)
 {
         int num = -1, pidfd, fd;
@@ -1985,6 +2094,15 @@ static int receive_listener(PlanSup *s)
                 return -ECANCELED;
         }
         pthread_mutex_unlock(&s->lock);
+        if (s->mode == PLAN_SUP_RECORD) {
+                /* before the command runs: no moment without someone to answer it */
+                int leash = start_continuer(fd);
+                if (leash < 0) {
+                        close(fd); /* no acknowledgement: the command never runs */
+                        return leash;
+                }
+                s->standby_fd = leash;
+        }
         if (write(s->sock, "K", 1) != 1) {
                 close(fd);
                 return -errno;
@@ -2059,6 +2177,7 @@ static int sup_start(PlanSupMode mode, const Policy *policy, int sock, PlanResul
         s->listener = -EBADF;
         s->fan = -EBADF;
         s->stop_efd = -EBADF;
+        s->standby_fd = -EBADF;
         s->gated = gated;
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->gate_cond, NULL);
@@ -2184,6 +2303,8 @@ PlanSup *plan_sup_free(PlanSup *s)
                 }
                 pthread_join(s->thread, NULL);
         }
+        /* still on its leash (an error path): end of file, it serves whatever is left */
+        safe_close(s->standby_fd);
         safe_close(s->listener);
         close_in_background(s->fan);
         safe_close(s->stop_efd);
@@ -2258,85 +2379,11 @@ fail:
         return r;
 }
 
-/*
- * The process that keeps answering for what a recorded command left running
- * (a daemon a script started). Those processes hold the recording filter for
- * the rest of their lives, and a filter without a listener answers every
- * notified call with ENOSYS: if the broker kept the listener, a broker
- * restart would break their connects, execs and writes. So the listener
- * goes to a small process of its own, reparented away from the broker, that
- * lets every call continue unrecorded and exits when the last of them has
- * gone (the listener reports POLLHUP). Runs after fork() in a threaded
- * process: system calls only, no allocation, no locks.
- */
-static _noreturn_ void continuer(int listener)
-{
-        if (listener != 3) {
-                if (dup2(listener, 3) < 0)
-                        _exit(1);
-        }
-        (void)close_range(0, 2, 0);
-        (void)close_range(4, ~0U, 0);
-        (void)setsid();
-        (void)prctl(PR_SET_NAME, (unsigned long)"airlock-contd", 0, 0, 0);
-        for (;;) {
-                struct pollfd pfd = { .fd = 3, .events = POLLIN };
-                struct seccomp_notif req;
-                struct seccomp_notif_resp resp;
-
-                if (poll(&pfd, 1, -1) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        _exit(1);
-                }
-                if (!(pfd.revents & POLLIN)) {
-                        if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
-                                _exit(0); /* no process holds the filter any more */
-                        continue;
-                }
-                memset(&req, 0, sizeof(req));
-                if (ioctl(3, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
-                        continue; /* the caller went away meanwhile */
-                resp = (struct seccomp_notif_resp){
-                        .id = req.id,
-                        .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE,
-                };
-                (void)ioctl(3, SECCOMP_IOCTL_NOTIF_SEND, &resp);
-        }
-}
-
-/* Hands the listener to a continuer, reparented away from us. Returns 0 or -errno. */
-static int hand_over_listener(int listener)
-{
-        pid_t pid, status_pid;
-        int status;
-
-        pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                /* a second fork: the continuer is nobody's child here, init reaps it */
-                pid_t grandchild = fork();
-                if (grandchild < 0)
-                        _exit(1);
-                if (grandchild == 0)
-                        continuer(listener);
-                _exit(0);
-        }
-        do
-                status_pid = waitpid(pid, &status, 0);
-        while (status_pid < 0 && errno == EINTR);
-        if (status_pid < 0)
-                return -errno;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
-}
-
 int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
 {
         PlanSup *s;
         uint64_t deadline;
         bool ended = false;
-        int r = 0;
 
         if (!rec || !rec->sup || !ret_observed)
                 return -EINVAL;
@@ -2344,7 +2391,7 @@ int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
         /*
          * The child has exited; descendants it left behind still hold the
          * filter. Wait a little for them, then hand the results over and
-         * the listener to a continuer process (see continuer()).
+         * let the continuer answer for them (see continuer()).
          */
         deadline = now_monotonic_usec() + PLAN_RECORD_GRACE_USEC;
         while (now_monotonic_usec() < deadline) {
@@ -2358,7 +2405,7 @@ int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
         if (!ended) {
                 uint64_t one = 1;
 
-                /* stop our thread (it finishes the call in hand), then pass the listener on */
+                /* stop our thread (it finishes the call in hand), then let the continuer serve */
                 if (write(s->stop_efd, &one, sizeof(one)) < 0) {
                         /* an eventfd counter this far from overflow does not fail */
                 }
@@ -2369,22 +2416,9 @@ int plan_record_finish(PlanRecorder *rec, PlanResult **ret_observed)
                                           "processes the command started were still running when "
                                           "it ended: their later effects are not recorded");
                 pthread_mutex_unlock(&s->lock);
-                if (s->listener >= 0)
-                        r = hand_over_listener(s->listener);
-                /*
-                 * r < 0: no continuer. Our listener closes with the recorder
-                 * and the processes left behind get ENOSYS from every
-                 * supervised call: they fail closed, and the plan says so.
-                 */
-                if (r < 0) {
-                        pthread_mutex_lock(&s->lock);
-                        (void)plan_result_partial(
-                                s->r, "the processes it left running could not be handed to a "
-                                      "continuer: their connects, execs and file changes now fail "
-                                      "(ENOSYS)");
-                        pthread_mutex_unlock(&s->lock);
-                }
-        }
+                release_continuer(s, 'c');
+        } else
+                release_continuer(s, 'x');
         pthread_mutex_lock(&s->lock);
         s->closed = true;
         pthread_mutex_unlock(&s->lock);

@@ -387,6 +387,42 @@ def test_record_leaves_a_started_daemon_working(shadow_policy, tmp_path):
     assert not set(serving) & set(_continuers())
 
 
+def test_record_survives_the_broker_dying_mid_command(shadow_policy, tmp_path):
+    """The recorder (the broker) is killed with SIGKILL while the approved command runs:
+    the command's later execs, connects and writes carry on (the continuer answers them)
+    instead of failing with ENOSYS halfway through."""
+    marker = tmp_path / "after"
+    started = tmp_path / "started"
+    p = subprocess.Popen([str(DRIVER), "run", "record", str(shadow_policy), "--", "sh", "-c",
+                          f"touch {started}; sleep 1.5; /bin/echo done > {marker}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if started.exists():
+            break
+        time.sleep(0.05)
+    assert started.exists(), "the recorded command never started"
+    p.kill()
+    p.wait()
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.exists() and marker.read_text() == "done\n", \
+        "the command broke when its recorder died (its exec got ENOSYS)"
+
+
+def test_record_without_leftovers_leaves_no_continuer(shadow_policy, tmp_path):
+    """A command that leaves nothing running: its continuer exits with it."""
+    before = set(_continuers())
+    rec, _ = supervise("record", shadow_policy, ["sh", "-c", "true"])
+    assert exit_code(rec) == 0 and rec["complete"] is True
+    for _ in range(50):
+        if not set(_continuers()) - before:
+            break
+        time.sleep(0.1)
+    assert not set(_continuers()) - before
+
+
 def _continuers():
     out = []
     for d in os.listdir("/proc"):
