@@ -589,8 +589,12 @@ static void execute(ExecRun *x)
         ExecSpec spec;
 
         pthread_mutex_lock(&B.lock);
-        /* an approved request with a plan: record what it does, to compare with the plan */
-        check = r->state == REQ_APPROVED && r->plan;
+        /*
+         * A request with a plan (approved, or allowed by an effect rule once
+         * planned): record what it does, to compare with the plan. Requests
+         * the policy allows outright were never planned.
+         */
+        check = r->plan != NULL;
         /*
          * Allowed requests were recorded as executing when they were
          * submitted; approved ones start here. Only this thread moves an
@@ -1286,8 +1290,23 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                  * overlap); nothing is acted on until both are durable.
                  */
                 if (k >= 0) {
-                        int db = state_insert_request(B.state, r);
-                        int au = audit_transitions_end(ticket, r);
+                        int db, au;
+
+                        if (r->state == REQ_PENDING) {
+                                /*
+                                 * A pending row outlives a crash and can be
+                                 * approved after a restart: it may exist only
+                                 * once the log holds its submission. (An
+                                 * executing row found at restart is marked
+                                 * interrupted and never runs, so that path
+                                 * keeps the overlap.)
+                                 */
+                                au = audit_transitions_end(ticket, r);
+                                db = au >= 0 ? state_insert_request(B.state, r) : -ECANCELED;
+                        } else {
+                                db = state_insert_request(B.state, r);
+                                au = audit_transitions_end(ticket, r);
+                        }
 
                         if (au < 0 && db >= 0 && state_delete_request(B.state, r->id) < 0)
                                 /* nothing ran; a restart shows what the database kept */
