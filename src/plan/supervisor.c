@@ -160,7 +160,7 @@ static void on_flags(Prog *p, long n, int i, uint32_t bits, uint32_t action)
 
 /*
  * socket()/socketpair() in refuse mode: families a network namespace
- * confines are allowed, AF_UNIX too except datagram sockets, the rest is
+ * confines are allowed, AF_UNIX stream and seqpacket sockets too, the rest is
  * refused with EAFNOSUPPORT (vsock, bluetooth, ... are not namespaced).
  */
 static void on_socket(Prog *p, long n)
@@ -168,14 +168,20 @@ static void on_socket(Prog *p, long n)
         static const uint32_t ok[] = { AF_INET, AF_INET6, AF_NETLINK, AF_PACKET, AF_ALG };
         size_t m = ELEMENTSOF(ok);
 
-        /* block: JEQ n | LD a0 | JEQ unix | LD a1 | AND | JEQ dgram | RET EACCES | RET ALLOW |
-         *        (JEQ ok_i, RET ALLOW) * m | RET EAFNOSUPPORT */
-        emit(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)n, 0, (uint8_t)(8 + 2 * m));
+        /*
+         * AF_UNIX: stream and seqpacket only. Every other type is refused,
+         * SOCK_RAW included: af_unix.c makes it a datagram socket, which
+         * sends to any path.
+         * block: JEQ n | LD a0 | JEQ unix | LD a1 | AND | JEQ stream | JEQ seqpacket |
+         *        RET EACCES | RET ALLOW | (JEQ ok_i, RET ALLOW) * m | RET EAFNOSUPPORT
+         */
+        emit(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)n, 0, (uint8_t)(9 + 2 * m));
         emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0), 0, 0);
-        emit(p, BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 5);
+        emit(p, BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 0, 6);
         emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1), 0, 0);
         emit(p, BPF_ALU | BPF_AND | BPF_K, 0xf, 0, 0);
-        emit(p, BPF_JMP | BPF_JEQ | BPF_K, SOCK_DGRAM, 0, 1);
+        emit(p, BPF_JMP | BPF_JEQ | BPF_K, SOCK_STREAM, 2, 0);
+        emit(p, BPF_JMP | BPF_JEQ | BPF_K, SOCK_SEQPACKET, 1, 0);
         emit(p, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES, 0, 0);
         emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
         for (size_t i = 0; i < m; i++) {
@@ -2119,6 +2125,12 @@ static void *sup_thread(void *arg)
 
         r = receive_listener(s);
         if (r < 0) {
+                /*
+                 * No acknowledgement is coming: end the channel, so that the
+                 * child's plan_sup_child() reads end of file and gives up
+                 * instead of waiting for ever (the command never runs).
+                 */
+                (void)shutdown(s->sock, SHUT_RDWR);
                 s->thread_error = r;
                 goto out;
         }

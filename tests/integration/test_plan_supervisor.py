@@ -358,6 +358,34 @@ def test_record_secret_directory(tmp_path):
     assert rec["secrets"] == []  # listing names is no read
 
 
+UNIX_TYPES = r"""
+import errno, socket, sys
+for t in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW, socket.SOCK_SEQPACKET):
+    for how in ("socket", "socketpair"):
+        try:
+            if how == "socket":
+                socket.socket(socket.AF_UNIX, t).close()
+            else:
+                [x.close() for x in socket.socketpair(socket.AF_UNIX, t)]
+            r = "OK"
+        except OSError as e:
+            r = errno.errorcode[e.errno]
+        print(f"unix {int(t)} {how} {r}", file=sys.stderr)
+"""
+
+
+def test_refuse_unix_datagram_sockets_of_any_spelling(shadow_policy):
+    """A unix datagram socket sends to any path, so the snapshot refuses it, SOCK_RAW
+    included (af_unix.c turns it into a datagram socket). Outside they all work."""
+    out = subprocess.run([PYTHON, "-c", UNIX_TYPES], capture_output=True, text=True).stderr
+    assert out.count(" OK") == 8, out
+    rec, err = supervise("refuse", shadow_policy, [PYTHON, "-c", UNIX_TYPES])
+    assert exit_code(rec) == 0
+    for how in ("socket", "socketpair"):
+        assert f"unix 1 {how} OK" in err and f"unix 5 {how} OK" in err, err
+        assert f"unix 2 {how} EACCES" in err and f"unix 3 {how} EACCES" in err, err
+
+
 def test_record_leaves_a_started_daemon_working(shadow_policy, tmp_path):
     """A descendant that outlives the command keeps the filter for life: the recorder
     hands its results over after a grace period, says so, and passes the listener to a
