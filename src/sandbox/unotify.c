@@ -426,6 +426,37 @@ static int decide_inet(const Wall *w, Job *j, int type)
 }
 
 /*
+ * A pidfd for the notifying thread tid: PIDFD_THREAD (Linux 6.9 and later),
+ * else, where the kernel refuses that flag (EINVAL), one for its thread
+ * group, whose memory and (unless the thread unshared it) fd table are the
+ * thread's. Either way the caller checks SECCOMP_IOCTL_NOTIF_ID_VALID
+ * afterwards, which rules out a tid reused meanwhile.
+ */
+static int pidfd_of_thread(pid_t tid)
+{
+        _cleanup_free_ char *status = NULL;
+        char path[64];
+        const char *t;
+        long tgid;
+        int fd;
+
+        fd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+        if (fd >= 0 || errno != EINVAL)
+                return fd;
+        snprintf(path, sizeof path, "/proc/%d/status", (int)tid);
+        if (read_full_file(path, 64 * 1024, &status, NULL) < 0) {
+                errno = ESRCH;
+                return -1;
+        }
+        t = strstr(status, "\nTgid:");
+        if (!t || (tgid = strtol(t + 6, NULL, 10)) <= 0) {
+                errno = ESRCH;
+                return -1;
+        }
+        return (int)syscall(SYS_pidfd_open, (pid_t)tgid, 0);
+}
+
+/*
  * Reads the notification's arguments and fetches the socket. Returns 0 (the
  * job is ready to connect), 1 (the notification is stale: drop it), or a
  * negative errno to answer.
@@ -453,7 +484,7 @@ static int prepare(const Wall *w, const struct seccomp_notif *req, Job *j)
                         return id_valid(w, req->id) ? e : 1;
                 }
         }
-        pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+        pidfd = pidfd_of_thread(tid);
         if (pidfd < 0) /* gone (then nobody waits), or we are short of fds: answer */
                 return id_valid(w, req->id) ? -EAGAIN : 1;
         /* The tid (and so the memory read and the pidfd) was the notifying thread's. */
