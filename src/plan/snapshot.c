@@ -500,7 +500,8 @@ static int mount_ro_bind(Builder *b, const Mount *m, size_t i)
 
 static void mount_dev(Builder *b)
 {
-        static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+        /* no tty: the command must never reach a terminal (see plan_snapshot_main) */
+        static const char *const nodes[] = { "null", "zero", "full", "random", "urandom" };
         static const char *const links[][2] = {
                 { "ptmx", "pts/ptmx" },          { "fd", "/proc/self/fd" },
                 { "stdin", "/proc/self/fd/0" },  { "stdout", "/proc/self/fd/1" },
@@ -996,6 +997,13 @@ _noreturn_ void plan_snapshot_main(const PlanSnapshotArgs *a)
 
         /* If plan_run()'s process dies, so does the plan. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(1);
+        /*
+         * A session of our own, without a controlling terminal: the planned
+         * command must not reach the terminal airlock plan was started from
+         * (TIOCSTI into the admin's shell, reading what they type, stty).
+         */
+        if (setsid() < 0)
                 _exit(1);
         close_all_but(keep, ELEMENTSOF(keep));
         die_pid_first = true;
