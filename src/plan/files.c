@@ -948,9 +948,28 @@ static int compare_entry(PlanFiles *pf, size_t layer, int udir, int ldir, const 
         baseline = pf->baseline_path && streq(path, pf->baseline_path) && S_ISREG(ust->st_mode);
         mode = ust->st_mode != lst->st_mode;
         owner = ust->st_uid != lst->st_uid || ust->st_gid != lst->st_gid;
-        if ((ust->st_mode & S_IFMT) != (lst->st_mode & S_IFMT))
+        if ((ust->st_mode & S_IFMT) != (lst->st_mode & S_IFMT)) {
+                /*
+                 * A new kind of file in place of the old (a symlink replaced
+                 * by a file, say): its content is all new, and must be shown
+                 * and scanned like a created file's.
+                 */
                 content = true;
-        else if (S_ISLNK(ust->st_mode)) {
+                if (S_ISREG(ust->st_mode)) {
+                        if (ust->st_size > (off_t)FILES_READ_MAX)
+                                large = true;
+                        else {
+                                r = read_file(pf, 0, udir, name, (uint64_t)ust->st_size, &ubuf,
+                                              &ulen);
+                                if (r < 0)
+                                        return r;
+                        }
+                } else if (S_ISLNK(ust->st_mode)) {
+                        r = read_link(udir, name, &ulink);
+                        if (r < 0)
+                                return r;
+                }
+        } else if (S_ISLNK(ust->st_mode)) {
                 r = read_link(udir, name, &ulink);
                 if (r >= 0)
                         r = read_link(ldir, name, &llink);

@@ -313,10 +313,16 @@ static bool has_glob(const char *s)
         return strpbrk(s, "*?[{\\") != NULL;
 }
 
-static void fingerprint_file(Builder *b, int dir, const char *name, const char *path)
+/*
+ * Fingerprints the secret at dir/name. follow: name is a symlink whose path
+ * is a secret (/etc/letsencrypt/live/X/privkey.pem): the file it points to
+ * is read, as a command reading the secret would.
+ */
+static void fingerprint_file(Builder *b, int dir, const char *name, const char *path, bool follow)
 {
         _cleanup_close_ int fd =
-                openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+                openat(dir, name,
+                       O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW) | O_NOCTTY | O_NONBLOCK);
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t len = 0;
@@ -367,8 +373,9 @@ static void fingerprint_tree(Builder *b, int dir, const char *path, unsigned dep
                         die(b->a, "out of memory");
                 if (fstatat(dir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
-                if (S_ISREG(st.st_mode) && policy_path_is_secret(b->a->o->policy, child))
-                        fingerprint_file(b, dir, de->d_name, child);
+                if ((S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) &&
+                    policy_path_is_secret(b->a->o->policy, child))
+                        fingerprint_file(b, dir, de->d_name, child, S_ISLNK(st.st_mode));
                 else if (S_ISDIR(st.st_mode)) {
                         _cleanup_close_ int sub = openat(
                                 dir, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -405,7 +412,7 @@ static void fingerprint_secrets(Builder *b)
                 }
                 if (lstat(prefix, &st) < 0)
                         continue;
-                if (S_ISREG(st.st_mode)) {
+                if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
                         _cleanup_free_ char *dir = strdup(prefix);
                         char *base = strrchr(prefix, '/') + 1;
 
@@ -414,7 +421,7 @@ static void fingerprint_secrets(Builder *b)
                         dir[base - prefix - (base - prefix > 1 ? 1 : 0)] = '\0';
                         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                         if (fd >= 0 && policy_path_is_secret(b->a->o->policy, prefix))
-                                fingerprint_file(b, fd, base, prefix);
+                                fingerprint_file(b, fd, base, prefix, S_ISLNK(st.st_mode));
                 } else if (S_ISDIR(st.st_mode)) {
                         fd = open(prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                         if (fd >= 0)
