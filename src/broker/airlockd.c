@@ -472,9 +472,16 @@ static int reply_error(Conn *c, const char *code, const char *fmt, ...)
         return proto_write_error(c->fd, code, m);
 }
 
-static int send_request(int fd, const char *type, const Req *r)
+/* A request as this peer may see it (see req_to_json_for_agent()). */
+static json_t *req_json_for(const Conn *c, const Req *r)
 {
-        return send_json(fd, json_pack("{s:s, s:o}", "type", type, "request", req_to_json(r)));
+        return c->channel == PROTO_CHANNEL_SESSION ? req_to_json_for_agent(r) : req_to_json(r);
+}
+
+static int send_request(const Conn *c, const char *type, const Req *r)
+{
+        return send_json(c->fd,
+                         json_pack("{s:s, s:o}", "type", type, "request", req_json_for(c, r)));
 }
 
 /* ---- execution ---- */
@@ -809,14 +816,14 @@ static int wait_and_stream_from(Conn *c, Req *r, uint64_t deadline_usec, size_t 
                         }
                 }
                 if (req_state_is_final(r->state)) {
-                        json_t *j = req_to_json(r);
+                        json_t *j = req_json_for(c, r);
 
                         pthread_mutex_unlock(&B.lock);
                         return send_json(c->fd,
                                          json_pack("{s:s, s:o}", "type", "done", "request", j));
                 }
                 if (r->state == REQ_PENDING && now_realtime_usec() >= deadline_usec) {
-                        json_t *j = req_to_json(r);
+                        json_t *j = req_json_for(c, r);
 
                         pthread_mutex_unlock(&B.lock);
                         return send_json(c->fd, json_pack("{s:s, s:o}", "type", "still-pending",
@@ -860,7 +867,7 @@ static int stream_stored(Conn *c, Req *r)
                 if (el > 0 && (k = send_output(c->fd, OUT_STDERR, err, el)) < 0)
                         return k;
         }
-        return send_request(c->fd, "done", r);
+        return send_request(c, "done", r);
 }
 
 /* ---- visibility ---- */
@@ -1340,7 +1347,7 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                 active_remove(r);
         /* first reply: the request as recorded (the client learns its id) */
         {
-                json_t *j = req_to_json(r);
+                json_t *j = req_json_for(c, r);
                 bool run_here = r->state == REQ_EXECUTING;
 
                 pthread_mutex_unlock(&B.lock);
@@ -1385,7 +1392,7 @@ static int handle_wait_or_show(Conn *c, const ProtoRequest *q)
                                    (unsigned long long)q->id);
         }
         if (q->type == PROTO_REQ_SHOW) {
-                json_t *j = req_to_json(r);
+                json_t *j = req_json_for(c, r);
 
                 pthread_mutex_unlock(&B.lock);
                 return send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));
@@ -1652,7 +1659,7 @@ static int handle_verdict(Conn *c, const ProtoRequest *q)
         if (r->state == REQ_APPROVED)
                 (void)start_executor(r);
         {
-                json_t *j = req_to_json(r);
+                json_t *j = req_json_for(c, r);
 
                 pthread_mutex_unlock(&B.lock);
                 return send_json(c->fd, json_pack("{s:s, s:o}", "type", "request", "request", j));

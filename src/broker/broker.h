@@ -127,6 +127,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Req *, req_unref)
 
 /* The request as JSON for show/list/exec replies. New reference or NULL. */
 json_t *req_to_json(const Req *r);
+/* The same for the agent that asked (a session peer): a plan that read a secret is withheld. */
+json_t *req_to_json_for_agent(const Req *r);
 /* The same without the plan itself (plan_digest names it): for lists of requests. */
 json_t *req_to_json_brief(const Req *r);
 

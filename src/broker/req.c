@@ -196,6 +196,40 @@ json_t *req_to_json(const Req *r)
         return to_json(r, true);
 }
 
+/* Whether the request's dry run opened a secret. */
+static bool plan_read_secret(const Req *r)
+{
+        const json_t *s = r->plan ? json_object_get(r->plan, "secrets") : NULL;
+
+        return json_is_array(s) && json_array_size(s) > 0;
+}
+
+json_t *req_to_json_for_agent(const Req *r)
+{
+        json_t *j = to_json(r, true);
+
+        if (!j || !plan_read_secret(r))
+                return j;
+        /*
+         * The dry run ran as root and read a secret. Everything it did is the
+         * command's choice and may carry the secret's bytes: file names and
+         * sizes, link targets, addresses, its exit status, even the rule's
+         * reason (it names the file written). The agent that asked learns
+         * only that; approvers see the whole plan.
+         */
+        json_object_del(j, "plan");
+        json_object_del(j, "plan_omitted");
+        json_object_del(j, "deviation_check");
+        json_object_set_new(j, "plan_withheld", json_true());
+        json_object_set_new(json_object_get(j, "decision"), "reason",
+                            json_string(r->action == POLICY_DENY
+                                                ? "denied: its dry run reads a secret; what it did "
+                                                  "is shown to approvers only"
+                                                : "its dry run reads a secret; what it did is "
+                                                  "shown to approvers only"));
+        return j;
+}
+
 json_t *req_to_json_brief(const Req *r)
 {
         return to_json(r, false);
