@@ -638,8 +638,15 @@ static void prepare_lowers(Builder *b)
                         continue;
                 snprintf(src, sizeof src, "/proc/self/fd/%d", m->lower_fd);
                 snprintf(dst, sizeof dst, STAGE "/l%zu", i);
-                if (fstat(m->lower_fd, &st) < 0)
-                        die(b->a, "cannot stat %s: %m", m->path);
+                if (fstat(m->lower_fd, &st) < 0) {
+                        /* a user's FUSE mount without allow_other refuses even root */
+                        if (i == 0)
+                                die(b->a, "cannot stat %s: %m", m->path);
+                        note(b, "%s (%s) is not in the snapshot: %s", m->path, m->type,
+                             strerror(errno));
+                        m->kind = M_SKIP;
+                        continue;
+                }
                 if (!S_ISDIR(st.st_mode)) {
                         /* a mount on a file: shown read-only */
                         int fd = open(dst, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
