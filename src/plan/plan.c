@@ -1567,6 +1567,106 @@ static void kill_and_reap(pid_t builder, pid_t helper)
         }
 }
 
+/* ---- limits: the plan's processes in cgroups of their own ---- */
+
+/*
+ * The planned command is root of its own user namespace: RLIMIT_NPROC does
+ * not hold uid 0, and it may mount tmpfs of its own. So its processes and
+ * memory are bounded by cgroups (v1 pids and memory, where the host has
+ * them): an agent's request for a fork bomb or a memory hog, planned
+ * automatically by the broker before anyone approves it, must not take the
+ * host down.
+ */
+#define PLAN_PIDS_MAX     2048
+#define PLAN_MEMORY_EXTRA (1024ULL * 1024 * 1024) /* besides the upper layers' tmpfs */
+
+typedef struct {
+        char *dirs[2];
+        int procs[2];
+} PlanCgroups;
+
+static void plan_cgroups_done(PlanCgroups *c)
+{
+        for (size_t i = 0; i < ELEMENTSOF(c->dirs); i++) {
+                c->procs[i] = safe_close(c->procs[i]);
+                if (!c->dirs[i])
+                        continue;
+                /* the pid namespace is gone, its last processes may still be exiting */
+                for (int t = 0; t < 500; t++) {
+                        if (rmdir(c->dirs[i]) == 0 || errno != EBUSY)
+                                break;
+                        usleep(2000);
+                }
+                free(c->dirs[i]);
+                c->dirs[i] = NULL;
+        }
+}
+
+static int write_file_at(const char *dir, const char *name, const char *value)
+{
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (asprintf(&path, "%s/%s", dir, name) < 0)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return write(fd, value, strlen(value)) == (ssize_t)strlen(value) ? 0 : -errno;
+}
+
+static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, size_t err_size)
+{
+        static unsigned counter;
+        static const char *const ctl[] = { "pids", "memory" };
+        unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+
+        for (size_t i = 0; i < ELEMENTSOF(ctl); i++) {
+                char base[64], value[32];
+                _cleanup_free_ char *procs = NULL;
+                int k;
+
+                c->procs[i] = -EBADF;
+                snprintf(base, sizeof base, "/sys/fs/cgroup/%s/cgroup.procs", ctl[i]);
+                if (access(base, W_OK) < 0)
+                        continue; /* no v1 controller here: not bounded by it */
+                snprintf(base, sizeof base, "/sys/fs/cgroup/%s/airlock", ctl[i]);
+                if (mkdir(base, 0755) < 0 && errno != EEXIST)
+                        return fail(err, err_size, -errno, "cannot create %s: %m", base);
+                if (asprintf(&c->dirs[i], "%s/plan-%d-%u", base, (int)getpid(), n) < 0)
+                        return -ENOMEM;
+                if (mkdir(c->dirs[i], 0700) < 0) {
+                        k = -errno;
+                        free(c->dirs[i]);
+                        c->dirs[i] = NULL;
+                        return fail(err, err_size, k, "cannot create the plan's cgroup: %s",
+                                    strerror(-k));
+                }
+                if (i == 0)
+                        snprintf(value, sizeof value, "%d", PLAN_PIDS_MAX);
+                else
+                        snprintf(value, sizeof value, "%llu", (unsigned long long)memory_max);
+                k = write_file_at(c->dirs[i], i == 0 ? "pids.max" : "memory.limit_in_bytes", value);
+                if (k < 0)
+                        return fail(err, err_size, k, "cannot limit the plan's %s: %s", ctl[i],
+                                    strerror(-k));
+                if (asprintf(&procs, "%s/cgroup.procs", c->dirs[i]) < 0)
+                        return -ENOMEM;
+                c->procs[i] = open(procs, O_WRONLY | O_CLOEXEC);
+                if (c->procs[i] < 0)
+                        return fail(err, err_size, -errno, "cannot open %s: %m", procs);
+        }
+        return 0;
+}
+
+/* In the forked helper, before anything else: into the plan's cgroups, or no plan. */
+static void plan_cgroups_enter(const PlanCgroups *c)
+{
+        for (size_t i = 0; i < ELEMENTSOF(c->procs); i++)
+                if (c->procs[i] >= 0 && write(c->procs[i], "0", 1) != 1)
+                        _exit(1);
+}
+
 int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
 {
         _cleanup_(plan_result_freep) PlanResult *r = NULL;
@@ -1577,6 +1677,7 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
                             out_r = -EBADF, out_w = -EBADF, eff_r = -EBADF, eff_w = -EBADF,
                             sup_p = -EBADF, sup_c = -EBADF, root_fd = -EBADF;
         _cleanup_(plan_sup_freep) PlanSup *sup = NULL;
+        _cleanup_(plan_cgroups_done) PlanCgroups cg = { .procs = { -EBADF, -EBADF } };
         PlanOptions opts;
         PlanSnapshotArgs a;
         size_t n_groups = 0, eff_len = 0, eff_alloc = 0;
@@ -1682,11 +1783,16 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
         };
         fflush(NULL);
         /* glibc's fork(): the child may allocate even if this process has threads. */
+        k = plan_cgroups_prepare(&cg, opts.tmpfs_max + PLAN_MEMORY_EXTRA, err, err_size);
+        if (k < 0)
+                return k;
         helper = fork();
         if (helper < 0)
                 goto fail_errno;
-        if (helper == 0)
+        if (helper == 0) {
+                plan_cgroups_enter(&cg);
                 plan_snapshot_main(&a);
+        }
         ctl_w = safe_close(ctl_w);
         go_r = safe_close(go_r);
         out_w = safe_close(out_w);

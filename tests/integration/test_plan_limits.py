@@ -1,0 +1,43 @@
+"""The planned command's processes and memory are bounded (cgroup v1 pids and memory).
+
+The broker plans an agent's request before anyone approves it, as root of a user
+namespace (RLIMIT_NPROC does not hold uid 0): a fork bomb must not take the host's
+pids. Shown both ways: the same 2500 background processes start outside; planned,
+the command stops at the plan's pids.max, and the plan still ends, leaving nothing.
+"""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from plan_helpers import plan
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="airlock plan needs root"),
+    pytest.mark.skipif(not pathlib.Path("/sys/fs/cgroup/pids/cgroup.procs").exists(),
+                       reason="no cgroup v1 pids controller on this host"),
+]
+
+SPAWN = ("i=0; while [ $i -lt 2500 ]; do sleep 3 & i=$((i+1)); done 2>/dev/null; "
+         "echo SPAWNED-$((2000+500)); kill $(jobs -p) 2>/dev/null; exit 0")
+
+
+def test_fork_bomb_is_bounded_in_the_plan(tmp_path):
+    outside = subprocess.run(["sh", "-c", SPAWN], capture_output=True, text=True, timeout=120)
+    assert "SPAWNED-2500" in outside.stdout, outside.stderr
+    _, p, _, _ = plan("sh", "-c", SPAWN, timeout=20)
+    assert "SPAWNED-2500" not in (p.get("output") or ""), p.get("output")
+    left = [d for d in os.listdir("/sys/fs/cgroup/pids/airlock") if d.startswith("plan-")]
+    assert not left, f"plan cgroups left behind: {left}"
+
+
+def test_the_plan_runs_in_its_own_limited_cgroup():
+    script = ('g=$(grep ":pids:" /proc/self/cgroup | cut -d: -f3); '
+              'echo "GROUP=$g MAX=$(cat /sys/fs/cgroup/pids$g/pids.max)"')
+    _, p, _, _ = plan("sh", "-c", script)
+    out = p.get("output") or ""
+    assert "GROUP=/airlock/plan-" in out and "MAX=2048" in out, out
+    # outside, this test's own cgroup is not the plan's
+    mine = open("/proc/self/cgroup").read()
+    assert "/airlock/plan-" not in mine
