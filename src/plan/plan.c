@@ -8,6 +8,7 @@
  * assembles the PlanResult: JSON, printing, digest, policy view.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -1615,6 +1616,32 @@ static int write_file_at(const char *dir, const char *name, const char *value)
         return write(fd, value, strlen(value)) == (ssize_t)strlen(value) ? 0 : -errno;
 }
 
+/*
+ * Removes the empty cgroups of plans whose process is gone (killed in the
+ * middle of a plan: nothing else could remove them). Names are
+ * plan-PID-N; a cgroup still holding processes is left alone (EBUSY).
+ */
+static void sweep_stale_cgroups(const char *base)
+{
+        DIR *d = opendir(base);
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char path[512];
+                int pid;
+
+                if (sscanf(de->d_name, "plan-%d-", &pid) != 1 || pid <= 0)
+                        continue;
+                if (kill(pid, 0) == 0 || errno != ESRCH)
+                        continue; /* its plan may still be running */
+                snprintf(path, sizeof path, "%s/%s", base, de->d_name);
+                (void)rmdir(path);
+        }
+        closedir(d);
+}
+
 static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, size_t err_size)
 {
         static unsigned counter;
@@ -1633,6 +1660,7 @@ static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, 
                 snprintf(base, sizeof base, "/sys/fs/cgroup/%s/airlock", ctl[i]);
                 if (mkdir(base, 0755) < 0 && errno != EEXIST)
                         return fail(err, err_size, -errno, "cannot create %s: %m", base);
+                sweep_stale_cgroups(base);
                 if (asprintf(&c->dirs[i], "%s/plan-%d-%u", base, (int)getpid(), n) < 0)
                         return -ENOMEM;
                 if (mkdir(c->dirs[i], 0700) < 0) {
