@@ -182,7 +182,7 @@ static char *mfree_str(char *s)
         return NULL;
 }
 
-static char type_char(mode_t m)
+char plan_file_type(mode_t m)
 {
         switch (m & S_IFMT) {
         case S_IFREG:
@@ -579,7 +579,7 @@ static void set_old(PlanFile *f, const struct stat *st)
 
 static void set_new(PlanFile *f, const struct stat *st)
 {
-        f->type = type_char(st->st_mode);
+        f->type = plan_file_type(st->st_mode);
         f->new_mode = st->st_mode;
         f->new_uid = st->st_uid;
         f->new_gid = st->st_gid;
@@ -774,7 +774,7 @@ static int record_deleted(PlanFiles *pf, size_t layer, int ldir, const char *nam
 
         if (!e)
                 return entry_fail(pf);
-        e->f.type = type_char(lst->st_mode);
+        e->f.type = plan_file_type(lst->st_mode);
         set_old(&e->f, lst);
         e->rename_source = S_ISREG(lst->st_mode) && lst->st_size > 0;
         if (S_ISDIR(lst->st_mode)) {

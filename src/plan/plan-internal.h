@@ -36,6 +36,11 @@ int plan_result_add_contact(PlanResult *r, const char *daemon, const char *meani
 /* Marks the plan partial with a reason (copied; duplicates are kept once). */
 int plan_result_partial(PlanResult *r, const char *reason);
 
+/* ---- files.c ---- */
+
+/* The PlanFile.type letter of a mode: 'f', 'd', 'l', 'c', 'b', 'p', 's', '?' if none. */
+char plan_file_type(mode_t m);
+
 /* ---- supervisor.c ---- */
 
 typedef enum {

@@ -732,22 +732,20 @@ static int file_from_json(const json_t *o, PlanFile *f)
         return 0;
 }
 
-static int family_from_json(const json_t *v, int *ret)
-{
-        static const struct {
-                const char *name;
-                int value;
-        } t[] = { { "inet", AF_INET },
-                  { "inet6", AF_INET6 },
-                  { "unix", AF_UNIX },
-                  { "netlink", AF_NETLINK } };
+typedef struct {
+        const char *name;
+        int value;
+} NamedInt;
 
+/* A number in [0, 1024), or one of the names in t. */
+static int named_int_from_json(const json_t *v, const NamedInt *t, size_t n, int *ret)
+{
         if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < 1024) {
                 *ret = (int)json_integer_value(v);
                 return 0;
         }
         if (json_is_string(v))
-                for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                for (size_t i = 0; i < n; i++)
                         if (streq(json_string_value(v), t[i].name)) {
                                 *ret = t[i].value;
                                 return 0;
@@ -755,27 +753,24 @@ static int family_from_json(const json_t *v, int *ret)
         return -EINVAL;
 }
 
+static int family_from_json(const json_t *v, int *ret)
+{
+        static const NamedInt t[] = { { "inet", AF_INET },
+                                      { "inet6", AF_INET6 },
+                                      { "unix", AF_UNIX },
+                                      { "netlink", AF_NETLINK } };
+
+        return named_int_from_json(v, t, ELEMENTSOF(t), ret);
+}
+
 static int socktype_from_json(const json_t *v, int *ret)
 {
-        static const struct {
-                const char *name;
-                int value;
-        } t[] = { { "stream", SOCK_STREAM },
-                  { "dgram", SOCK_DGRAM },
-                  { "seqpacket", SOCK_SEQPACKET },
-                  { "raw", SOCK_RAW } };
+        static const NamedInt t[] = { { "stream", SOCK_STREAM },
+                                      { "dgram", SOCK_DGRAM },
+                                      { "seqpacket", SOCK_SEQPACKET },
+                                      { "raw", SOCK_RAW } };
 
-        if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < 1024) {
-                *ret = (int)json_integer_value(v);
-                return 0;
-        }
-        if (json_is_string(v))
-                for (size_t i = 0; i < ELEMENTSOF(t); i++)
-                        if (streq(json_string_value(v), t[i].name)) {
-                                *ret = t[i].value;
-                                return 0;
-                        }
-        return -EINVAL;
+        return named_int_from_json(v, t, ELEMENTSOF(t), ret);
 }
 
 int plan_result_from_json(const json_t *j, PlanResult **ret)

@@ -1298,36 +1298,18 @@ static bool exists_for(pid_t pid, const char *path, struct stat *st)
         return r;
 }
 
-static char type_of(mode_t m)
-{
-        switch (m & S_IFMT) {
-        case S_IFDIR:
-                return 'd';
-        case S_IFLNK:
-                return 'l';
-        case S_IFCHR:
-                return 'c';
-        case S_IFBLK:
-                return 'b';
-        case S_IFIFO:
-                return 'p';
-        case S_IFSOCK:
-                return 's';
-        default:
-                return 'f';
-        }
-}
-
 /* The type a creating call makes: mknod's mode says; the rest create files. */
 static char mknod_type(const struct seccomp_notif *req)
 {
+        mode_t m = 0;
+
 #ifdef __NR_mknod
         if (req->data.nr == __NR_mknod)
-                return type_of((mode_t)req->data.args[1]);
+                m = (mode_t)req->data.args[1];
 #endif
         if (req->data.nr == __NR_mknodat)
-                return type_of((mode_t)req->data.args[2]);
-        return 'f';
+                m = (mode_t)req->data.args[2];
+        return (m & S_IFMT) ? plan_file_type(m) : 'f'; /* mknod with no type makes a file */
 }
 
 static void record_file(PlanSup *s, PlanFileChange change, const char *path, const char *from,
@@ -1421,8 +1403,8 @@ static Verdict on_file(PlanSup *s, const struct seccomp_notif *req, int mem, con
                 if ((flags & O_TMPFILE) == O_TMPFILE)
                         break; /* an unnamed file: it shows when linked */
                 if (existed)
-                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, type_of(st.st_mode), true,
-                                    false, false);
+                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, plan_file_type(st.st_mode),
+                                    true, false, false);
                 else
                         record_file(s, PLAN_FILE_CREATED, abs1, NULL, mknod_type(req), true, false,
                                     false);
@@ -1430,39 +1412,39 @@ static Verdict on_file(PlanSup *s, const struct seccomp_notif *req, int mem, con
         case FC_DELETE:
         case FC_RMDIR:
                 if (existed)
-                        record_file(s, PLAN_FILE_DELETED, abs1, NULL, type_of(st.st_mode), false,
-                                    false, false);
+                        record_file(s, PLAN_FILE_DELETED, abs1, NULL, plan_file_type(st.st_mode),
+                                    false, false, false);
                 break;
         case FC_RENAME:
                 if (existed)
-                        record_file(s, PLAN_FILE_RENAMED, abs2, abs1, type_of(st.st_mode), false,
-                                    false, false);
+                        record_file(s, PLAN_FILE_RENAMED, abs2, abs1, plan_file_type(st.st_mode),
+                                    false, false, false);
                 break;
         case FC_MKDIR:
                 if (!existed)
                         record_file(s, PLAN_FILE_CREATED, abs1, NULL, 'd', false, false, false);
                 break;
         case FC_LINK:
-                record_file(s, PLAN_FILE_CREATED, abs2, NULL, existed ? type_of(st.st_mode) : 'f',
-                            false, false, false);
+                record_file(s, PLAN_FILE_CREATED, abs2, NULL,
+                            existed ? plan_file_type(st.st_mode) : 'f', false, false, false);
                 break;
         case FC_SYMLINK:
                 record_file(s, PLAN_FILE_CREATED, abs2, NULL, 'l', false, false, false);
                 break;
         case FC_MODE:
                 if (existed)
-                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, type_of(st.st_mode), false,
-                                    true, false);
+                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, plan_file_type(st.st_mode),
+                                    false, true, false);
                 break;
         case FC_OWNER:
                 if (existed)
-                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, type_of(st.st_mode), false,
-                                    false, true);
+                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, plan_file_type(st.st_mode),
+                                    false, false, true);
                 break;
         case FC_CONTENT:
         case FC_META:
                 if (existed)
-                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, type_of(st.st_mode),
+                        record_file(s, PLAN_FILE_MODIFIED, abs1, NULL, plan_file_type(st.st_mode),
                                     c->kind == FC_CONTENT, false, false);
                 break;
         }
