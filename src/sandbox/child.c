@@ -238,6 +238,12 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                 die(errfd, &err);
         sbx_mounts_ctx_done(&m);
         sbx_timing("child: mounts");
+        /* The open guard's regions are in place: the parent marks them now (guard.c). */
+        if (p->guard_regions && write(p->guard_ready, "R", 1) != 1) {
+                sbx_fail(&err, 71, -errno, "cannot start the sandbox: %m");
+                die(errfd, &err);
+        }
+        p->guard_ready = safe_close(p->guard_ready);
         /* Placed in the session's cgroup by now: a cgroup namespace rooted there. */
         if (unshare(CLONE_NEWCGROUP) < 0) {
                 sbx_fail(&err, 71, -errno, "cannot create the cgroup namespace: %m");
@@ -268,6 +274,15 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         if (sbx_unotify_start(p, &err) < 0) /* the unix socket wall: unotify.c */
                 die(errfd, &err);
         sbx_timing("child: privileges dropped");
+        if (p->guard_regions) {
+                /* Nothing of the agent runs before the guard's marks are in place. */
+                char c;
+                ssize_t n;
+                while ((n = read(sync_fd, &c, 1)) < 0 && errno == EINTR)
+                        ;
+                if (n != 1 || c != 'M')
+                        _exit(127); /* airlock is gone or refused: it says why */
+        }
         agent = spawn_agent(p, &err, sync_fd);
         if (agent < 0) {
                 sbx_fail(&err, 71, -errno, "cannot start the agent: %m");

@@ -55,6 +55,13 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
         for (size_t i = 0; i < p.n_masks && i < 8; i++)
                 fprintf(f, " %s", p.masks[i].path);
         fprintf(f, "%s\n", p.n_masks > 8 ? " ..." : "");
+        if (p.guard_regions) {
+                fprintf(f, "open guard  a secret appearing during the session is refused at its "
+                           "first open (fanotify) under:");
+                STRV_FOREACH (g, p.guard_regions)
+                        fprintf(f, " %s", *g);
+                fprintf(f, "; elsewhere it is masked (or the session ended) as it appears\n");
+        }
         fprintf(f,
                 "protected   %zu existing workspace file(s) read-only (.git/hooks, shell rc "
                 "files, ...); %zu absent protected name(s) get an empty read-only placeholder "

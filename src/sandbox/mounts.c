@@ -59,7 +59,7 @@ static int openat2_nofollow(int dirfd, const char *path, int flags, uint64_t res
         return fd < 0 ? -errno : fd;
 }
 
-static bool path_startswith(const char *path, const char *prefix)
+bool sbx_path_startswith(const char *path, const char *prefix)
 {
         size_t n = strlen(prefix);
 
@@ -150,8 +150,8 @@ static int check_writable_path(const SbxPlan *p, const char *path, const char *w
                                         "%s %s would make a system directory writable — give a "
                                         "project directory",
                                         what, path);
-        if (path_startswith(path, "/proc") || path_startswith(path, "/sys") ||
-            path_startswith(path, "/dev"))
+        if (sbx_path_startswith(path, "/proc") || sbx_path_startswith(path, "/sys") ||
+            sbx_path_startswith(path, "/dev"))
                 return sbx_fail(err, 64, -EPERM,
                                 "%s %s is a kernel interface and cannot be writable — give a "
                                 "project directory",
@@ -337,15 +337,13 @@ int sbx_prepare_binds(SbxPlan *p, SbxError *err)
 
 /* ---- secrets --------------------------------------------------------------------------- */
 
-static bool under_a_bind(const SbxPlan *p, const char *path);
-
-static bool hidden_by_tmpfs(const SbxPlan *p, const char *path)
+bool sbx_hidden_by_tmpfs(const SbxPlan *p, const char *path)
 {
         for (size_t i = 0; i < p->n_binds; i++)
-                if (path_startswith(path, p->binds[i].path))
+                if (sbx_path_startswith(path, p->binds[i].path))
                         return false;
         for (size_t i = 0; i < ELEMENTSOF(tmpfs_dirs); i++)
-                if (path_startswith(path, tmpfs_dirs[i]))
+                if (sbx_path_startswith(path, tmpfs_dirs[i]))
                         return true;
         return false;
 }
@@ -365,7 +363,7 @@ static int add_mask(SbxPlan *p, const char *glob_pattern, const char *match, Sbx
                                 "masked, refusing to start",
                                 match, glob_pattern);
         }
-        if (hidden_by_tmpfs(p, real))
+        if (sbx_hidden_by_tmpfs(p, real))
                 return 0;
         if (stat(real, &st) < 0)
                 return sbx_fail(err, 71, -errno, "secret %s cannot be examined: %m", real);
@@ -507,7 +505,7 @@ typedef struct {
         char *root, *mountpoint;
 } MountEntry;
 
-static void unescape_octal(char *s)
+void sbx_unescape_octal(char *s)
 {
         char *o = s;
 
@@ -570,8 +568,8 @@ static int mask_aliases(SbxPlan *p, SbxError *err)
                         goto out;
                 }
                 mounts = t;
-                unescape_octal(root);
-                unescape_octal(mp);
+                sbx_unescape_octal(root);
+                sbx_unescape_octal(mp);
                 mounts[n] = (MountEntry){ maj, min, strdup(root), strdup(mp) };
                 if (!mounts[n].root || !mounts[n].mountpoint) {
                         n++;
@@ -789,7 +787,7 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err)
         /* A secret that contains the workspace would hide it: say so instead of surprising. */
         for (size_t i = 0; i < p->n_masks; i++)
                 for (size_t j = 0; j < p->n_binds; j++)
-                        if (path_startswith(p->binds[j].path, p->masks[i].path))
+                        if (sbx_path_startswith(p->binds[j].path, p->masks[i].path))
                                 return sbx_fail(err, 64, -EPERM,
                                                 "%s %s is inside the secret %s — choose a path "
                                                 "outside it",
@@ -1158,7 +1156,7 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                                         return r;
                         }
                         _cleanup_free_ char *real = realpath(full, NULL);
-                        if (real && path_startswith(real, ws) && !streq(real, ws) &&
+                        if (real && sbx_path_startswith(real, ws) && !streq(real, ws) &&
                             !strv_contains(p->protect, real) && strv_extend(&p->protect, real) < 0)
                                 return -ENOMEM;
                         continue;
@@ -1168,7 +1166,7 @@ int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err)
                         for (size_t i = 0; i < gl.gl_pathc; i++) {
                                 _cleanup_free_ char *real = realpath(gl.gl_pathv[i], NULL);
                                 /* Only what is really inside the workspace needs it. */
-                                if (!real || !path_startswith(real, ws) || streq(real, ws))
+                                if (!real || !sbx_path_startswith(real, ws) || streq(real, ws))
                                         continue;
                                 if (!strv_contains(p->protect, real) &&
                                     strv_extend(&p->protect, real) < 0) {
@@ -1215,7 +1213,8 @@ int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err)
                 return -ENOMEM;
         /* If /etc/resolv.conf links into /run (systemd-resolved), write the target there. */
         target = realpath("/etc/resolv.conf", NULL);
-        if (!target || !(path_startswith(target, "/run") || path_startswith(target, "/var/run"))) {
+        if (!target ||
+            !(sbx_path_startswith(target, "/run") || sbx_path_startswith(target, "/var/run"))) {
                 free(target);
                 target = strdup("/etc/resolv.conf");
                 if (!target)
@@ -1649,10 +1648,10 @@ static int bind_session_socket(int rootfd, int mnt_fd, SbxError *err)
         return attach(mnt, target, SBX_SESSION_SOCKET_PATH, err);
 }
 
-static bool under_a_bind(const SbxPlan *p, const char *path)
+bool sbx_under_a_bind(const SbxPlan *p, const char *path)
 {
         for (size_t i = 0; i < p->n_binds; i++)
-                if (path_startswith(path, p->binds[i].path))
+                if (sbx_path_startswith(path, p->binds[i].path))
                         return true;
         return false;
 }
@@ -1665,8 +1664,11 @@ void sbx_mounts_ctx_done(SbxMountsCtx *m)
                 safe_close(m->bind_fds[i]);
         for (size_t i = 0; m->mask_fds && i < m->n_masks; i++)
                 safe_close(m->mask_fds[i]);
+        for (size_t i = 0; m->region_fds && i < m->n_regions; i++)
+                safe_close(m->region_fds[i]);
         free(m->bind_fds);
         free(m->mask_fds);
+        free(m->region_fds);
         *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
 }
 
@@ -1727,8 +1729,50 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
  * pid 1 leaves the host root's uid, while directories like /root are
  * still searchable.
  */
+/*
+ * Each region of the open guard bound onto itself (with the host's mounts
+ * beneath it): a mount of the sandbox's own, which the parent marks. Done
+ * before the masks are opened, so that they go on top of it.
+ */
+static int bind_regions(SbxMountsCtx *m, SbxError *err)
+{
+        for (size_t i = 0; i < m->n_regions; i++) {
+                _cleanup_close_ int tree = open_tree(m->region_fds[i], "",
+                                                     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                                             AT_RECURSIVE | AT_EMPTY_PATH);
+                if (tree < 0 || move_mount(tree, "", m->region_fds[i], "",
+                                           MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                        return MNT_FAIL(err, "open guard: cannot bind a region onto itself: %m");
+                m->region_fds[i] = safe_close(m->region_fds[i]);
+        }
+        return 0;
+}
+
 int sbx_mounts_open_masks(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
 {
+        int r;
+
+        /* The open guard's regions (guard.c): canonical directories, no symlink on the way. */
+        m->n_regions = strv_length(p->guard_regions);
+        m->region_fds = calloc(m->n_regions + 1, sizeof(int));
+        if (!m->region_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_regions; i++)
+                m->region_fds[i] = -EBADF;
+        for (size_t i = 0; i < m->n_regions; i++) {
+                const char *rel = p->guard_regions[i] + 1;
+                m->region_fds[i] =
+                        openat2_nofollow(m->rootfd, rel, O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
+                if (m->region_fds[i] < 0)
+                        return sbx_fail(err, 71, m->region_fds[i],
+                                        "open guard: cannot open %s inside: %s — it changed "
+                                        "while airlock started; run again",
+                                        p->guard_regions[i], strerror(-m->region_fds[i]));
+        }
+        r = bind_regions(m, err);
+        if (r < 0)
+                return r;
+
         m->mask_fds = calloc(p->n_masks + 1, sizeof(int));
         if (!m->mask_fds)
                 return -ENOMEM;
@@ -1736,7 +1780,7 @@ int sbx_mounts_open_masks(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                 m->mask_fds[i] = -EBADF;
         m->n_masks = p->n_masks;
         for (size_t i = 0; i < p->n_masks; i++) {
-                if (under_a_bind(p, p->masks[i].path))
+                if (sbx_under_a_bind(p, p->masks[i].path))
                         continue;
                 m->mask_fds[i] = open_mask_target(m->rootfd, &p->masks[i], err);
                 if (m->mask_fds[i] < 0 && m->mask_fds[i] != -ENOENT)
@@ -1807,7 +1851,7 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
         for (size_t i = 0; i < p->n_masks; i++) {
                 int t = m->mask_fds[i];
                 m->mask_fds[i] = -EBADF;
-                if (t == -EBADF && under_a_bind(p, p->masks[i].path))
+                if (t == -EBADF && sbx_under_a_bind(p, p->masks[i].path))
                         t = open_mask_target(rootfd, &p->masks[i], err);
                 if (t == -ENOENT || t == -EBADF)
                         continue;
@@ -1835,7 +1879,7 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                 return MNT_FAIL(err, "cannot detach the host's root: %m");
         if (chdir("/") < 0)
                 return MNT_FAIL(err, "chdir / failed: %m");
-        if (p->home && path_startswith(p->home, "/tmp") && mkdir(p->home, 0700) < 0 &&
+        if (p->home && sbx_path_startswith(p->home, "/tmp") && mkdir(p->home, 0700) < 0 &&
             errno != EEXIST)
                 return MNT_FAIL(err, "cannot create the agent's home %s: %m", p->home);
         return 0;

@@ -86,10 +86,16 @@ typedef struct {
         SbxWatch *watches;
         size_t n_watches, watches_cap;
         char *secret_appeared; /* set when the session was ended because of it */
-        pid_t watcher;         /* the process reading inotify_fd during the session */
-        int watch_report;      /* watcher -> parent: the secret that appeared */
-        int watch_done;        /* parent -> watcher: closed when the session is over */
-        int watch_cleaned;     /* watcher -> parent: one byte once the placeholders are gone */
+        /* the open guard (guard.c): root only */
+        char **guard_regions;   /* directories bound onto themselves and marked inside */
+        char **guard_submounts; /* host mounts inside a region, marked too */
+        int guard_fd;           /* the fanotify group (FAN_OPEN_PERM), or -EBADF */
+        int guard_ready;        /* pid 1 -> parent: one byte once it has pivoted */
+        bool guard_marked;      /* the marks are in place: the guard is in force */
+        pid_t watcher;          /* the process reading inotify_fd during the session */
+        int watch_report;       /* watcher -> parent: the secret that appeared */
+        int watch_done;         /* parent -> watcher: closed when the session is over */
+        int watch_cleaned;      /* watcher -> parent: one byte once the placeholders are gone */
         /* the helper thread of the preparation: the secrets' watches */
         pthread_t prep_thread;
         bool prep_started, prep_done;
@@ -135,6 +141,8 @@ typedef struct {
         int *mask_fds; /* O_PATH fds of secrets opened early, or -EBADF */
         size_t n_masks;
         int session_socket; /* detached clone of the session socket, or -EBADF */
+        int *region_fds;    /* O_PATH fds of the open guard's regions */
+        size_t n_regions;
 } SbxMountsCtx;
 /* In the child, with caps in the userns: begin before leaving host uid 0, finish after. */
 int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
@@ -144,6 +152,19 @@ void sbx_mounts_ctx_done(SbxMountsCtx *m);
 int sbx_loopback_up(SbxError *err);
 int sbx_watch_secrets(SbxPlan *p, SbxError *err);
 int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata);
+
+bool sbx_path_startswith(const char *path, const char *prefix); /* at a '/' boundary */
+bool sbx_hidden_by_tmpfs(const SbxPlan *p, const char *path);   /* under /run, /tmp, ... inside */
+bool sbx_under_a_bind(const SbxPlan *p, const char *path); /* under the workspace, --rw, --ro */
+void sbx_unescape_octal(char *s);                          /* mountinfo's \040 escapes */
+
+/* guard.c: the open guard against secrets that appear during the session (F4) */
+/* The regions, the submounts and (not for --explain) the fanotify group. */
+int sbx_guard_prepare(SbxPlan *p, bool for_explain, SbxError *err);
+void sbx_guard_masks(SbxPlan *p); /* once the masks are known: drops what they cover */
+int sbx_guard_mark(SbxPlan *p, pid_t pid1, SbxError *err); /* once pid 1 has pivoted */
+int sbx_guard_answer(const SbxPlan *p);                    /* answers the pending opens */
+bool sbx_guard_is_secret(const SbxPlan *p, const char *path);
 
 /* landlock.c */
 int sbx_landlock_probe(SbxPlan *p, SbxError *err);

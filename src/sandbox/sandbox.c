@@ -271,7 +271,9 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
                         .inotify_fd = -EBADF,
                         .watch_report = -EBADF,
                         .watch_done = -EBADF,
-                        .watch_cleaned = -EBADF };
+                        .watch_cleaned = -EBADF,
+                        .guard_fd = -EBADF,
+                        .guard_ready = -EBADF };
         if (!c->argv || !c->argv[0])
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -365,15 +367,27 @@ int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err)
          */
         if (for_explain) {
                 r = sbx_expand_secrets(p, err);
-                return r < 0 ? r : sbx_prepare_protect(p, false, err);
+                if (r >= 0)
+                        r = sbx_prepare_protect(p, false, err);
+                if (r >= 0)
+                        r = sbx_guard_prepare(p, true, err);
+                if (r >= 0)
+                        sbx_guard_masks(p);
+                return r;
         }
         /* The watches and the secrets in the helper thread, the placeholders here. */
         sbx_prep_thread_start(p);
         r = sbx_prepare_protect(p, true, err);
         sbx_timing("protect");
+        if (r >= 0)
+                r = sbx_guard_prepare(p, false, err);
+        sbx_timing("open guard");
         rt = sbx_prep_thread_join(p, r < 0 ? NULL : err);
         sbx_timing("watches+secrets joined");
-        return r < 0 ? r : rt;
+        if (r < 0 || rt < 0)
+                return r < 0 ? r : rt;
+        sbx_guard_masks(p);
+        return 0;
 }
 
 int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError *err)
@@ -394,13 +408,14 @@ int sbx_plan_prepare(SbxPlan *p, const SbxConfig *c, bool for_explain, SbxError 
 #define SBX_PLAN_MAX_BYTES (64U * 1024 * 1024)
 
 typedef struct {
-        uint32_t magic, n_masks, n_protect, size;
+        uint32_t magic, n_masks, n_protect, n_regions, size;
 } SbxPlanHeader;
 
 int sbx_plan_send(const SbxPlan *p, int fd)
 {
         _cleanup_free_ char *buf = NULL;
-        size_t size = 0, off = 0, n_protect = strv_length(p->protect);
+        size_t size = 0, off = 0, n_protect = strv_length(p->protect),
+               n_regions = strv_length(p->guard_regions);
         SbxPlanHeader h;
         int r;
 
@@ -408,6 +423,8 @@ int sbx_plan_send(const SbxPlan *p, int fd)
                 size += strlen(p->masks[i].path) + 2;
         STRV_FOREACH (s, p->protect)
                 size += strlen(*s) + 1;
+        for (size_t i = 0; i < n_regions; i++)
+                size += strlen(p->guard_regions[i]) + 1;
         if (size > SBX_PLAN_MAX_BYTES)
                 return -E2BIG;
         buf = malloc(sizeof h + size);
@@ -416,6 +433,7 @@ int sbx_plan_send(const SbxPlan *p, int fd)
         h = (SbxPlanHeader){ .magic = SBX_PLAN_MAGIC,
                              .n_masks = (uint32_t)p->n_masks,
                              .n_protect = (uint32_t)n_protect,
+                             .n_regions = (uint32_t)n_regions,
                              .size = (uint32_t)size };
         memcpy(buf, &h, sizeof h);
         off = sizeof h;
@@ -428,6 +446,11 @@ int sbx_plan_send(const SbxPlan *p, int fd)
         STRV_FOREACH (s, p->protect) {
                 size_t n = strlen(*s) + 1;
                 memcpy(buf + off, *s, n);
+                off += n;
+        }
+        for (size_t i = 0; i < n_regions; i++) {
+                size_t n = strlen(p->guard_regions[i]) + 1;
+                memcpy(buf + off, p->guard_regions[i], n);
                 off += n;
         }
         r = write_all(fd, buf, off);
@@ -476,7 +499,7 @@ int sbx_plan_receive(SbxPlan *p, int fd)
         if (r < 0)
                 return r;
         if (h.magic != SBX_PLAN_MAGIC || h.size > SBX_PLAN_MAX_BYTES ||
-            (uint64_t)h.n_masks * 3 + (uint64_t)h.n_protect * 2 > h.size)
+            (uint64_t)h.n_masks * 3 + ((uint64_t)h.n_protect + h.n_regions) * 2 > h.size)
                 return -EBADMSG;
         buf = malloc(h.size + 1);
         if (!buf)
@@ -512,6 +535,14 @@ int sbx_plan_receive(SbxPlan *p, int fd)
                 if (!path)
                         return -EBADMSG;
                 if (strv_extend(&p->protect, path) < 0)
+                        return -ENOMEM;
+        }
+        p->guard_regions = strv_free(p->guard_regions);
+        for (uint32_t i = 0; i < h.n_regions; i++) {
+                const char *path = next_path(buf, h.size, &off);
+                if (!path)
+                        return -EBADMSG;
+                if (strv_extend(&p->guard_regions, path) < 0)
                         return -ENOMEM;
         }
         return off == h.size ? 0 : -EBADMSG; /* no trailing bytes */
@@ -595,6 +626,10 @@ void sbx_plan_done(SbxPlan *p)
         strv_free(p->envp);
         strv_free(p->weaker);
         strv_free(p->homes);
+        strv_free(p->guard_regions);
+        strv_free(p->guard_submounts);
+        safe_close(p->guard_fd);
+        safe_close(p->guard_ready);
         free(p->home);
         free(p->resolv_conf);
         free(p->resolv_target);
@@ -618,7 +653,9 @@ void sbx_plan_done(SbxPlan *p)
                         .inotify_fd = -EBADF,
                         .watch_report = -EBADF,
                         .watch_done = -EBADF,
-                        .watch_cleaned = -EBADF };
+                        .watch_cleaned = -EBADF,
+                        .guard_fd = -EBADF,
+                        .guard_ready = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -637,8 +674,7 @@ typedef struct {
         int pidfd;  /* pid 1 of the sandbox */
         int userns; /* its namespaces, opened while it was still dumpable */
         int mntns;
-        int report; /* to the parent: one line per secret that appeared */
-        bool joined;
+        int report;  /* to the parent: one line per secret that appeared */
         bool ending; /* the session is over: report only */
 } WatchCtx;
 
@@ -649,7 +685,7 @@ typedef struct {
  * over a directory, a read-only bind of the sandbox's /dev/null (reads
  * empty, creates no file: our uid may not be mapped) over anything else.
  */
-static int remask(WatchCtx *w, const char *path)
+static int remask_inside(const WatchCtx *w, const char *path)
 {
         _cleanup_close_ int target = -EBADF, mnt = -EBADF;
         struct open_how how = { .flags = O_PATH | O_CLOEXEC,
@@ -658,14 +694,11 @@ static int remask(WatchCtx *w, const char *path)
                                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC };
         struct stat st;
 
-        if (!w->joined) {
-                if (w->userns >= 0) {
-                        if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
-                                return -errno;
-                } else if (setns(w->pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)
+        if (w->userns >= 0) {
+                if (setns(w->userns, CLONE_NEWUSER) < 0 || setns(w->mntns, CLONE_NEWNS) < 0)
                         return -errno;
-                w->joined = true;
-        }
+        } else if (setns(w->pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)
+                return -errno;
         target = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
         if (target < 0)
                 return errno == ENOENT ? 0 : -errno; /* gone again, or not visible inside */
@@ -690,6 +723,26 @@ static int remask(WatchCtx *w, const char *path)
         if (move_mount(mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
                 return -errno;
         return 0;
+}
+
+/*
+ * In a child of its own: the helper itself stays in the host's namespaces,
+ * where its /proc/self names the open guard's event files (guard.c) and no
+ * open of its own can wait on the guard.
+ */
+static int remask(WatchCtx *w, const char *path)
+{
+        pid_t pid = fork();
+        int st;
+
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                _exit(remask_inside(w, path) < 0 ? 1 : 0);
+        while (waitpid(pid, &st, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }
 
 static int on_secret_appeared(const char *path, bool final, void *userdata)
@@ -729,7 +782,7 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
         int fds[2], done[2], cleaned[2];
         pid_t pid;
 
-        if (p->n_watches == 0 && !p->protect_new)
+        if (p->n_watches == 0 && !p->protect_new && p->guard_fd < 0)
                 return 0;
         pidfd = (int)syscall(SYS_pidfd_open, child, 0);
         if (pidfd < 0)
@@ -795,16 +848,28 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                          * when pid 1 has exited (with it everything in the sandbox):
                          * the cleanup then starts as the parent wakes, not after.
                          */
-                        struct pollfd pf[3] = {
+                        struct pollfd pf[4] = {
                                 { .fd = watching ? p->inotify_fd : -1, .events = POLLIN },
                                 { .fd = done[0], .events = POLLIN },
                                 { .fd = pidfd, .events = POLLIN },
+                                { .fd = p->guard_fd, .events = POLLIN },
                         };
 
-                        if (poll(pf, 3, -1) < 0) {
+                        if (poll(pf, 4, -1) < 0) {
                                 if (errno == EINTR)
                                         continue;
                                 _exit(1);
+                        }
+                        /*
+                         * The open guard first: an agent waits in each open.
+                         * Should answering fail, pid 1 is killed (we keep the
+                         * group open meanwhile: closing it would allow every
+                         * waiting open).
+                         */
+                        if (pf[3].revents && sbx_guard_answer(p) < 0) {
+                                (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                                (void)dprintf(w.report, "!open guard\n");
+                                break;
                         }
                         if (pf[0].revents && sbx_watch_drain(p, on_secret_appeared, &w) < 0)
                                 watching = false; /* pid 1 is being killed; the parent knows why */
@@ -856,6 +921,17 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
  * (a warning); one that ended the session, or appeared while the agent was
  * ending and was never masked, fails the run (exit 71).
  */
+/* The open guard was in force where path appeared (its marks were placed). */
+static bool guarded(const SbxPlan *p, const char *path)
+{
+        if (!p->guard_marked)
+                return false;
+        STRV_FOREACH (r, p->guard_regions)
+                if (sbx_path_startswith(path, *r))
+                        return true;
+        return false;
+}
+
 static int finish_secret_report(SbxPlan *p, SbxError *err)
 {
         _cleanup_free_ char *rest = NULL, *all = NULL;
@@ -873,7 +949,13 @@ static int finish_secret_report(SbxPlan *p, SbxError *err)
                 next = strchr(line, '\n');
                 if (next)
                         *next++ = '\0';
-                if (line[0] == '~')
+                if (line[0] == '~' && guarded(p, line + 1))
+                        fprintf(stderr,
+                                "airlock: run: WARNING: secret %s appeared on the host during the "
+                                "session; the open guard refused the agent every open of it "
+                                "until it was masked inside, at once\n",
+                                line + 1);
+                else if (line[0] == '~')
                         fprintf(stderr,
                                 "airlock: run: WARNING: secret %s appeared on the host during the "
                                 "session; it was masked inside at once, but an agent polling for "
@@ -918,7 +1000,7 @@ static int read_report(int fd, SbxError *err)
 
 int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
 {
-        _cleanup_close_ int sync_r = -EBADF, sync_w = -EBADF, err_r = -EBADF;
+        _cleanup_close_ int sync_r = -EBADF, sync_w = -EBADF, err_r = -EBADF, ready_r = -EBADF;
         SbxPlan plan;
         sigset_t mask, old;
         int fds[2], r, status = 0;
@@ -948,6 +1030,13 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 goto fail_errno;
         err_r = fds[0];
         plan.err_fd = fds[1];
+        if (plan.privileged) {
+                /* The open guard's handshake: pid 1 says when it has pivoted (guard.c). */
+                if (pipe2(fds, O_CLOEXEC) < 0)
+                        goto fail_errno;
+                ready_r = fds[0];
+                plan.guard_ready = fds[1];
+        }
 
         /* Signals wait in a signalfd (sbx_relay) from now on; pid 1 sets its own mask. */
         sigemptyset(&mask);
@@ -974,11 +1063,13 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         if (pid == 0) {
                 sync_w = safe_close(sync_w);
                 err_r = safe_close(err_r);
+                ready_r = safe_close(ready_r);
                 sbx_child_main(&plan, sync_r);
         }
         sbx_timing("cloned");
         sync_r = safe_close(sync_r);
         plan.err_fd = safe_close(plan.err_fd);
+        plan.guard_ready = safe_close(plan.guard_ready);
         plan.pty_slave = safe_close(plan.pty_slave);
 
         /*
@@ -1015,6 +1106,28 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                 if (r < 0)
                         r = sbx_fail(err, 71, r, "cannot start the sandbox: %s", strerror(-r));
         }
+        if (r >= 0 && plan.guard_fd >= 0 && plan.guard_regions) {
+                /*
+                 * The open guard's marks go on the sandbox's own mounts of
+                 * the regions, reached through pid 1's root once it has
+                 * pivoted; the agent starts only after our byte. No byte
+                 * (pid 1 refused the launch and exited): its report says why.
+                 */
+                char byte;
+                ssize_t n;
+
+                while ((n = read(ready_r, &byte, 1)) < 0 && errno == EINTR)
+                        ;
+                if (n == 1) {
+                        r = sbx_guard_mark(&plan, pid, err);
+                        if (r >= 0 && write_all(sync_w, "M", 1) < 0)
+                                r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
+                        plan.guard_marked = r >= 0;
+                }
+                sbx_timing("open guard marked");
+        }
+        /* The session helper answers the guard's opens; our copy is not needed. */
+        plan.guard_fd = safe_close(plan.guard_fd);
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r < 0) {
                 SbxError child_err = { 0 };

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from escape_helpers import (known_weakness, need_tools, PROBE, describe, expect_denied, expect_empty_or_denied,
+from escape_helpers import (need_tools, PROBE, describe, expect_denied, expect_empty_or_denied,
                             expect_ok, expect_ran, host_process, lab, outside,  # noqa: F401
                             probe_outside, result)
 
@@ -425,7 +425,6 @@ def test_secret_replaced_by_rename_after_launch(lab):
         lab.ws("go").unlink(missing_ok=True)
 
 
-@known_weakness("F4", "ending the session when a secret is renamed into place races a polling agent")
 def test_secret_renamed_into_place_while_the_agent_polls(lab):
     """The attacker does not wait politely: it opens the secret's name in a tight loop and copies
     what it reads into the workspace, which outlives the session. A rename puts the whole key in
@@ -452,6 +451,69 @@ def test_secret_renamed_into_place_while_the_agent_polls(lab):
             late.unlink(missing_ok=True)
     finally:
         late.unlink(missing_ok=True)
+        loot.unlink(missing_ok=True)
+
+
+def test_open_guard_refuses_only_secrets_and_never_the_host(lab):
+    """The other side of the open guard: a configuration file renamed into the same directory
+    during the session reads normally inside, and host processes read both it and a new key
+    at once while the sandbox runs (the guard marks only the sandbox's own mounts)."""
+    conf = lab.etc_dir / "fresh.conf"
+    late = lab.etc_dir / "late.key"
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
+        f"cat {conf}; echo cat=$?; {lab.probe} read {late}"))
+    try:
+        wait_started(p)
+        for path, text in ((conf, "fresh-config-line\n"), (late, lab.token + "\n")):
+            tmp = path.with_name(path.name + ".new")
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            os.rename(tmp, path)
+        host = outside("cat", conf, late, timeout=10)
+        assert host.returncode == 0 and "fresh-config-line" in host.stdout and lab.token in host.stdout, \
+            f"a host process must read the region's files as before:{describe(host)}"
+        lab.ws("go").touch()
+        r = lab.finish(p)
+        assert "fresh-config-line" in r.stdout and "cat=0" in r.stdout, \
+            f"an ordinary file that appeared during the session must read inside:{describe(r)}"
+        ended_or_masked(r, (late,), 1)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        conf.unlink(missing_ok=True)
+        late.unlink(missing_ok=True)
+        lab.ws("go").unlink(missing_ok=True)
+
+
+def test_secret_directory_renamed_into_place_while_the_agent_polls(lab):
+    """The directory on the way to a secret does not exist at launch; a whole tree with the key
+    in it is renamed into place at once (`mv staged deep`). The watcher ends the session when
+    it sees the directory, but a polling agent is faster: only refusing the open holds."""
+    deep = lab.srv_dir / "deep"
+    key = deep / "conf" / "app.key"
+    loot = lab.ws("loot")
+    try:
+        for attempt in range(10):
+            p = lab.start_inside(lab.probe, "poll-copy", key, loot, "2")
+            try:
+                assert "polling" in p.stdout.readline(), "the sandbox did not start"
+                staged = lab.srv_dir / "staged"
+                (staged / "conf").mkdir(parents=True)
+                (staged / "conf" / "app.key").write_text(lab.token + "\n")
+                (staged / "conf" / "app.key").chmod(0o644)
+                os.rename(staged, deep)
+                assert lab.token in key.read_text(), "outside, the key is in place and readable"
+                p.wait(20)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            assert not (loot.exists() and lab.token in loot.read_text()), \
+                f"attempt {attempt + 1}: the agent copied a key from a directory renamed into place"
+            shutil.rmtree(deep, ignore_errors=True)
+    finally:
+        shutil.rmtree(deep, ignore_errors=True)
+        shutil.rmtree(lab.srv_dir / "staged", ignore_errors=True)
         loot.unlink(missing_ok=True)
 
 

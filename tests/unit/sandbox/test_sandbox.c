@@ -205,6 +205,7 @@ static void plan_free_lists(SbxPlan *p)
                 free(p->masks[i].path);
         free(p->masks);
         strv_free(p->protect);
+        strv_free(p->guard_regions);
         *p = (SbxPlan){ 0 };
 }
 
@@ -213,7 +214,9 @@ static void test_plan_message_round_trip(void **state)
         SbxMask masks[] = { { .path = (char *)"/etc/shadow", .is_dir = false },
                             { .path = (char *)"/root/.ssh", .is_dir = true } };
         char *protect[] = { (char *)"/w/.bashrc", (char *)"/w/.git/hooks", NULL };
-        SbxPlan in = { .masks = masks, .n_masks = 2, .protect = protect }, out = { 0 };
+        char *regions[] = { (char *)"/etc", (char *)"/root", NULL };
+        SbxPlan in = { .masks = masks, .n_masks = 2, .protect = protect, .guard_regions = regions },
+                out = { 0 };
         int fds[2];
 
         (void)state;
@@ -229,6 +232,8 @@ static void test_plan_message_round_trip(void **state)
         assert_true(out.masks[1].is_dir);
         assert_int_equal(strv_length(out.protect), 2);
         assert_string_equal(out.protect[1], "/w/.git/hooks");
+        assert_int_equal(strv_length(out.guard_regions), 2);
+        assert_string_equal(out.guard_regions[1], "/root");
         plan_free_lists(&out);
 
         /* Nothing to mask or protect: still a valid go. */
@@ -243,10 +248,117 @@ static void test_plan_message_round_trip(void **state)
         plan_free_lists(&out);
 }
 
+/* Makes dir (and its parents) under base; returns the full path in a static buffer. */
+static const char *mkpath(const char *base, const char *rel)
+{
+        static char buf[512];
+        char cmd[600];
+
+        snprintf(buf, sizeof buf, "%s/%s", base, rel);
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", buf);
+        assert_int_equal(system(cmd), 0);
+        return buf;
+}
+
+/*
+ * The open guard's regions: each glob's fixed leading directory or its
+ * nearest existing ancestor, nested ones merged, "/" and paths through a
+ * symlink left to the watcher; and its judgement of a path.
+ */
+static void test_guard_regions_and_judgement(void **state)
+{
+        char base_t[] = "airlock-guard-unit-XXXXXX", *base, g[8][600], *globs[9] = { 0 };
+        char *homes[3] = { 0 }, link[600], cmd[700];
+        SbxConfig c = { 0 };
+        SbxPlan p = { 0 };
+        SbxError err = { 0 };
+
+        (void)state;
+        /* Not under /tmp: the sandbox's own tmpfs there would hide a region. */
+        assert_non_null(mkdtemp(base_t));
+        base = realpath(base_t, NULL);
+        assert_non_null(base);
+        mkpath(base, "etc");
+        mkpath(base, "srv");
+        homes[0] = strdup(mkpath(base, "home/a"));
+        homes[1] = strdup("/");
+        snprintf(link, sizeof link, "%s/link", base);
+        assert_int_equal(symlink("etc", link), 0);
+        snprintf(g[0], sizeof g[0], "%s/etc/authkey", base);
+        snprintf(g[1], sizeof g[1], "%s/srv/deep/conf/app.key", base);
+        snprintf(g[2], sizeof g[2], "%s/etc/sub/*.pem", base);
+        snprintf(g[3], sizeof g[3], "~/.ssh/id_*");
+        snprintf(g[4], sizeof g[4], "%s/link/other.key", base);
+        snprintf(g[5], sizeof g[5], "%s/srv/secretdir", base);
+        for (int i = 0; i < 6; i++)
+                globs[i] = g[i];
+        c.secret_globs = globs;
+        p = (SbxPlan){ .cfg = &c, .privileged = true, .homes = homes, .guard_fd = -EBADF };
+        assert_int_equal(sbx_guard_prepare(&p, true, &err), 0);
+
+        assert_int_equal(strv_length(p.guard_regions), 3);
+        snprintf(cmd, sizeof cmd, "%s/etc", base);
+        assert_true(strv_contains(p.guard_regions, cmd));
+        snprintf(cmd, sizeof cmd, "%s/srv", base);
+        assert_true(strv_contains(p.guard_regions, cmd)); /* deep/conf does not exist yet */
+        snprintf(cmd, sizeof cmd, "%s/home/a", base);
+        assert_true(strv_contains(p.guard_regions, cmd)); /* ~/.ssh does not exist yet */
+        assert_false(strv_contains(p.guard_regions, "/"));
+        {
+                /* A region a mask covers whole is dropped: nothing appears there inside. */
+                char srv[600];
+                SbxMask m = { .path = srv, .is_dir = true };
+                snprintf(srv, sizeof srv, "%s/srv", base);
+                p.masks = &m;
+                p.n_masks = 1;
+                sbx_guard_masks(&p);
+                assert_int_equal(strv_length(p.guard_regions), 2);
+                assert_false(strv_contains(p.guard_regions, srv));
+                p.masks = NULL;
+                p.n_masks = 0;
+        }
+
+        /* Its judgement: the globs, and whatever lies beneath a secret directory. */
+        snprintf(cmd, sizeof cmd, "%s/etc/authkey", base);
+        assert_true(sbx_guard_is_secret(&p, cmd));
+        snprintf(cmd, sizeof cmd, "%s/etc/authkey.pub", base);
+        assert_false(sbx_guard_is_secret(&p, cmd));
+        snprintf(cmd, sizeof cmd, "%s/etc/sub/new.pem", base);
+        assert_true(sbx_guard_is_secret(&p, cmd));
+        snprintf(cmd, sizeof cmd, "%s/etc/sub/new.conf", base);
+        assert_false(sbx_guard_is_secret(&p, cmd));
+        snprintf(cmd, sizeof cmd, "%s/home/a/.ssh/id_ed25519", base);
+        assert_true(sbx_guard_is_secret(&p, cmd));
+        snprintf(cmd, sizeof cmd, "%s/home/a/.ssh/known_hosts", base);
+        assert_false(sbx_guard_is_secret(&p, cmd));
+        assert_true(sbx_guard_is_secret(&p, "/.ssh/id_rsa")); /* the home "/" */
+        snprintf(cmd, sizeof cmd, "%s/srv/secretdir/x/y.key", base);
+        assert_true(sbx_guard_is_secret(&p, cmd));
+        snprintf(cmd, sizeof cmd, "%s/srv/secretdirectory", base);
+        assert_false(sbx_guard_is_secret(&p, cmd));
+        assert_false(sbx_guard_is_secret(&p, "/usr/include/stdio.h"));
+        assert_true(sbx_guard_is_secret(&p, "relative/path")); /* cannot judge: refused */
+
+        /* Started by an ordinary user: no guard, and --explain says so. */
+        strv_free(p.guard_regions);
+        p = (SbxPlan){ .cfg = &c, .privileged = false, .homes = homes, .guard_fd = -EBADF };
+        assert_int_equal(sbx_guard_prepare(&p, true, &err), 0);
+        assert_null(p.guard_regions);
+        assert_non_null(p.weaker);
+        assert_non_null(strstr(p.weaker[0], "no open guard"));
+        strv_free(p.weaker);
+
+        free(homes[0]);
+        free(homes[1]);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+        assert_int_equal(system(cmd), 0);
+        free(base);
+}
+
 static void test_plan_message_malformed(void **state)
 {
         struct {
-                uint32_t magic, n_masks, n_protect, size;
+                uint32_t magic, n_masks, n_protect, n_regions, size;
                 char body[32];
         } m;
         SbxPlan out = { 0 };
@@ -262,38 +374,52 @@ static void test_plan_message_malformed(void **state)
                 memcpy(m.body, text, sizeof(text) - 1); \
         } while (0)
         MSG(1, 1, "0/etc/shadow\0/w/.bashrc\0");
-        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), 0); /* the reference: valid */
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), 0); /* the reference: valid */
         plan_free_lists(&out);
         /* The parent went away (EOF) before or within the message: start nothing. */
         assert_int_equal(receive_bytes(&m, 0, &out), -EPIPE);
         plan_free_lists(&out);
-        assert_int_equal(receive_bytes(&m, 16 + m.size - 3, &out), -EPIPE);
+        assert_int_equal(receive_bytes(&m, 20 + m.size - 3, &out), -EPIPE);
         plan_free_lists(&out);
         /* Counts that do not match the bytes, in either direction. */
         MSG(1, 0, "0/etc/shadow\0/w/.bashrc\0");
-        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
         plan_free_lists(&out);
         MSG(1, 2, "0/etc/shadow\0/w/.bashrc\0");
-        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        /* A region more than sent, or a relative one. */
+        MSG(1, 1, "0/etc/shadow\0/w/.bashrc\0");
+        m.n_regions = 1;
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        MSG(0, 0, "etc\0");
+        m.n_regions = 1;
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
+        plan_free_lists(&out);
+        MSG(0, 0, "/etc\0");
+        m.n_regions = 1;
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), 0);
+        assert_string_equal(out.guard_regions[0], "/etc");
         plan_free_lists(&out);
         /* A bad kind byte, a relative path, a missing terminator, a bad magic. */
         MSG(1, 0, "x/etc/shadow\0");
-        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
         plan_free_lists(&out);
         MSG(0, 1, "w/.bashrc\0");
-        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
         plan_free_lists(&out);
         MSG(0, 1, "/w/.bashrc");
-        assert_int_equal(receive_bytes(&m, 16 + m.size, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20 + m.size, &out), -EBADMSG);
         plan_free_lists(&out);
         MSG(0, 0, "");
         m.magic = 0;
-        assert_int_equal(receive_bytes(&m, 16, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20, &out), -EBADMSG);
         plan_free_lists(&out);
         /* A size beyond the limit is refused before anything is allocated. */
         MSG(0, 0, "");
         m.size = 0x7fffffffU;
-        assert_int_equal(receive_bytes(&m, 16, &out), -EBADMSG);
+        assert_int_equal(receive_bytes(&m, 20, &out), -EBADMSG);
         plan_free_lists(&out);
 #undef MSG
 }
@@ -308,6 +434,7 @@ int main(void)
                 cmocka_unit_test(test_hard_linked_secret_is_refused),
                 cmocka_unit_test(test_plan_message_round_trip),
                 cmocka_unit_test(test_plan_message_malformed),
+                cmocka_unit_test(test_guard_regions_and_judgement),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
