@@ -18,6 +18,7 @@
  * under the sandbox's own tmpfs directories and binds. An ordinary user
  * cannot create the fanotify group (CAP_SYS_ADMIN): no guard then.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -347,6 +348,114 @@ int sbx_guard_mark(SbxPlan *p, pid_t pid1, SbxError *err)
         return 0;
 }
 
+static int cmp_inode(const void *a, const void *b)
+{
+        const SbxInode *x = a, *y = b;
+
+        if (x->dev != y->dev)
+                return x->dev < y->dev ? -1 : 1;
+        return x->ino < y->ino ? -1 : x->ino > y->ino ? 1 : 0;
+}
+
+static int append_inode(SbxPlan *p, const struct stat *st)
+{
+        if (p->n_guard_inodes >= p->guard_inodes_cap) {
+                size_t cap = p->guard_inodes_cap ? p->guard_inodes_cap * 2 : 64;
+                SbxInode *t = realloc(p->guard_inodes, cap * sizeof(SbxInode));
+                if (!t)
+                        return -ENOMEM;
+                p->guard_inodes = t;
+                p->guard_inodes_cap = cap;
+        }
+        p->guard_inodes[p->n_guard_inodes++] = (SbxInode){ .dev = st->st_dev, .ino = st->st_ino };
+        return 0;
+}
+
+int sbx_guard_add_inode(SbxPlan *p, const struct stat *st)
+{
+        int r = append_inode(p, st);
+
+        if (r >= 0)
+                qsort(p->guard_inodes, p->n_guard_inodes, sizeof(SbxInode), cmp_inode);
+        return r;
+}
+
+/*
+ * The secrets' files by inode, in the session helper before the first
+ * answer: a hard link made during the session (a backup's `cp -al` of
+ * /etc) is refused under any name. Files beneath a masked directory too,
+ * up to a bound (the rest are still masked under their own names).
+ */
+int sbx_guard_collect_inodes(SbxPlan *p)
+{
+        for (size_t i = 0; i < p->n_masks; i++) {
+                _cleanup_strv_free_ char **todo = NULL;
+                size_t seen = 0;
+                struct stat st;
+                int r;
+
+                if (lstat(p->masks[i].path, &st) < 0)
+                        continue;
+                if (S_ISREG(st.st_mode)) {
+                        r = append_inode(p, &st);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (!S_ISDIR(st.st_mode) || strv_extend(&todo, p->masks[i].path) < 0)
+                        continue;
+                while (todo && todo[0] && seen < 10000) {
+                        _cleanup_free_ char *dir = todo[0];
+                        DIR *d;
+                        struct dirent *de;
+
+                        memmove(todo, todo + 1, strv_length(todo) * sizeof(char *));
+                        d = opendir(dir);
+                        if (!d)
+                                continue;
+                        while ((de = readdir(d)) && seen < 10000) {
+                                char *sub;
+                                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                                        continue;
+                                seen++;
+                                if (asprintf(&sub, "%s/%s", dir, de->d_name) < 0 ||
+                                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                                        free(sub);
+                                        continue;
+                                }
+                                if (S_ISREG(st.st_mode))
+                                        r = append_inode(p, &st);
+                                else if (S_ISDIR(st.st_mode))
+                                        r = strv_extend(&todo, sub);
+                                else
+                                        r = 0;
+                                free(sub);
+                                if (r < 0) {
+                                        closedir(d);
+                                        return r;
+                                }
+                        }
+                        closedir(d);
+                }
+        }
+        if (p->n_guard_inodes)
+                qsort(p->guard_inodes, p->n_guard_inodes, sizeof(SbxInode), cmp_inode);
+        return 0;
+}
+
+static bool secret_inode(const SbxPlan *p, int fd)
+{
+        struct stat st;
+        SbxInode key;
+
+        if (fstat(fd, &st) < 0)
+                return true; /* cannot tell: refuse */
+        if (!S_ISREG(st.st_mode) || st.st_nlink < 2 || p->n_guard_inodes == 0)
+                return false; /* one name only: the path judged it */
+        key = (SbxInode){ .dev = st.st_dev, .ino = st.st_ino };
+        return bsearch(&key, p->guard_inodes, p->n_guard_inodes, sizeof key, cmp_inode) != NULL;
+}
+
 /*
  * In the session helper: answers every pending open. The decision needs
  * only the path the opener used (as the sandbox sees it); anything that
@@ -376,7 +485,7 @@ int sbx_guard_answer(const SbxPlan *p)
                                 if ((size_t)k > sizeof deleted - 1 &&
                                     streq(path + k - (sizeof deleted - 1), deleted))
                                         path[k - (sizeof deleted - 1)] = '\0';
-                                if (!sbx_guard_is_secret(p, path))
+                                if (!sbx_guard_is_secret(p, path) && !secret_inode(p, m->fd))
                                         resp.response = FAN_ALLOW;
                         }
                         if (write(p->guard_fd, &resp, sizeof resp) < 0) {

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "common/macros.h"
@@ -48,6 +49,11 @@ typedef struct {
         char *name;        /* glob of the names that are (or lead to) a secret */
         bool final;        /* name is the secret's own (else a directory on the way to it) */
 } SbxWatch;
+
+typedef struct {
+        dev_t dev;
+        ino_t ino;
+} SbxInode;
 
 /* Called for each secret that appeared: path, and whether it is the secret itself. */
 typedef int (*SbxWatchFn)(const char *path, bool final, void *userdata);
@@ -92,10 +98,12 @@ typedef struct {
         int guard_fd;           /* the fanotify group (FAN_OPEN_PERM), or -EBADF */
         int guard_ready;        /* pid 1 -> parent: one byte once it has pivoted */
         bool guard_marked;      /* the marks are in place: the guard is in force */
-        pid_t watcher;          /* the process reading inotify_fd during the session */
-        int watch_report;       /* watcher -> parent: the secret that appeared */
-        int watch_done;         /* parent -> watcher: closed when the session is over */
-        int watch_cleaned;      /* watcher -> parent: one byte once the placeholders are gone */
+        SbxInode *guard_inodes; /* the secrets' files, sorted (session helper) */
+        size_t n_guard_inodes, guard_inodes_cap;
+        pid_t watcher;     /* the process reading inotify_fd during the session */
+        int watch_report;  /* watcher -> parent: the secret that appeared */
+        int watch_done;    /* parent -> watcher: closed when the session is over */
+        int watch_cleaned; /* watcher -> parent: one byte once the placeholders are gone */
         /* the helper thread of the preparation: the secrets' watches */
         pthread_t prep_thread;
         bool prep_started, prep_done;
@@ -161,9 +169,11 @@ void sbx_unescape_octal(char *s);                          /* mountinfo's \040 e
 /* guard.c: the open guard against secrets that appear during the session (F4) */
 /* The regions, the submounts and (not for --explain) the fanotify group. */
 int sbx_guard_prepare(SbxPlan *p, bool for_explain, SbxError *err);
-void sbx_guard_masks(SbxPlan *p); /* once the masks are known: drops what they cover */
-int sbx_guard_mark(SbxPlan *p, pid_t pid1, SbxError *err); /* once pid 1 has pivoted */
-int sbx_guard_answer(const SbxPlan *p);                    /* answers the pending opens */
+void sbx_guard_masks(SbxPlan *p);         /* once the masks are known: drops what they cover */
+int sbx_guard_collect_inodes(SbxPlan *p); /* the masked files, by inode */
+int sbx_guard_add_inode(SbxPlan *p, const struct stat *st); /* one more (remasked) */
+int sbx_guard_mark(SbxPlan *p, pid_t pid1, SbxError *err);  /* once pid 1 has pivoted */
+int sbx_guard_answer(const SbxPlan *p);                     /* answers the pending opens */
 bool sbx_guard_is_secret(const SbxPlan *p, const char *path);
 
 /* landlock.c */

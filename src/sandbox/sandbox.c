@@ -628,6 +628,7 @@ void sbx_plan_done(SbxPlan *p)
         strv_free(p->homes);
         strv_free(p->guard_regions);
         strv_free(p->guard_submounts);
+        free(p->guard_inodes);
         safe_close(p->guard_fd);
         safe_close(p->guard_ready);
         free(p->home);
@@ -676,6 +677,7 @@ typedef struct {
         int mntns;
         int report;  /* to the parent: one line per secret that appeared */
         bool ending; /* the session is over: report only */
+        SbxPlan *plan;
 } WatchCtx;
 
 /*
@@ -759,6 +761,10 @@ static int on_secret_appeared(const char *path, bool final, void *userdata)
                 return 0;
         }
         if (final && remask(w, path) == 0) {
+                struct stat st;
+                /* Its other names, should the host make any, are refused by the guard. */
+                if (w->plan->guard_fd >= 0 && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+                        (void)sbx_guard_add_inode(w->plan, &st);
                 (void)dprintf(w->report, "~%s\n", path);
                 return 0;
         }
@@ -828,7 +834,11 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 return sbx_fail(err, 71, -errno, "cannot start the session helper: %m");
         }
         if (pid == 0) {
-                WatchCtx w = { .pidfd = pidfd, .userns = userns, .mntns = mntns, .report = fds[1] };
+                WatchCtx w = { .pidfd = pidfd,
+                               .userns = userns,
+                               .mntns = mntns,
+                               .report = fds[1],
+                               .plan = p };
                 bool watching = p->inotify_fd >= 0;
                 sigset_t all;
 
@@ -842,6 +852,12 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 close(fds[0]);
                 close(done[1]);
                 close(cleaned[0]);
+                /* Before the go (the agent's opens wait for it): the secrets' inodes. */
+                if (p->guard_fd >= 0 && sbx_guard_collect_inodes(p) < 0) {
+                        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                        (void)dprintf(w.report, "!open guard\n");
+                        _exit(1);
+                }
                 for (;;) {
                         /*
                          * The session is over when the parent says so or, sooner,

@@ -485,6 +485,28 @@ def test_open_guard_refuses_only_secrets_and_never_the_host(lab):
         lab.ws("go").unlink(missing_ok=True)
 
 
+def test_hard_link_to_a_secret_made_during_the_session(lab):
+    """A launch refuses a secret with a second name; during the session the host can still make
+    one (a backup's `cp -al /etc`, rsnapshot). Under an innocent name no glob matches, the open
+    guard still refuses it: it knows the secrets' files by inode."""
+    alias = lab.etc_dir / "innocent.txt"
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
+        f"{lab.probe} read {alias}; cat /etc/hostname >/dev/null; echo host=$?"))
+    try:
+        wait_started(p)
+        os.link(lab.secret_file, alias)
+        assert lab.token in expect_ok(probe_outside("read", alias)), "outside, the new name reads the key"
+        lab.ws("go").touch()
+        r = lab.finish(p)
+        assert "host=0" in r.stdout, f"ordinary files must still read:{describe(r)}"
+        expect_denied(r, "EPERM")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        alias.unlink(missing_ok=True)
+        lab.ws("go").unlink(missing_ok=True)
+
+
 def test_secret_directory_renamed_into_place_while_the_agent_polls(lab):
     """The directory on the way to a secret does not exist at launch; a whole tree with the key
     in it is renamed into place at once (`mv staged deep`). The watcher ends the session when
