@@ -71,23 +71,18 @@ static char *static_dir(const char *g)
 }
 
 /* Does glob g (absolute, or "~/X" for X in every home) match path exactly? */
-static bool glob_matches(const SbxPlan *p, const char *g, const char *path)
+/*
+ * Does glob g match path exactly? "~/X" matches X beneath any directory:
+ * a home made during the session (useradd -m) is not in the launch's list
+ * of homes, and refusing a few more names than needed fails closed.
+ */
+static bool glob_matches(const char *g, const char *path)
 {
         if (!strneq(g, "~/", 2))
                 return policy_glob_match(g, path, true);
-        STRV_FOREACH (h, p->homes) {
-                size_t n = strlen(*h);
-                const char *rest;
-
-                if (streq(*h, "/"))
-                        rest = path + 1;
-                else if (strneq(path, *h, n) && path[n] == '/')
-                        rest = path + n + 1;
-                else
-                        continue;
-                if (policy_glob_match(g + 2, rest, true))
+        for (const char *s = path; s; s = strchr(s + 1, '/'))
+                if (policy_glob_match(g + 2, s + 1, true))
                         return true;
-        }
         return false;
 }
 
@@ -103,7 +98,7 @@ bool sbx_guard_is_secret(const SbxPlan *p, const char *path)
         /* The path itself, then each ancestor: a secret directory covers what is beneath it. */
         for (;;) {
                 STRV_FOREACH (g, p->cfg->secret_globs)
-                        if (glob_matches(p, *g, buf))
+                        if (glob_matches(*g, buf))
                                 return true;
                 char *slash = strrchr(buf, '/');
                 if (!slash || slash == buf)
@@ -152,6 +147,19 @@ static void regions_minimize(char **l)
         l[o] = NULL;
 }
 
+/*
+ * The agent's own writable binds are not guarded (the workspace: every
+ * open there would wait). A region under a read-only bind (--ro /etc) is
+ * kept: its mark then lands on the bind, which covers it.
+ */
+static bool under_a_writable_bind(const SbxPlan *p, const char *path)
+{
+        for (size_t i = 0; i < p->n_binds; i++)
+                if (p->binds[i].writable && sbx_path_startswith(path, p->binds[i].path))
+                        return true;
+        return false;
+}
+
 /* d: a candidate (a glob's fixed leading directory); adds its region, if any. */
 static int add_region(SbxPlan *p, char *d)
 {
@@ -175,7 +183,7 @@ static int add_region(SbxPlan *p, char *d)
         real = realpath(d, NULL);
         if (!real || !streq(real, d) || streq(d, "/"))
                 return 0; /* through a symlink: the watcher only */
-        if (sbx_hidden_by_tmpfs(p, d) || sbx_under_a_bind(p, d) ||
+        if (sbx_hidden_by_tmpfs(p, d) || under_a_writable_bind(p, d) ||
             strv_contains(p->guard_regions, d))
                 return 0;
         return strv_extend(&p->guard_regions, d);
@@ -228,6 +236,9 @@ int sbx_guard_prepare(SbxPlan *p, bool for_explain, SbxError *err)
                 if (!d || strv_consume(&candidates, TAKE_PTR(d)) < 0)
                         return -ENOMEM;
         }
+        /* Where new homes are made (useradd -m): a key in one is judged there too. */
+        if (strv_extend(&candidates, "/home") < 0)
+                return -ENOMEM;
         n = strv_length(candidates);
         if (n)
                 qsort(candidates, n, sizeof(char *), cmp_str);
@@ -255,6 +266,21 @@ int sbx_guard_prepare(SbxPlan *p, bool for_explain, SbxError *err)
         if (!p->guard_regions || for_explain)
                 return 0;
 
+        /*
+         * A read-only bind (--ro) inside a region, or over one, is a mount
+         * of its own in the sandbox: marked too.
+         */
+        for (size_t i = 0; i < p->n_binds; i++) {
+                bool over = false;
+                if (p->binds[i].writable)
+                        continue;
+                STRV_FOREACH (g, p->guard_regions)
+                        if (sbx_path_startswith(*g, p->binds[i].path))
+                                over = true;
+                if ((over || in_list(p->guard_regions, p->binds[i].path)) &&
+                    strv_extend(&p->guard_submounts, p->binds[i].path) < 0)
+                        return -ENOMEM;
+        }
         /* The host's mounts inside a region (a FUSE /etc/pve): marked one by one. */
         {
                 _cleanup_free_ char *text = NULL;
@@ -479,7 +505,7 @@ int sbx_guard_answer(const SbxPlan *p)
                                 continue; /* an overflow notice: nothing waits on it */
                         snprintf(link, sizeof link, "/proc/self/fd/%d", m->fd);
                         k = readlink(link, path, sizeof path - 1);
-                        if (k > 0) {
+                        if (k > 0 && (size_t)k < sizeof path - 1) { /* else cut short: refused */
                                 static const char deleted[] = " (deleted)";
                                 path[k] = '\0';
                                 if ((size_t)k > sizeof deleted - 1 &&

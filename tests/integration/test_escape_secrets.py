@@ -507,6 +507,59 @@ def test_hard_link_to_a_secret_made_during_the_session(lab):
         lab.ws("go").unlink(missing_ok=True)
 
 
+def test_key_in_a_home_made_during_the_session(lab):
+    """`useradd -m` while the agent runs, then a key in the new home: that home was in no list
+    when the sandbox started (no mask, no watch). The open guard judges "~/.ssh/id_*" beneath
+    any directory and /home is guarded, so the key is refused inside; outside it reads."""
+    if not pathlib.Path("/home").is_dir():
+        pytest.skip("this machine has no /home")
+    home = pathlib.Path("/home") / (lab.tag + "-new")
+    key = home / ".ssh" / "id_ed25519"
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(f"{lab.probe} read {key}"))
+    try:
+        wait_started(p)
+        key.parent.mkdir(parents=True, mode=0o755)
+        home.chmod(0o755)
+        key.write_text(lab.token + "\n")
+        key.chmod(0o644)
+        assert lab.token in expect_ok(probe_outside("read", key))
+        lab.ws("go").touch()
+        r = lab.finish(p)
+        expect_denied(r, "EPERM")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        shutil.rmtree(home, ignore_errors=True)
+        lab.ws("go").unlink(missing_ok=True)
+
+
+def test_secret_renamed_into_a_read_only_bind_while_the_agent_polls(lab):
+    """--ro binds a host directory over its own place: the open guard's mark then sits on that
+    bind, so a key renamed into it is refused just the same."""
+    late = lab.etc_dir / "late.key"
+    loot = lab.ws("loot")
+    try:
+        for attempt in range(5):
+            p = lab.start_inside(lab.probe, "poll-copy", late, loot, "2", extra=["--ro", lab.etc_dir])
+            try:
+                assert "polling" in p.stdout.readline(), "the sandbox did not start"
+                tmp = lab.etc_dir / "late.key.new"
+                tmp.write_text(lab.token + "\n")
+                tmp.chmod(0o644)
+                os.rename(tmp, late)
+                p.wait(20)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            assert not (loot.exists() and lab.token in loot.read_text()), \
+                f"attempt {attempt + 1}: the agent copied a key renamed into a --ro bind"
+            late.unlink(missing_ok=True)
+    finally:
+        late.unlink(missing_ok=True)
+        loot.unlink(missing_ok=True)
+
+
 def test_secret_directory_renamed_into_place_while_the_agent_polls(lab):
     """The directory on the way to a secret does not exist at launch; a whole tree with the key
     in it is renamed into place at once (`mv staged deep`). The watcher ends the session when

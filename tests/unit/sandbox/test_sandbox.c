@@ -296,7 +296,8 @@ static void test_guard_regions_and_judgement(void **state)
         p = (SbxPlan){ .cfg = &c, .privileged = true, .homes = homes, .guard_fd = -EBADF };
         assert_int_equal(sbx_guard_prepare(&p, true, &err), 0);
 
-        assert_int_equal(strv_length(p.guard_regions), 3);
+        /* and /home, where new homes are made, when this machine has one */
+        assert_int_equal(strv_length(p.guard_regions), 3 + (access("/home", F_OK) == 0));
         snprintf(cmd, sizeof cmd, "%s/etc", base);
         assert_true(strv_contains(p.guard_regions, cmd));
         snprintf(cmd, sizeof cmd, "%s/srv", base);
@@ -312,7 +313,7 @@ static void test_guard_regions_and_judgement(void **state)
                 p.masks = &m;
                 p.n_masks = 1;
                 sbx_guard_masks(&p);
-                assert_int_equal(strv_length(p.guard_regions), 2);
+                assert_int_equal(strv_length(p.guard_regions), 2 + (access("/home", F_OK) == 0));
                 assert_false(strv_contains(p.guard_regions, srv));
                 p.masks = NULL;
                 p.n_masks = 0;
@@ -332,6 +333,9 @@ static void test_guard_regions_and_judgement(void **state)
         snprintf(cmd, sizeof cmd, "%s/home/a/.ssh/known_hosts", base);
         assert_false(sbx_guard_is_secret(&p, cmd));
         assert_true(sbx_guard_is_secret(&p, "/.ssh/id_rsa")); /* the home "/" */
+        /* "~/" beneath any directory: a home made during the session is judged too. */
+        assert_true(sbx_guard_is_secret(&p, "/home/new-user/.ssh/id_rsa"));
+        assert_false(sbx_guard_is_secret(&p, "/home/new-user/.ssh/authorized_keys"));
         snprintf(cmd, sizeof cmd, "%s/srv/secretdir/x/y.key", base);
         assert_true(sbx_guard_is_secret(&p, cmd));
         snprintf(cmd, sizeof cmd, "%s/srv/secretdirectory", base);
