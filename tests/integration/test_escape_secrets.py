@@ -491,15 +491,19 @@ def test_hard_link_to_a_secret_made_during_the_session(lab):
     guard still refuses it: it knows the secrets' files by inode."""
     alias = lab.etc_dir / "innocent.txt"
     p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
-        f"{lab.probe} read {alias}; cat /etc/hostname >/dev/null; echo host=$?"))
+        f"{lab.probe} read {alias}; {lab.probe} reopen {alias}; cat /etc/hostname >/dev/null; "
+        "echo host=$?"))
     try:
         wait_started(p)
         os.link(lab.secret_file, alias)
         assert lab.token in expect_ok(probe_outside("read", alias)), "outside, the new name reads the key"
+        assert lab.token in expect_ok(probe_outside("reopen", alias)), "and so does an O_PATH reopen"
         lab.ws("go").touch()
         r = lab.finish(p)
         assert "host=0" in r.stdout, f"ordinary files must still read:{describe(r)}"
-        expect_denied(r, "EPERM")
+        lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
+        assert len(lines) == 2 and all(l.startswith("ERR EPERM") for l in lines), \
+            f"the new name must be refused, opened directly or through an O_PATH handle:{describe(r)}"
     finally:
         if p.poll() is None:
             p.kill()

@@ -243,6 +243,26 @@ static int report_read(int fd, const char *what)
         return 0;
 }
 
+/*
+ * reopen PATH: an O_PATH handle first (no open of the file's content, so
+ * no open check fires), then a real open through /proc/self/fd/N.
+ */
+static int t_reopen(int argc, char **argv)
+{
+        char link[64];
+
+        if (argc != 2)
+                return 2;
+        int p = open(argv[1], O_PATH | O_CLOEXEC);
+        if (p < 0)
+                return FAIL("open O_PATH");
+        snprintf(link, sizeof link, "/proc/self/fd/%d", p);
+        int fd = open(link, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return FAIL("reopen");
+        return report_read(fd, "read");
+}
+
 /* read PATH: open and read; prints the byte count and the data. */
 static int t_read(int argc, char **argv)
 {
@@ -1665,6 +1685,7 @@ static const struct {
         Technique run;
 } techniques[] = {
         { "read", t_read },
+        { "reopen", t_reopen },
         { "write", t_write },
         { "poll-copy", t_poll_copy },
         { "tmpfile-suid", t_tmpfile_suid },
