@@ -829,6 +829,8 @@ static int record_created(PlanFiles *pf, size_t layer, int udir, const char *nam
         return 0;
 }
 
+static unsigned unreadable_xattrs; /* numbers each unreadable value: none equals another */
+
 /* A file's extended attributes (overlayfs's own left out) as sorted "name=hexvalue" lines. */
 static char **xattrs_of(int dir, const char *name)
 {
@@ -851,17 +853,32 @@ static char **xattrs_of(int dir, const char *name)
         n = flistxattr(fd, list, (size_t)n);
         for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(list + i) + 1) {
                 const char *x = list + i;
-                unsigned char v[4096];
-                char hex[sizeof v * 2 + 1], *line;
+                _cleanup_free_ unsigned char *v = NULL;
+                _cleanup_free_ char *hex = NULL;
+                char *line;
                 ssize_t k;
 
                 if (strneq(x, "user.overlay.", strlen("user.overlay.")))
                         continue;
-                k = fgetxattr(fd, x, v, sizeof v);
-                if (k < 0)
-                        k = 0;
-                hex_encode(v, (size_t)k, hex);
-                if (asprintf(&line, "%s=%s", x, hex) < 0 || strv_consume(&out, line) < 0)
+                /*
+                 * The whole value, whatever its size (up to the kernel's 64
+                 * KiB): a cut one would compare equal where it differs.
+                 * One that cannot be read is marked so: never equal.
+                 */
+                k = fgetxattr(fd, x, NULL, 0);
+                v = malloc(k > 0 ? (size_t)k : 1);
+                if (!v)
+                        return NULL;
+                if (k > 0)
+                        k = fgetxattr(fd, x, v, (size_t)k);
+                hex = malloc(k > 0 ? (size_t)k * 2 + 1 : 1);
+                if (!hex)
+                        return NULL;
+                hex_encode(v, k > 0 ? (size_t)k : 0, hex);
+                if ((k < 0 ? asprintf(&line, "%s=?unreadable-%u", x,
+                                      __atomic_add_fetch(&unreadable_xattrs, 1, __ATOMIC_RELAXED))
+                           : asprintf(&line, "%s=%s", x, hex)) < 0 ||
+                    strv_consume(&out, line) < 0)
                         return NULL;
         }
         qsort(out, strv_length(out), sizeof *out, cmp_str);

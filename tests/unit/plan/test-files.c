@@ -42,13 +42,13 @@ static void whiteout(int dir, const char *name)
         assert_int_equal(mknodat(dir, name, S_IFCHR | 0, makedev(0, 0)), 0);
 }
 
-static int setup(void **state)
+static int setup_in(void **state, const char *template)
 {
         Pair *p = calloc(1, sizeof *p);
         char path[128];
 
         assert_non_null(p);
-        strcpy(p->dir, "/tmp/airlock-test-files-XXXXXX");
+        strcpy(p->dir, template);
         assert_non_null(mkdtemp(p->dir));
         snprintf(path, sizeof path, "%s/upper", p->dir);
         assert_int_equal(mkdir(path, 0755), 0);
@@ -59,6 +59,17 @@ static int setup(void **state)
         assert_true(p->upper >= 0 && p->lower >= 0);
         *state = p;
         return 0;
+}
+
+static int setup(void **state)
+{
+        return setup_in(state, "/tmp/airlock-test-files-XXXXXX");
+}
+
+/* On tmpfs, as a plan's upper layer is: it takes extended attribute values of any size. */
+static int setup_shm(void **state)
+{
+        return setup_in(state, "/dev/shm/airlock-test-files-XXXXXX");
 }
 
 static int teardown(void **state)
@@ -428,6 +439,43 @@ static void test_xattr_change(void **state)
         plan_result_free(r);
 }
 
+/* Values beyond a page, differing only past the first 4 KiB: compared whole. */
+static void test_large_xattr_change(void **state)
+{
+        Pair *p = *state;
+        char a[6000], b[6000];
+        const PlanFile *f;
+        PlanResult *r;
+        int fd;
+
+        memset(a, 'a', sizeof a);
+        memcpy(b, a, sizeof b);
+        b[sizeof b - 1] = 'b';
+        put(p->lower, "x", "same\n", 0644);
+        put(p->upper, "x", "same\n", 0644);
+        fd = openat(p->lower, "x", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.big", a, sizeof a, 0), 0);
+        close(fd);
+        fd = openat(p->upper, "x", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.big", b, sizeof b, 0), 0);
+        close(fd);
+        /* and the same large value on both sides: no change */
+        put(p->lower, "y", "same\n", 0644);
+        put(p->upper, "y", "same\n", 0644);
+        fd = openat(p->lower, "y", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.big", a, sizeof a, 0), 0);
+        close(fd);
+        fd = openat(p->upper, "y", O_RDONLY | O_CLOEXEC);
+        assert_int_equal(fsetxattr(fd, "user.big", a, sizeof a, 0), 0);
+        close(fd);
+        r = collect(p);
+        assert_int_equal(r->n_files, 1);
+        f = get(r, "/srv/x");
+        assert_int_equal(f->change, PLAN_FILE_MODIFIED);
+        assert_string_equal(f->summary, "extended attributes changed: user.big");
+        plan_result_free(r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -442,6 +490,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_baseline, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_owner_change, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_xattr_change, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_large_xattr_change, setup_shm, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
