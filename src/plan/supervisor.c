@@ -775,15 +775,28 @@ typedef struct {
  * call continue would let it swap the fd for a unix socket and the address
  * for a path).
  */
-static Verdict connect_for(pid_t pid, int fd, const struct sockaddr_storage *ss, size_t len)
+/*
+ * The caller pinned first (a pidfd), then the notification checked still
+ * live: only then is the pid surely the caller's and not a reused one.
+ * Sets *ok = false when the call is gone.
+ */
+static Verdict connect_for(const PlanSup *s, const struct seccomp_notif *req, int fd,
+                           const struct sockaddr_storage *ss, size_t len, bool *ok)
 {
         Verdict v = { .error = -ECONNREFUSED };
         int pidfd, sfd, family = 0;
         socklen_t l = sizeof(family);
 
-        pidfd = (int)syscall(__NR_pidfd_open, pid, 0);
-        if (pidfd < 0)
+        pidfd = (int)syscall(__NR_pidfd_open, (pid_t)req->pid, 0);
+        if (pidfd < 0) {
+                *ok = false;
                 return v;
+        }
+        if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0) {
+                close(pidfd);
+                *ok = false;
+                return v;
+        }
         sfd = (int)syscall(__NR_pidfd_getfd, pidfd, fd, 0);
         close(pidfd);
         if (sfd < 0) {
@@ -895,11 +908,7 @@ static Verdict on_address(PlanSup *s, const struct seccomp_notif *req, int mem, 
                 addr_done(&a);
                 if (s->mode == PLAN_SUP_RECORD || kind == PLAN_NET_SEND)
                         return (Verdict){ .cont = true };
-                if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0) {
-                        *ok = false;
-                        return v;
-                }
-                return connect_for((pid_t)req->pid, (int)req->data.args[0], &ss, len);
+                return connect_for(s, req, (int)req->data.args[0], &ss, len, ok);
         }
         if (s->mode == PLAN_SUP_REFUSE && kind == PLAN_NET_SEND && a.family != AF_INET &&
             a.family != AF_INET6)
