@@ -57,6 +57,7 @@
 #define OUTPUT_MAX_PER_STREAM    (1024 * 1024)
 #define MAX_PLANS                4 /* plans at once: each is a snapshot with up to 1 GiB of tmpfs */
 #define MAX_PLANS_PER_REQUESTER  2 /* per session, or per human's uid */
+#define PLAN_WAIT_SEC            300 /* longest wait for a free plan slot (--plan-wait) */
 
 #define EPOLL_ADMIN  0
 #define EPOLL_SIGNAL UINT64_MAX
@@ -89,7 +90,8 @@ static struct {
         int epoll_fd;
         int admin_fd;
         uint64_t exec_timeout_usec;
-        uint64_t next_id; /* request ids are assigned here, before the records are written */
+        unsigned plan_wait_sec; /* --plan-wait */
+        uint64_t next_id;       /* request ids are assigned here, before the records are written */
 
         Session **sessions;
         size_t n_sessions;
@@ -102,6 +104,7 @@ static struct {
         pthread_cond_t plan_cond; /* a plan ended */
 } B = { .lock = PTHREAD_MUTEX_INITIALIZER,
         .plan_cond = PTHREAD_COND_INITIALIZER,
+        .plan_wait_sec = PLAN_WAIT_SEC,
         .epoll_fd = -EBADF,
         .admin_fd = -EBADF };
 
@@ -1161,9 +1164,29 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
                                            *mine);
                 }
                 (*mine)++;
-                /* a bounded number of snapshots at once; the others wait their turn */
-                while (B.n_planning >= MAX_PLANS)
-                        pthread_cond_wait(&B.plan_cond, &B.lock);
+                /*
+                 * A bounded number of snapshots at once; the others wait
+                 * their turn, but not for ever: past the deadline the
+                 * requester hears that the broker is busy.
+                 */
+                {
+                        struct timespec until;
+                        int w = 0;
+
+                        clock_gettime(CLOCK_REALTIME, &until);
+                        until.tv_sec += B.plan_wait_sec;
+                        while (B.n_planning >= MAX_PLANS && w != ETIMEDOUT)
+                                w = pthread_cond_timedwait(&B.plan_cond, &B.lock, &until);
+                        if (B.n_planning >= MAX_PLANS) {
+                                (*mine)--;
+                                policy_unpin(pin);
+                                pthread_mutex_unlock(&B.lock);
+                                return reply_error(c, "limit",
+                                                   "airlockd is planning %u other requests and "
+                                                   "none ended within %u s — ask again later",
+                                                   B.n_planning, B.plan_wait_sec);
+                        }
+                }
                 B.n_planning++;
                 /*
                  * Neither allowed nor denied outright: plan it (a dry run,
@@ -1194,8 +1217,10 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         r->reason = strdup(d.reason);
         memcpy(r->policy_digest, pin->policy->digest, sizeof(r->policy_digest));
         r->created_usec = now;
-        r->expires_usec = now + (pin->policy->request_ttl_usec ? pin->policy->request_ttl_usec
-                                                               : DEFAULT_TTL_USEC);
+        /* the approvers' time counts from when they can see the plan, not from before it */
+        r->expires_usec =
+                (planned ? now_realtime_usec() : now) +
+                (pin->policy->request_ttl_usec ? pin->policy->request_ttl_usec : DEFAULT_TTL_USEC);
         policy_unpin(pin);
         r->state = d.action == POLICY_ALLOW     ? REQ_EXECUTING
                    : d.action == POLICY_APPROVE ? REQ_PENDING
@@ -2265,14 +2290,16 @@ static void clean_stale_sockets(void)
 
 static const char usage[] =
         "Usage: airlockd [--config FILE] [--state-dir DIR] [--runtime-dir DIR]\n"
-        "                [--exec-timeout SEC] [--debug]\n\n"
+        "                [--exec-timeout SEC] [--plan-wait SEC] [--debug]\n\n"
         "The airlock broker: takes requests from sandboxes (session sockets) and humans\n"
         "(the admin socket), decides by policy, waits for approvals, runs approved\n"
         "commands and records every step. Runs in the foreground; see airlockd(8).\n\n"
         "  --config FILE       the policy (default " AIRLOCK_POLICY_PATH ")\n"
         "  --state-dir DIR     the database and outputs (default " AIRLOCK_STATE_DIR ")\n"
         "  --runtime-dir DIR   the sockets (default " AIRLOCK_RUNTIME_DIR ")\n"
-        "  --exec-timeout SEC  kill a command after SEC seconds (default 600)\n";
+        "  --exec-timeout SEC  kill a command after SEC seconds (default 600)\n"
+        "  --plan-wait SEC     a request waits at most SEC seconds for a free plan slot\n"
+        "                      (default 300), then gets a limit error\n";
 
 int main(int argc, char **argv)
 {
@@ -2281,6 +2308,7 @@ int main(int argc, char **argv)
                 { "state-dir", required_argument, NULL, 's' },
                 { "runtime-dir", required_argument, NULL, 'r' },
                 { "exec-timeout", required_argument, NULL, 't' },
+                { "plan-wait", required_argument, NULL, 'p' },
                 { "debug", no_argument, NULL, 'd' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
@@ -2316,6 +2344,17 @@ int main(int argc, char **argv)
                                 return 64;
                         }
                         break;
+                case 'p': {
+                        uint64_t w;
+                        if (parse_u64(optarg, 24 * 3600, &w) < 0 || w == 0) {
+                                log_error("--plan-wait: '%s' is not a number of seconds "
+                                          "(1..86400) — e.g. --plan-wait 300",
+                                          optarg);
+                                return 64;
+                        }
+                        B.plan_wait_sec = (unsigned)w;
+                        break;
+                }
                 case 'd':
                         log_set_level(LOG_LEVEL_DEBUG);
                         break;

@@ -231,6 +231,62 @@ def test_plans_at_once_are_bounded_per_requester(tmp_path):
         b.stop()
 
 
+def test_a_request_waits_for_a_plan_slot_only_so_long(tmp_path):
+    """Four plans at once; a fifth request waits for a slot, but not for ever: after
+    --plan-wait it hears that the broker is busy (a limit error) and may ask again."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sleep, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules), extra_args=["--plan-wait", "2"]).start()
+    try:
+        # two humans, two plans each: every slot is taken for 6 s
+        slow = [b.popen("exec", "--wait", "0", "--", "sleep", "6", user=u)
+                for u in (None, None, ALICE, ALICE)]
+        deadline = time.time() + 20
+        while len(subprocess.run(["pgrep", "-fx", "sleep 6"], capture_output=True,
+                                 text=True).stdout.split()) < 4:
+            assert time.time() < deadline, "the four plans did not start"
+            time.sleep(0.05)
+        t0 = time.time()
+        r = b.airlock("exec", "--wait", "0", "--", "sleep", "1", user=BOB)
+        waited = time.time() - t0
+        assert r.returncode == EX_TIMEOUT and "none ended within 2 s" in r.stderr, (r.stdout, r.stderr)
+        assert 1.5 < waited < 60, f"it waited {waited:.1f} s for a slot"
+        for p in slow:
+            p.communicate(timeout=30)
+            assert p.returncode == EX_TIMEOUT  # planned, then pending
+        # with the slots free again, the same request is planned
+        r = b.airlock("exec", "--wait", "0", "--", "sleep", "1", user=BOB)
+        assert r.returncode == EX_TIMEOUT and "none ended" not in r.stderr, (r.stdout, r.stderr)
+    finally:
+        b.stop()
+
+
+def test_the_ttl_counts_from_when_the_plan_is_ready(tmp_path):
+    """A plan takes as long as its command: a request whose plan took longer than the policy's
+    ttl must still leave the approvers the whole ttl to read the plan and approve."""
+    if os.geteuid() != 0:
+        pytest.skip("the broker plans as root (namespaces, overlays): run as root")
+    ensure_users()
+    rules = "  - match: [sleep, \"**\"]\n    action: approve\n" + BASE_RULES
+    b = Broker(tmp_path, policy_text(rules, extra="ttl: 3s\n")).start()
+    try:
+        t0 = time.time()
+        rid = pending(b, "sleep", "3.5")  # planned: the dry run takes 3.5 s, longer than the ttl
+        assert time.time() - t0 >= 3.5
+        r = b.airlock("approve", rid, user=ALICE)
+        assert r.returncode == 0, f"approved right after its plan, within the ttl: {r.stderr}"
+        b.wait_state(rid, ("succeeded",), timeout=30)
+        # and the ttl still ends a request nobody approves
+        rid = pending(b, "sleep", "0.1")
+        time.sleep(3.5)
+        r = b.airlock("approve", rid, user=ALICE)
+        assert r.returncode != 0 and "expire" in r.stderr, (r.stdout, r.stderr)
+    finally:
+        b.stop()
+
+
 def test_a_plan_too_big_for_a_message_is_named_not_sent(tmp_path):
     """Every reply fits one protocol message (1 MiB): a plan over 512 KiB of
     JSON is named by its digest in show and approve, lists never carry plans,
