@@ -68,8 +68,9 @@
                       deviation_check */
 #define AUDIT_EVENT_UNDO_START "undo_start" /* details: of_request */
 #define AUDIT_EVENT_UNDO_END   "undo_end"   /* details: exit_status */
-#define AUDIT_EVENT_APPROVAL_REFUSED \
-        "approval_refused" /* request; details: verdict, reason, message, uid, user, pid */
+#define AUDIT_EVENT_APPROVAL_REFUSED                                                      \
+        "approval_refused" /* request; details: verdict, reason, message, uid, user, pid, \
+                              unrecorded_before */
 #define AUDIT_EVENT_POLICY_REJECTED "policy_rejected" /* details: path, error, kept_sha256 */
 
 /* Emitted by the writer only; audit_append() refuses them. */

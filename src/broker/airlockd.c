@@ -68,6 +68,10 @@ typedef struct {
         unsigned sessions;
         unsigned pending;
         unsigned planning;
+        /* refused verdicts: a token bucket for their audit records (refusal_recordable) */
+        double refusal_tokens;
+        uint64_t refusal_refill_usec;
+        unsigned refusals_unrecorded;
 } UidCount;
 
 /*
@@ -1467,6 +1471,49 @@ static bool is_digest(const char *s)
 }
 
 /*
+ * Any local user may connect to the admin socket and try verdicts it will
+ * be refused; each refusal recorded is a synced audit record. So each user
+ * gets a burst of REFUSAL_BURST records, refilled at REFUSAL_PER_SEC; past
+ * that the refusals still happen, and are counted instead of recorded. The
+ * next record of that user carries the count (unrecorded_before), so the
+ * log still says how many there were. Returns whether to record this one,
+ * and in *ret_unrecorded the count to attach.
+ */
+#define REFUSAL_BURST   20.0
+#define REFUSAL_PER_SEC 1.0
+
+static bool refusal_recordable(uid_t uid, unsigned *ret_unrecorded)
+{
+        uint64_t now = now_monotonic_usec();
+        bool ok = true;
+        UidCount *u;
+
+        *ret_unrecorded = 0;
+        pthread_mutex_lock(&B.lock);
+        u = uid_count(uid);
+        if (u) {
+                if (u->refusal_refill_usec == 0)
+                        u->refusal_tokens = REFUSAL_BURST;
+                else
+                        u->refusal_tokens +=
+                                (double)(now - u->refusal_refill_usec) / 1e6 * REFUSAL_PER_SEC;
+                if (u->refusal_tokens > REFUSAL_BURST)
+                        u->refusal_tokens = REFUSAL_BURST;
+                u->refusal_refill_usec = now;
+                if (u->refusal_tokens >= 1.0) {
+                        u->refusal_tokens -= 1.0;
+                        *ret_unrecorded = u->refusals_unrecorded;
+                        u->refusals_unrecorded = 0;
+                } else {
+                        u->refusals_unrecorded++;
+                        ok = false;
+                }
+        }
+        pthread_mutex_unlock(&B.lock);
+        return ok;
+}
+
+/*
  * Refuses an approval or denial: first the audit log gets who tried what on
  * which request and why it was refused (r: the request, NULL when the peer
  * may not see it or it does not exist), then the peer gets the error code
@@ -1481,6 +1528,7 @@ static int refuse_verdict(Conn *c, const ProtoRequest *q, const Req *r, const ch
         bool approve = q->type == PROTO_REQ_APPROVE;
         _cleanup_(json_decrefp) json_t *j = NULL, *d = NULL;
         _cleanup_free_ char *m = NULL;
+        unsigned unrecorded;
         char id[32];
         va_list ap;
         int k;
@@ -1490,6 +1538,8 @@ static int refuse_verdict(Conn *c, const ProtoRequest *q, const Req *r, const ch
         va_end(ap);
         if (k < 0)
                 return -ENOMEM;
+        if (!refusal_recordable(c->peer.uid, &unrecorded))
+                return proto_write_error(c->fd, code, m); /* counted, recorded with the next */
         snprintf(id, sizeof(id), "%llu", (unsigned long long)q->id);
         j = r ? record_for(r) : json_pack("{s:s}", "request", id);
         d = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "verdict", approve ? "approve" : "deny",
@@ -1499,6 +1549,8 @@ static int refuse_verdict(Conn *c, const ProtoRequest *q, const Req *r, const ch
                 json_object_set_new(d, "shown_sha256", json_string(q->digest));
         if (d && q->why)
                 json_object_set_new(d, "why", json_string(q->why));
+        if (d && unrecorded)
+                json_object_set_new(d, "unrecorded_before", json_integer(unrecorded));
         if (!j || !d || json_object_set(j, "details", d) < 0 ||
             audit_sink_write(AUDIT_EVENT_APPROVAL_REFUSED, j) < 0)
                 log_error("cannot record in the audit log that %s (uid %u, pid %d) was refused %s "

@@ -210,6 +210,14 @@ static void print_record(const Filter *f, json_t *rec, const char *line, size_t 
                                 printf("(uid %lld)", (long long)json_integer_value(uid));
                 }
         }
+        {
+                /* approval_refused past its user's burst: what was counted, not recorded */
+                json_t *unrec =
+                        json_object_get(json_object_get(rec, "details"), "unrecorded_before");
+                if (json_is_integer(unrec))
+                        printf("  (+%lld more refused before, not recorded)",
+                               (long long)json_integer_value(unrec));
+        }
         if (target) {
                 fputs("  on ", stdout);
                 put_esc(target);

@@ -181,3 +181,32 @@ def test_rejected_reload_is_recorded_with_the_policy_kept(broker):
     assert len([e for e in broker.audit_events() if e["event"] == "policy_rejected"]) == 1
     v = json.loads(broker.airlock("log", "verify", "--json", "--state-dir", broker.state).stdout)
     assert v["problem"] == "unsealed-tail", v  # the chain with the new events is intact
+
+
+def test_a_flood_of_refused_verdicts_is_counted_not_synced_one_by_one(broker, tmp_path):
+    """Any local user may try verdicts on the admin socket; each recorded refusal is a synced
+    audit record. Past a burst of 20, one user's refusals are still refused but counted, and
+    the next record of that user says how many went unrecorded."""
+    rid = pending(broker, ["touch", tmp_path / "f"], user=ALICE)
+    digest = broker.show(rid)["digest"]
+    tries = 60
+    for _ in range(tries):
+        r = broker.airlock("approve", "--digest", digest, rid, user=OUTSIDER)
+        assert r.returncode != 0  # every one refused
+    recs = refusals(broker, rid)
+    # the burst, and what the bucket refilled while the clients ran (one per second)
+    assert 20 <= len(recs) < tries, len(recs)
+    time.sleep(1.2)
+    r = broker.airlock("approve", "--digest", digest, rid, user=OUTSIDER)
+    assert r.returncode != 0
+    recs = refusals(broker, rid)
+    counted = sum(e["details"].get("unrecorded_before", 0) for e in recs)
+    assert len(recs) + counted == tries + 1, (len(recs), counted)
+    assert recs[-1]["details"].get("unrecorded_before", 0) > 0, recs[-1]
+    # another user's refusals are recorded as before
+    r = broker.airlock("approve", "--digest", digest, rid, user=ALICE)  # the requester
+    assert r.returncode != 0
+    assert refusals(broker, rid)[-1]["details"]["user"] == ALICE
+    # and `airlock log` shows the count
+    out = broker.airlock("log", "--state-dir", broker.state).stdout
+    assert "more refused before, not recorded" in out, out[-2000:]
