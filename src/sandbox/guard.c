@@ -8,15 +8,17 @@
  * directory, or its nearest existing ancestor) are bound onto themselves
  * inside the sandbox, and those sandbox-only mounts carry a fanotify
  * FAN_OPEN_PERM mark: every open through them waits for the session
- * helper, which refuses (EPERM) a path that a secret glob matches and
- * allows anything else. The marks sit on the sandbox's own copies of the
- * mounts, so no host process is ever slowed or stopped by them; files
- * elsewhere (/usr, the workspace) are not guarded and cost nothing.
+ * helper, which refuses (EPERM) a path that a secret glob matches (or lies
+ * beneath), another name of a secret's file, and allows anything else. The
+ * marks sit on the sandbox's own copies of the mounts, so no host process
+ * is ever slowed or stopped by them; files elsewhere (/usr, the workspace)
+ * are not guarded and cost nothing.
  *
  * Not guarded (the watcher alone, as before): a region that would be "/"
  * itself (a home of "/" in passwd), a path through a symlink, anything
- * under the sandbox's own tmpfs directories and binds. An ordinary user
- * cannot create the fanotify group (CAP_SYS_ADMIN): no guard then.
+ * under the sandbox's own tmpfs directories and writable binds. An
+ * ordinary user cannot create the fanotify group (CAP_SYS_ADMIN): no guard
+ * then.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -45,8 +47,7 @@ static bool has_wildcard(const char *s, size_t n)
         return false;
 }
 
-/* The glob's leading directory without a wildcard: /etc/ssl/private for /etc/ssl/private/ and "**".
- */
+/* The glob's leading directory without a wildcard (/etc/ssl/private for its "**" glob). */
 static char *static_dir(const char *g)
 {
         const char *last = g, *s = g;
@@ -70,7 +71,6 @@ static char *static_dir(const char *g)
         return d;
 }
 
-/* Does glob g (absolute, or "~/X" for X in every home) match path exactly? */
 /*
  * Does glob g match path exactly? "~/X" matches X beneath any directory:
  * a home made during the session (useradd -m) is not in the launch's list
