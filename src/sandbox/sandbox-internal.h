@@ -65,7 +65,7 @@ typedef struct {
         uid_t uid;       /* the agent's uid and gid on the host (== inside: identity map) */
         gid_t gid;
         char *home;
-        char **homes;   /* every home directory in /etc/passwd that exists, and /root */
+        char **homes;   /* every home in /etc/passwd that exists (canonical), and /root */
         SbxBind *binds; /* binds[0] is the workspace */
         size_t n_binds;
         SbxMask *masks;

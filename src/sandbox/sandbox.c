@@ -127,7 +127,15 @@ static int scan_passwd(SbxPlan *p, const char *agent_user, uid_t *ret_uid, gid_t
                         continue;
                 if (stat(pw->pw_dir, &st) < 0 || !S_ISDIR(st.st_mode))
                         continue; /* /nonexistent and friends: nothing to mask there */
-                if (strv_extend(&p->homes, pw->pw_dir) < 0) {
+                /*
+                 * Where the home really is (/home/u may be a symlink to
+                 * /data/u): watches, the open guard and the workspace check
+                 * all work on canonical paths.
+                 */
+                _cleanup_free_ char *real = realpath(pw->pw_dir, NULL);
+                if (!real || streq(real, "/") || strv_contains(p->homes, real))
+                        continue;
+                if (strv_consume(&p->homes, TAKE_PTR(real)) < 0) {
                         fclose(f);
                         return -ENOMEM;
                 }

@@ -537,6 +537,41 @@ def test_key_in_a_home_made_during_the_session(lab):
         lab.ws("go").unlink(missing_ok=True)
 
 
+def test_home_behind_a_symlink(lab):
+    """Homes moved to a bigger disk leave /home/u as a symlink. Such a home is known by its real
+    path: it cannot be the workspace, and a key that appears in it during the session is
+    refused (before, its watch failed on the symlink and the guard skipped it)."""
+    real = pathlib.Path("/opt") / (lab.tag + "-realhome")
+    link = pathlib.Path("/home") / (lab.tag + "-ln")
+    user = "alh" + lab.tag[-8:]
+    key = link / ".ssh" / "id_ed25519"
+    real.mkdir(parents=True, mode=0o755)
+    link.symlink_to(real)
+    subprocess.run(["useradd", "-M", "-d", str(link), "-s", "/usr/sbin/nologin", user], check=True,
+                   capture_output=True)
+    try:
+        p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(f"{lab.probe} read {key}"))
+        try:
+            wait_started(p)
+            (real / ".ssh").mkdir(mode=0o755)
+            (real / ".ssh" / "id_ed25519").write_text(lab.token + "\n")
+            (real / ".ssh" / "id_ed25519").chmod(0o644)
+            assert lab.token in expect_ok(probe_outside("read", key))
+            lab.ws("go").touch()
+            ended_or_masked(lab.finish(p), (real, key), 1)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            lab.ws("go").unlink(missing_ok=True)
+        # (the link itself is refused as a path through a symlink; the real path, as a home)
+        r = lab.inside("/bin/true", workspace=real)
+        assert r.returncode == 64 and "is a home directory" in r.stderr, describe(r)
+    finally:
+        subprocess.run(["userdel", user], capture_output=True)
+        link.unlink(missing_ok=True)
+        shutil.rmtree(real, ignore_errors=True)
+
+
 def test_secret_renamed_into_a_read_only_bind_while_the_agent_polls(lab):
     """--ro binds a host directory over its own place: the open guard's mark then sits on that
     bind, so a key renamed into it is refused just the same."""
