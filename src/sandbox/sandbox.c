@@ -419,6 +419,18 @@ typedef struct {
         uint32_t magic, n_masks, n_protect, n_regions, size;
 } SbxPlanHeader;
 
+/* Copies each path of l with its NUL to buf + off (buf NULL: only counts); returns the new off. */
+static size_t put_paths(char *buf, size_t off, char *const *l)
+{
+        STRV_FOREACH (s, l) {
+                size_t n = strlen(*s) + 1;
+                if (buf)
+                        memcpy(buf + off, *s, n);
+                off += n;
+        }
+        return off;
+}
+
 int sbx_plan_send(const SbxPlan *p, int fd)
 {
         _cleanup_free_ char *buf = NULL;
@@ -429,10 +441,7 @@ int sbx_plan_send(const SbxPlan *p, int fd)
 
         for (size_t i = 0; i < p->n_masks; i++)
                 size += strlen(p->masks[i].path) + 2;
-        STRV_FOREACH (s, p->protect)
-                size += strlen(*s) + 1;
-        for (size_t i = 0; i < n_regions; i++)
-                size += strlen(p->guard_regions[i]) + 1;
+        size += put_paths(NULL, 0, p->protect) + put_paths(NULL, 0, p->guard_regions);
         if (size > SBX_PLAN_MAX_BYTES)
                 return -E2BIG;
         buf = malloc(sizeof h + size);
@@ -451,16 +460,8 @@ int sbx_plan_send(const SbxPlan *p, int fd)
                 memcpy(buf + off, p->masks[i].path, n);
                 off += n;
         }
-        STRV_FOREACH (s, p->protect) {
-                size_t n = strlen(*s) + 1;
-                memcpy(buf + off, *s, n);
-                off += n;
-        }
-        for (size_t i = 0; i < n_regions; i++) {
-                size_t n = strlen(p->guard_regions[i]) + 1;
-                memcpy(buf + off, p->guard_regions[i], n);
-                off += n;
-        }
+        off = put_paths(buf, off, p->protect);
+        off = put_paths(buf, off, p->guard_regions);
         r = write_all(fd, buf, off);
         return r < 0 ? r : 0;
 }
@@ -494,6 +495,20 @@ static const char *next_path(const char *buf, size_t size, size_t *off)
                 return NULL;
         *off += (size_t)(end - s) + 1;
         return s;
+}
+
+/* n NUL-terminated absolute paths from buf[*off..size) into *l (replaced). */
+static int read_paths(const char *buf, size_t size, size_t *off, uint32_t n, char ***l)
+{
+        *l = strv_free(*l);
+        for (uint32_t i = 0; i < n; i++) {
+                const char *path = next_path(buf, size, off);
+                if (!path)
+                        return -EBADMSG;
+                if (strv_extend(l, path) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 int sbx_plan_receive(SbxPlan *p, int fd)
@@ -537,22 +552,12 @@ int sbx_plan_receive(SbxPlan *p, int fd)
                         return -ENOMEM;
                 p->n_masks++;
         }
-        p->protect = strv_free(p->protect);
-        for (uint32_t i = 0; i < h.n_protect; i++) {
-                const char *path = next_path(buf, h.size, &off);
-                if (!path)
-                        return -EBADMSG;
-                if (strv_extend(&p->protect, path) < 0)
-                        return -ENOMEM;
-        }
-        p->guard_regions = strv_free(p->guard_regions);
-        for (uint32_t i = 0; i < h.n_regions; i++) {
-                const char *path = next_path(buf, h.size, &off);
-                if (!path)
-                        return -EBADMSG;
-                if (strv_extend(&p->guard_regions, path) < 0)
-                        return -ENOMEM;
-        }
+        r = read_paths(buf, h.size, &off, h.n_protect, &p->protect);
+        if (r < 0)
+                return r;
+        r = read_paths(buf, h.size, &off, h.n_regions, &p->guard_regions);
+        if (r < 0)
+                return r;
         return off == h.size ? 0 : -EBADMSG; /* no trailing bytes */
 }
 

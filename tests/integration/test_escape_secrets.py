@@ -425,33 +425,48 @@ def test_secret_replaced_by_rename_after_launch(lab):
         lab.ws("go").unlink(missing_ok=True)
 
 
-def test_secret_renamed_into_place_while_the_agent_polls(lab):
-    """The attacker does not wait politely: it opens the secret's name in a tight loop and copies
-    what it reads into the workspace, which outlives the session. A rename puts the whole key in
-    place at once, so ending the session afterwards comes too late. Up to 30 rotations; one
-    copy in the workspace is a leak."""
-    late = lab.etc_dir / "late.key"
+def rename_into_place(path, text):
+    """What key rotation and config tools do: write a new file beside, then rename it over."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    os.rename(tmp, path)
+
+
+def race_a_polling_agent(lab, target, put_in_place, remove, attempts, what, extra=()):
+    """The attacker does not wait politely: inside, the probe opens target in a tight loop and
+    copies what it reads into the workspace, which outlives the session; outside,
+    put_in_place() makes the key appear at once. One copy of the key in the workspace, in any
+    attempt, is a leak."""
     loot = lab.ws("loot")
     try:
-        for attempt in range(30):
-            p = lab.start_inside(lab.probe, "poll-copy", late, loot, "2")
+        for attempt in range(attempts):
+            p = lab.start_inside(lab.probe, "poll-copy", target, loot, "2", extra=extra)
             try:
                 assert "polling" in p.stdout.readline(), "the sandbox did not start"
-                tmp = lab.etc_dir / "late.key.new"
-                tmp.write_text(lab.token + "\n")
-                tmp.chmod(0o644)
-                os.rename(tmp, late)
+                put_in_place()
                 p.wait(20)
             finally:
                 if p.poll() is None:
                     p.kill()
                     p.wait()
             assert not (loot.exists() and lab.token in loot.read_text()), \
-                f"attempt {attempt + 1}: the agent copied a secret renamed into place into the workspace"
-            late.unlink(missing_ok=True)
+                f"attempt {attempt + 1}: {what}"
+            remove()
     finally:
-        late.unlink(missing_ok=True)
+        remove()
         loot.unlink(missing_ok=True)
+
+
+def test_secret_renamed_into_place_while_the_agent_polls(lab):
+    """The attacker does not wait politely: it opens the secret's name in a tight loop and copies
+    what it reads into the workspace, which outlives the session. A rename puts the whole key in
+    place at once, so ending the session afterwards comes too late. Up to 30 rotations; one
+    copy in the workspace is a leak."""
+    late = lab.etc_dir / "late.key"
+    race_a_polling_agent(lab, late, lambda: rename_into_place(late, lab.token + "\n"),
+                         lambda: late.unlink(missing_ok=True), 30,
+                         "the agent copied a secret renamed into place into the workspace")
 
 
 def test_open_guard_refuses_only_secrets_and_never_the_host(lab):
@@ -464,11 +479,8 @@ def test_open_guard_refuses_only_secrets_and_never_the_host(lab):
         f"cat {conf}; echo cat=$?; {lab.probe} read {late}"))
     try:
         wait_started(p)
-        for path, text in ((conf, "fresh-config-line\n"), (late, lab.token + "\n")):
-            tmp = path.with_name(path.name + ".new")
-            tmp.write_text(text)
-            tmp.chmod(0o644)
-            os.rename(tmp, path)
+        rename_into_place(conf, "fresh-config-line\n")
+        rename_into_place(late, lab.token + "\n")
         host = outside("cat", conf, late, timeout=10)
         assert host.returncode == 0 and "fresh-config-line" in host.stdout and lab.token in host.stdout, \
             f"a host process must read the region's files as before:{describe(host)}"
@@ -576,27 +588,10 @@ def test_secret_renamed_into_a_read_only_bind_while_the_agent_polls(lab):
     """--ro binds a host directory over its own place: the open guard's mark then sits on that
     bind, so a key renamed into it is refused just the same."""
     late = lab.etc_dir / "late.key"
-    loot = lab.ws("loot")
-    try:
-        for attempt in range(5):
-            p = lab.start_inside(lab.probe, "poll-copy", late, loot, "2", extra=["--ro", lab.etc_dir])
-            try:
-                assert "polling" in p.stdout.readline(), "the sandbox did not start"
-                tmp = lab.etc_dir / "late.key.new"
-                tmp.write_text(lab.token + "\n")
-                tmp.chmod(0o644)
-                os.rename(tmp, late)
-                p.wait(20)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            assert not (loot.exists() and lab.token in loot.read_text()), \
-                f"attempt {attempt + 1}: the agent copied a key renamed into a --ro bind"
-            late.unlink(missing_ok=True)
-    finally:
-        late.unlink(missing_ok=True)
-        loot.unlink(missing_ok=True)
+    race_a_polling_agent(lab, late, lambda: rename_into_place(late, lab.token + "\n"),
+                         lambda: late.unlink(missing_ok=True), 5,
+                         "the agent copied a key renamed into a --ro bind",
+                         extra=["--ro", lab.etc_dir])
 
 
 def test_secret_directory_renamed_into_place_while_the_agent_polls(lab):
@@ -604,31 +599,22 @@ def test_secret_directory_renamed_into_place_while_the_agent_polls(lab):
     in it is renamed into place at once (`mv staged deep`). The watcher ends the session when
     it sees the directory, but a polling agent is faster: only refusing the open holds."""
     deep = lab.srv_dir / "deep"
+    staged = lab.srv_dir / "staged"
     key = deep / "conf" / "app.key"
-    loot = lab.ws("loot")
-    try:
-        for attempt in range(10):
-            p = lab.start_inside(lab.probe, "poll-copy", key, loot, "2")
-            try:
-                assert "polling" in p.stdout.readline(), "the sandbox did not start"
-                staged = lab.srv_dir / "staged"
-                (staged / "conf").mkdir(parents=True)
-                (staged / "conf" / "app.key").write_text(lab.token + "\n")
-                (staged / "conf" / "app.key").chmod(0o644)
-                os.rename(staged, deep)
-                assert lab.token in key.read_text(), "outside, the key is in place and readable"
-                p.wait(20)
-            finally:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            assert not (loot.exists() and lab.token in loot.read_text()), \
-                f"attempt {attempt + 1}: the agent copied a key from a directory renamed into place"
-            shutil.rmtree(deep, ignore_errors=True)
-    finally:
+
+    def put_in_place():
+        (staged / "conf").mkdir(parents=True)
+        (staged / "conf" / "app.key").write_text(lab.token + "\n")
+        (staged / "conf" / "app.key").chmod(0o644)
+        os.rename(staged, deep)
+        assert lab.token in key.read_text(), "outside, the key is in place and readable"
+
+    def remove():
         shutil.rmtree(deep, ignore_errors=True)
-        shutil.rmtree(lab.srv_dir / "staged", ignore_errors=True)
-        loot.unlink(missing_ok=True)
+        shutil.rmtree(staged, ignore_errors=True)
+
+    race_a_polling_agent(lab, key, put_in_place, remove, 10,
+                         "the agent copied a key from a directory renamed into place")
 
 
 def test_secret_directory_replaced_after_launch(lab):

@@ -408,6 +408,15 @@ static void test_owner_change(void **state)
         plan_result_free(r);
 }
 
+static void set_xattr(int dir, const char *file, const char *name, const void *v, size_t n)
+{
+        int fd = openat(dir, file, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(fsetxattr(fd, name, v, n, 0), 0);
+        close(fd);
+}
+
 static void test_xattr_change(void **state)
 {
         Pair *p = *state;
@@ -446,28 +455,19 @@ static void test_large_xattr_change(void **state)
         char a[6000], b[6000];
         const PlanFile *f;
         PlanResult *r;
-        int fd;
 
         memset(a, 'a', sizeof a);
         memcpy(b, a, sizeof b);
         b[sizeof b - 1] = 'b';
         put(p->lower, "x", "same\n", 0644);
         put(p->upper, "x", "same\n", 0644);
-        fd = openat(p->lower, "x", O_RDONLY | O_CLOEXEC);
-        assert_int_equal(fsetxattr(fd, "user.big", a, sizeof a, 0), 0);
-        close(fd);
-        fd = openat(p->upper, "x", O_RDONLY | O_CLOEXEC);
-        assert_int_equal(fsetxattr(fd, "user.big", b, sizeof b, 0), 0);
-        close(fd);
+        set_xattr(p->lower, "x", "user.big", a, sizeof a);
+        set_xattr(p->upper, "x", "user.big", b, sizeof b);
         /* and the same large value on both sides: no change */
         put(p->lower, "y", "same\n", 0644);
         put(p->upper, "y", "same\n", 0644);
-        fd = openat(p->lower, "y", O_RDONLY | O_CLOEXEC);
-        assert_int_equal(fsetxattr(fd, "user.big", a, sizeof a, 0), 0);
-        close(fd);
-        fd = openat(p->upper, "y", O_RDONLY | O_CLOEXEC);
-        assert_int_equal(fsetxattr(fd, "user.big", a, sizeof a, 0), 0);
-        close(fd);
+        set_xattr(p->lower, "y", "user.big", a, sizeof a);
+        set_xattr(p->upper, "y", "user.big", a, sizeof a);
         r = collect(p);
         assert_int_equal(r->n_files, 1);
         f = get(r, "/srv/x");
