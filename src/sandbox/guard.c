@@ -363,13 +363,17 @@ int sbx_guard_mark(SbxPlan *p, pid_t pid1, SbxError *err)
                         if ((size_t)snprintf(path, sizeof path, "/proc/%d/root%s", (int)pid1, *s) >=
                             sizeof path)
                                 return sbx_fail(err, 71, -ENAMETOOLONG,
-                                                "open guard: path too long: %s", *s);
+                                                "open guard: the path %s is too long to mark — "
+                                                "shorten the secret's directory in the policy",
+                                                *s);
                         if (fanotify_mark(p->guard_fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_PERM,
                                           AT_FDCWD, path) < 0)
                                 return sbx_fail(err, 71, -errno,
                                                 "open guard: cannot mark the sandbox's mount "
-                                                "of %s: %m",
-                                                *s);
+                                                "of %s: %m — the launch is refused rather than "
+                                                "run unguarded; 'findmnt -T %s' shows which "
+                                                "filesystem fanotify could not watch: report it",
+                                                *s, *s);
                 }
         return 0;
 }
@@ -412,57 +416,61 @@ int sbx_guard_add_inode(SbxPlan *p, const struct stat *st)
  * /etc) is refused under any name. Files beneath a masked directory too,
  * up to a bound (the rest are still masked under their own names).
  */
+#define GUARD_MAX_DIR_ENTRIES 10000 /* per masked directory */
+
+/* The regular files beneath a masked directory, breadth first, up to the bound. */
+static int collect_dir(SbxPlan *p, const char *root)
+{
+        _cleanup_strv_free_ char **dirs = NULL;
+        size_t next = 0, seen = 0;
+
+        if (strv_extend(&dirs, root) < 0)
+                return -ENOMEM;
+        while (dirs[next] && seen < GUARD_MAX_DIR_ENTRIES) {
+                const char *dir = dirs[next++]; /* the string stays put when dirs grows */
+                DIR *d = opendir(dir);
+                struct dirent *de;
+                int r = 0;
+
+                if (!d)
+                        continue; /* gone, or not a directory now: nothing to link to */
+                while (r >= 0 && (de = readdir(d)) && seen < GUARD_MAX_DIR_ENTRIES) {
+                        struct stat st;
+                        char *sub;
+
+                        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                                continue;
+                        seen++;
+                        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                continue;
+                        if (S_ISREG(st.st_mode))
+                                r = append_inode(p, &st);
+                        else if (S_ISDIR(st.st_mode))
+                                r = asprintf(&sub, "%s/%s", dir, de->d_name) < 0
+                                            ? -ENOMEM
+                                            : strv_consume(&dirs, sub);
+                }
+                closedir(d);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int sbx_guard_collect_inodes(SbxPlan *p)
 {
         for (size_t i = 0; i < p->n_masks; i++) {
-                _cleanup_strv_free_ char **todo = NULL;
-                size_t seen = 0;
                 struct stat st;
-                int r;
+                int r = 0;
 
                 if (lstat(p->masks[i].path, &st) < 0)
                         continue;
-                if (S_ISREG(st.st_mode)) {
+                if (S_ISREG(st.st_mode))
                         r = append_inode(p, &st);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                if (!S_ISDIR(st.st_mode) || strv_extend(&todo, p->masks[i].path) < 0)
-                        continue;
-                while (todo && todo[0] && seen < 10000) {
-                        _cleanup_free_ char *dir = todo[0];
-                        DIR *d;
-                        struct dirent *de;
-
-                        memmove(todo, todo + 1, strv_length(todo) * sizeof(char *));
-                        d = opendir(dir);
-                        if (!d)
-                                continue;
-                        while ((de = readdir(d)) && seen < 10000) {
-                                char *sub;
-                                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                                        continue;
-                                seen++;
-                                if (asprintf(&sub, "%s/%s", dir, de->d_name) < 0 ||
-                                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                                        free(sub);
-                                        continue;
-                                }
-                                if (S_ISREG(st.st_mode))
-                                        r = append_inode(p, &st);
-                                else if (S_ISDIR(st.st_mode))
-                                        r = strv_extend(&todo, sub);
-                                else
-                                        r = 0;
-                                free(sub);
-                                if (r < 0) {
-                                        closedir(d);
-                                        return r;
-                                }
-                        }
-                        closedir(d);
-                }
+                else if (S_ISDIR(st.st_mode))
+                        r = collect_dir(p, p->masks[i].path);
+                if (r < 0)
+                        return r;
         }
         if (p->n_guard_inodes)
                 qsort(p->guard_inodes, p->n_guard_inodes, sizeof(SbxInode), cmp_inode);

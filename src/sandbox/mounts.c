@@ -1734,7 +1734,7 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
  * beneath it): a mount of the sandbox's own, which the parent marks. Done
  * before the masks are opened, so that they go on top of it.
  */
-static int bind_regions(SbxMountsCtx *m, SbxError *err)
+static int bind_regions(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
 {
         for (size_t i = 0; i < m->n_regions; i++) {
                 _cleanup_close_ int tree = open_tree(m->region_fds[i], "",
@@ -1742,7 +1742,11 @@ static int bind_regions(SbxMountsCtx *m, SbxError *err)
                                                              AT_RECURSIVE | AT_EMPTY_PATH);
                 if (tree < 0 || move_mount(tree, "", m->region_fds[i], "",
                                            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-                        return MNT_FAIL(err, "open guard: cannot bind a region onto itself: %m");
+                        return MNT_FAIL(err,
+                                        "open guard: cannot bind %s onto itself inside: %m — "
+                                        "run again; if it persists, 'findmnt -T %s' shows the "
+                                        "mount in the way",
+                                        p->guard_regions[i], p->guard_regions[i]);
                 m->region_fds[i] = safe_close(m->region_fds[i]);
         }
         return 0;
@@ -1769,7 +1773,7 @@ int sbx_mounts_open_masks(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                                         "while airlock started; run again",
                                         p->guard_regions[i], strerror(-m->region_fds[i]));
         }
-        r = bind_regions(m, err);
+        r = bind_regions(p, m, err);
         if (r < 0)
                 return r;
 

@@ -502,24 +502,29 @@ def test_hard_link_to_a_secret_made_during_the_session(lab):
     one (a backup's `cp -al /etc`, rsnapshot). Under an innocent name no glob matches, the open
     guard still refuses it: it knows the secrets' files by inode."""
     alias = lab.etc_dir / "innocent.txt"
+    # and a file beneath a masked secret directory, linked out of it
+    alias2 = lab.etc_dir / "innocent2.txt"
     p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
-        f"{lab.probe} read {alias}; {lab.probe} reopen {alias}; cat /etc/hostname >/dev/null; "
-        "echo host=$?"))
+        f"{lab.probe} read {alias}; {lab.probe} reopen {alias}; {lab.probe} read {alias2}; "
+        "cat /etc/hostname >/dev/null; echo host=$?"))
     try:
         wait_started(p)
         os.link(lab.secret_file, alias)
+        os.link(lab.secret_dir_file, alias2)
         assert lab.token in expect_ok(probe_outside("read", alias)), "outside, the new name reads the key"
         assert lab.token in expect_ok(probe_outside("reopen", alias)), "and so does an O_PATH reopen"
+        assert lab.token in expect_ok(probe_outside("read", alias2))
         lab.ws("go").touch()
         r = lab.finish(p)
         assert "host=0" in r.stdout, f"ordinary files must still read:{describe(r)}"
         lines = [l for l in r.stdout.splitlines() if l.startswith(("OK", "ERR"))]
-        assert len(lines) == 2 and all(l.startswith("ERR EPERM") for l in lines), \
-            f"the new name must be refused, opened directly or through an O_PATH handle:{describe(r)}"
+        assert len(lines) == 3 and all(l.startswith("ERR EPERM") for l in lines), \
+            f"the new names must be refused, opened directly or through an O_PATH handle:{describe(r)}"
     finally:
         if p.poll() is None:
             p.kill()
         alias.unlink(missing_ok=True)
+        alias2.unlink(missing_ok=True)
         lab.ws("go").unlink(missing_ok=True)
 
 
