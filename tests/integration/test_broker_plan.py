@@ -199,6 +199,28 @@ def test_recorded_execution_runs_with_the_run_as_users_groups(tmp_path):
         b.stop()
 
 
+def planned_commands(cmdline, n):
+    """Waits until n processes run exactly cmdline (the commands being planned, inside their
+    snapshots) and returns their pids."""
+    deadline = time.time() + 60
+    while True:
+        pids = subprocess.run(["pgrep", "-fx", cmdline], capture_output=True,
+                              text=True).stdout.split()
+        if len(pids) >= n:
+            return pids
+        assert time.time() < deadline, f"{n} plans of {cmdline!r} did not start: {pids}"
+        time.sleep(0.05)
+
+
+def end_planned_commands(cmdline):
+    """Ends the planned commands early (SIGKILL from the host: a planned command is its pid
+    namespace's init, which ignores signals it has no handler for): their plans finish,
+    saying so, and their requests become pending. The slow commands sleep far longer than any test
+    waits, so that however slow the machine, they are still running while the test needs
+    them to be; this ends them once it does not."""
+    subprocess.run(["pkill", "-KILL", "-fx", cmdline], check=False)
+
+
 def test_plans_at_once_are_bounded_per_requester(tmp_path):
     """A plan runs the command in a snapshot (tmpfs included): one requester
     gets at most two at once; a third is refused with a limit error, and
@@ -208,26 +230,25 @@ def test_plans_at_once_are_bounded_per_requester(tmp_path):
     ensure_users()
     rules = "  - match: [sleep, \"**\"]\n    action: approve\n" + BASE_RULES
     b = Broker(tmp_path, policy_text(rules)).start()
+    slow_cmd = "sleep 3601"
     try:
-        slow = [b.popen("exec", "--wait", "0", "--", "sleep", "4.5") for _ in range(2)]
+        slow = [b.popen("exec", "--wait", "0", "--", *slow_cmd.split()) for _ in range(2)]
         # both are being planned (their commands run in snapshots) while the third comes
-        deadline = time.time() + 20
-        while len(subprocess.run(["pgrep", "-fx", "sleep 4.5"], capture_output=True,
-                                 text=True).stdout.split()) < 2:
-            assert time.time() < deadline, "the two plans did not start"
-            time.sleep(0.05)
-        r = b.airlock("exec", "--wait", "0", "--", "sleep", "4.5")
+        planned_commands(slow_cmd, 2)
+        r = b.airlock("exec", "--wait", "0", "--", *slow_cmd.split())
         assert r.returncode != 0 and "being planned already" in r.stderr, (r.stdout, r.stderr)
+        end_planned_commands(slow_cmd)
         for p in slow:
-            p.communicate(timeout=30)
+            p.communicate(timeout=60)
             assert p.returncode == EX_TIMEOUT  # planned, then pending
         reqs = json.loads(b.airlock("requests", "--json").stdout)
-        assert len(reqs) == 2 and all(b.show(q["id"])["plan"]["argv"] == ["sleep", "4.5"]
+        assert len(reqs) == 2 and all(b.show(q["id"])["plan"]["argv"] == slow_cmd.split()
                                       for q in reqs)
         # with the others done, the same request is planned
         r = b.airlock("exec", "--wait", "0", "--", "sleep", "1")
         assert r.returncode == EX_TIMEOUT, (r.stdout, r.stderr)
     finally:
+        end_planned_commands(slow_cmd)
         b.stop()
 
 
@@ -239,27 +260,30 @@ def test_a_request_waits_for_a_plan_slot_only_so_long(tmp_path):
     ensure_users()
     rules = "  - match: [sleep, \"**\"]\n    action: approve\n" + BASE_RULES
     b = Broker(tmp_path, policy_text(rules), extra_args=["--plan-wait", "2"]).start()
+    slow_cmd = "sleep 3602"
     try:
-        # two humans, two plans each: every slot is taken for 6 s
-        slow = [b.popen("exec", "--wait", "0", "--", "sleep", "6", user=u)
+        # two humans, two plans each: every slot is taken until the test ends them
+        slow = [b.popen("exec", "--wait", "0", "--", *slow_cmd.split(), user=u)
                 for u in (None, None, ALICE, ALICE)]
-        deadline = time.time() + 20
-        while len(subprocess.run(["pgrep", "-fx", "sleep 6"], capture_output=True,
-                                 text=True).stdout.split()) < 4:
-            assert time.time() < deadline, "the four plans did not start"
-            time.sleep(0.05)
+        planned_commands(slow_cmd, 4)
         t0 = time.time()
         r = b.airlock("exec", "--wait", "0", "--", "sleep", "1", user=BOB)
         waited = time.time() - t0
         assert r.returncode == EX_TIMEOUT and "none ended within 2 s" in r.stderr, (r.stdout, r.stderr)
         assert 1.5 < waited < 60, f"it waited {waited:.1f} s for a slot"
+        end_planned_commands(slow_cmd)
         for p in slow:
-            p.communicate(timeout=30)
+            try:
+                p.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                print(subprocess.run("ps -eo pid,ppid,stat,wchan:30,cmd | grep -v grep | grep -E 'sleep|airlock'", shell=True, capture_output=True, text=True).stdout)
+                raise
             assert p.returncode == EX_TIMEOUT  # planned, then pending
         # with the slots free again, the same request is planned
         r = b.airlock("exec", "--wait", "0", "--", "sleep", "1", user=BOB)
         assert r.returncode == EX_TIMEOUT and "none ended" not in r.stderr, (r.stdout, r.stderr)
     finally:
+        end_planned_commands(slow_cmd)
         b.stop()
 
 
