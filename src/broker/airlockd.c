@@ -998,7 +998,8 @@ static json_t *plan_request(Req *r, const Policy *p, PolicyRequest *pr, PolicyDe
         } else {
                 o.uid = res->pw_uid;
                 o.gid = res->pw_gid;
-                k = plan_run(&o, &plan, err, sizeof(err));
+                /* in a new image of airlockd: no fork() of this threaded process */
+                k = plan_run_isolated(&o, "/proc/self/exe", &plan, err, sizeof(err));
         }
         if (k >= 0 && !(r->plan = plan_result_to_json(plan)))
                 k = -ENOMEM;
@@ -2373,6 +2374,11 @@ int main(int argc, char **argv)
         sigset_t mask;
         int o, k;
 
+        /* airlockd's own helper: plans one request for a connection thread (isolated.c) */
+        if (argc == 2 && streq(argv[1], "--plan-helper")) {
+                log_set_program("airlockd --plan-helper");
+                return plan_helper_main();
+        }
         log_set_program("airlockd");
         B.policy_path = AIRLOCK_POLICY_PATH;
         B.policy_standard = true;

@@ -176,6 +176,17 @@ typedef struct {
  */
 int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size);
 
+/*
+ * plan_run() in a new image of helper (which must call plan_helper_main()
+ * when started with the one argument "--plan-helper"), for a caller with
+ * threads: see isolated.c. Same results and errors as plan_run(). The
+ * policy must have been loaded from text (policy->text).
+ */
+int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret, char *err,
+                      size_t err_size);
+/* The helper's side of plan_run_isolated(). Returns the process's exit status. */
+int plan_helper_main(void);
+
 PlanResult *plan_result_free(PlanResult *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PlanResult *, plan_result_free)
 

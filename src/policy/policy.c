@@ -1230,6 +1230,7 @@ Policy *policy_free(Policy *p)
         if (!p)
                 return NULL;
         free(p->source);
+        free(p->text);
         strv_free(p->secrets);
         for (size_t i = 0; i < p->n_hosts; i++) {
                 free(p->hosts[i].name);
@@ -1338,6 +1339,12 @@ int policy_check_string(const char *text, size_t len, const char *name, Policy *
         r = sha256_hex(text, len, p->digest);
         if (r < 0)
                 return r;
+        p->text = malloc(len + 1);
+        if (!p->text)
+                return -ENOMEM;
+        memcpy(p->text, text, len);
+        p->text[len] = 0;
+        p->text_len = len;
 
         c.name = name;
         c.p = p;

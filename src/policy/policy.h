@@ -109,7 +109,10 @@ typedef struct {
 typedef struct Policy {
         char *source;    /* file name, or "<default>" for the embedded one */
         char digest[65]; /* sha256 hex of the source text: the policy version */
-        char **secrets;  /* paths and globs; "~/" means every user's home */
+        char *text;      /* the source text itself (NUL-terminated), so that a helper
+                            process can be handed exactly this policy */
+        size_t text_len;
+        char **secrets; /* paths and globs; "~/" means every user's home */
         PolicyHost *hosts;
         size_t n_hosts;
         PolicyApprovalCount *approvals;
