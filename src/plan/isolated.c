@@ -45,8 +45,12 @@
 /* The options are small; the answer carries the plan (output and diffs are capped). */
 #define ISOLATED_OPTIONS_MAX (4U << 20)
 #define ISOLATED_ANSWER_MAX  (512U << 20)
-/* Past the plan's own timeout, the helper has this long to finish its report. */
-#define ISOLATED_GRACE_USEC (180ULL * 1000000)
+/*
+ * plan_run() gives up on its snapshot a minute into building it and
+ * 2 × timeout + 300 s into running it; the helper gets a minute more than
+ * that before this side stops it.
+ */
+#define ISOLATED_GRACE_USEC (420ULL * 1000000)
 
 extern char **environ;
 
@@ -214,7 +218,7 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         out_w = safe_close(out_w);
 
         timeout = o->timeout_usec ?: PLAN_DEFAULT_TIMEOUT_USEC;
-        k = read_answer(out_r, now_monotonic_usec() + timeout + ISOLATED_GRACE_USEC, &answer,
+        k = read_answer(out_r, now_monotonic_usec() + 2 * timeout + ISOLATED_GRACE_USEC, &answer,
                         &answer_len);
         if (k < 0)
                 /* stuck, or an answer too large: it ends here, and its plan with it */
@@ -226,8 +230,8 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
                 }
         if (k == -ETIMEDOUT)
                 return fail(err, err_size, k,
-                            "the plan did not finish within its timeout and %llu s more — it was "
-                            "stopped; see airlockd's log",
+                            "the plan did not finish within twice its timeout and %llu s more — "
+                            "it was stopped; see airlockd's log",
                             (unsigned long long)(ISOLATED_GRACE_USEC / 1000000));
         if (k < 0 && k != -ENODATA)
                 return fail(err, err_size, k, "cannot read the plan: %s", strerror(-k));
