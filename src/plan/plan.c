@@ -1958,6 +1958,21 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
                         break;
                 }
         k = plan_sup_stop(sup);
+        if (k == -ECONNABORTED && r->output_size > 0) {
+                /*
+                 * The command's process never handed the supervisor its
+                 * listener: it failed before its exec (the directory to run
+                 * in, the user's groups), and what it wrote is airlock's own
+                 * message from before the exec, not the command's.
+                 */
+                size_t n = r->output_size;
+
+                while (n > 0 && r->output[n - 1] == '\n')
+                        n--;
+                return fail(err, err_size, -EIO,
+                            "the command could not start in the snapshot: %.*s",
+                            (int)(n < 400 ? n : 400), r->output);
+        }
         if (k < 0)
                 return fail(err, err_size, k, "the plan's supervisor failed: %s", strerror(-k));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || eff_len == 0) {

@@ -376,6 +376,8 @@ def test_a_failed_plan_leaves_the_request_to_approvers_who_are_told(broker):
     first, final, _ = exec_raw(c, ["touch", "x"], cwd="/nonexistent-airlock-plan-dir")
     req = first["request"]
     assert req["state"] == "pending" and "plan" not in req and req["plan_error"], req
+    # the plan's own words reach the approver (through airlockd's plan helper)
+    assert "/nonexistent-airlock-plan-dir" in req["plan_error"], req["plan_error"]
     assert "No plan: the dry run failed" in broker.airlock("show", req["id"]).stdout
     recs = events(broker, req["id"])
     assert [e["event"] for e in recs] == ["request_submitted", "request_planned",
