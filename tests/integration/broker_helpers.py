@@ -86,7 +86,7 @@ class Broker:
              "--runtime-dir", str(self.runtime), *self.extra_args],
             stdout=self.logf, stderr=subprocess.STDOUT)
         if wait:
-            deadline = time.time() + 10
+            deadline = time.time() + 30
             while time.time() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"airlockd exited: {self.log.read_text()}")
@@ -120,8 +120,18 @@ class Broker:
         self.proc.wait()
         self.proc = None
 
-    def hup(self):
+    def _reloads(self):
+        text = self.log.read_text() if self.log.exists() else ""
+        return text.count("reloaded the policy") + text.count("kept the previous policy")
+
+    def hup(self, timeout=30):
+        """SIGHUP, then waits until the broker has said whether it reloaded the policy."""
+        before = self._reloads()
         self.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + timeout
+        while self._reloads() == before:
+            assert time.time() < deadline, "airlockd did not answer SIGHUP"
+            time.sleep(0.02)
 
     def env(self):
         e = dict(os.environ)
@@ -157,7 +167,7 @@ class Broker:
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
-    def wait_state(self, rid, states, timeout=10):
+    def wait_state(self, rid, states, timeout=60):
         deadline = time.time() + timeout
         while time.time() < deadline:
             st = self.show(rid)["state"]

@@ -320,6 +320,14 @@ class Listener:
     def port(self):
         return self.address[1]
 
+    def wait_received(self, timeout=20):
+        """For the positive side: True as soon as something arrived (the serving thread
+        may be slow to run on a loaded machine), False after timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return bool(self.received)
+
     def close(self):
         self._stop = True
         self.thread.join(2)

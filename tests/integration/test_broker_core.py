@@ -169,7 +169,8 @@ def test_ttl_expiry_means_deny(tmp_path):
     ensure_users()
     b = Broker(tmp_path, policy_text(BASE_RULES, extra="ttl: 1s\n")).start()
     try:
-        r = b.airlock("exec", "--wait", "5", "--", "touch", tmp_path / "late")
+        # the wait outlasts the plan and the ttl however slow the machine: expiry ends it
+        r = b.airlock("exec", "--wait", "60", "--", "touch", tmp_path / "late")
         assert r.returncode == EX_DENIED, r.stderr
         assert "expired" in r.stderr
         rid = json.loads(b.airlock("requests", "--all", "--json").stdout)[0]["id"]
@@ -220,13 +221,11 @@ def test_sighup_reload_keeps_old_policy_when_new_is_invalid(broker):
     assert broker.airlock("exec", "--", "echo", "a").returncode == 0
     broker.policy.write_text("version: 1\nrules: [{nonsense: 1}]\n")
     broker.hup()
-    time.sleep(0.5)
     assert "kept the previous policy" in broker.log.read_text()
     assert broker.airlock("exec", "--", "echo", "a").returncode == 0
     broker.policy.write_text(policy_text("  - match: [echo, '**']\n    action: deny\n"
                                          "    reason: echo is banned now\n"))
     broker.hup()
-    time.sleep(0.5)
     r = broker.airlock("exec", "--", "echo", "a")
     assert r.returncode == EX_DENIED and "echo is banned now" in r.stderr
 
@@ -236,7 +235,6 @@ def test_policy_change_voids_pending_approval(broker, tmp_path):
     rid = json.loads(broker.airlock("requests", "--json").stdout)[0]["id"]
     broker.policy.write_text(broker.policy.read_text() + "# changed\n")
     broker.hup()
-    time.sleep(0.5)
     r = broker.airlock("approve", rid, user=ALICE)
     assert r.returncode == EX_DENIED and "reloaded" in r.stderr
     assert broker.show(rid)["state"] == "denied"

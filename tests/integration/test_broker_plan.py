@@ -294,17 +294,18 @@ def test_the_ttl_counts_from_when_the_plan_is_ready(tmp_path):
         pytest.skip("the broker plans as root (namespaces, overlays): run as root")
     ensure_users()
     rules = "  - match: [sleep, \"**\"]\n    action: approve\n" + BASE_RULES
-    b = Broker(tmp_path, policy_text(rules, extra="ttl: 3s\n")).start()
+    # a ttl of 6 s leaves the approver about 5 s after the plan, however slow the clients
+    b = Broker(tmp_path, policy_text(rules, extra="ttl: 6s\n")).start()
     try:
         t0 = time.time()
-        rid = pending(b, "sleep", "3.5")  # planned: the dry run takes 3.5 s, longer than the ttl
-        assert time.time() - t0 >= 3.5
+        rid = pending(b, "sleep", "6.5")  # planned: the dry run takes 6.5 s, longer than the ttl
+        assert time.time() - t0 >= 6.5
         r = b.airlock("approve", rid, user=ALICE)
         assert r.returncode == 0, f"approved right after its plan, within the ttl: {r.stderr}"
         b.wait_state(rid, ("succeeded",), timeout=30)
         # and the ttl still ends a request nobody approves
         rid = pending(b, "sleep", "0.1")
-        time.sleep(3.5)
+        time.sleep(6.5)
         r = b.airlock("approve", rid, user=ALICE)
         assert r.returncode != 0 and "expire" in r.stderr, (r.stdout, r.stderr)
     finally:

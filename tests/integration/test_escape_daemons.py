@@ -163,8 +163,7 @@ def test_datagram_command_socket_outside_run(lab):
     os.chmod(path, 0o777)
     try:
         expect_ok(probe_outside("unix-sendto", path))
-        time.sleep(0.3)
-        assert l.received, "outside, the daemon got the datagram"
+        assert l.wait_received(), "outside, the daemon got the datagram"
         l.received.clear()
         expect_denied(lab.probe_inside("unix-sendto", path), *UNREACHABLE)
         time.sleep(0.3)

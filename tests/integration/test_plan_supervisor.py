@@ -391,16 +391,21 @@ def test_record_leaves_a_started_daemon_working(shadow_policy, tmp_path):
     hands its results over after a grace period, says so, and passes the listener to a
     continuer process. The descendant keeps working after the recorder (the broker) has
     exited; without the continuer its exec would fail with ENOSYS and write nothing."""
-    marker = tmp_path / "later"
+    marker, go = tmp_path / "later", tmp_path / "go"
+    # the descendant waits for the test (not for a fixed time), so it outlives the
+    # recorder's grace period however slow the machine is
     rec, _ = supervise("record", shadow_policy,
-                       ["sh", "-c", f"(sleep 3; /bin/echo done > {marker}) > /dev/null 2>&1 &"])
+                       ["sh", "-c", f"(i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.05; "
+                                    f"i=$((i+1)); done; /bin/echo done > {marker}) "
+                                    "> /dev/null 2>&1 &"])
+    go.touch()
     assert exit_code(rec) == 0
     assert rec["complete"] is False
     assert any("still running" in r for r in rec["fidelity_reasons"])
     serving = _continuers()
     assert serving, "no continuer serves the process the command left running"
     # the driver has exited by now, like a broker that restarts
-    for _ in range(100):
+    for _ in range(600):
         if marker.exists() and marker.read_text() == "done\n":
             break
         time.sleep(0.1)
@@ -408,7 +413,7 @@ def test_record_leaves_a_started_daemon_working(shadow_policy, tmp_path):
     # what it did after the hand-over is not in the results
     assert not any(e["argv"][0] == "/bin/echo" for e in rec["execs"])
     # and the continuer is gone once the descendant is
-    for _ in range(50):
+    for _ in range(300):
         if not set(serving) & set(_continuers()):
             break
         time.sleep(0.1)

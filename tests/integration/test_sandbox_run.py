@@ -160,13 +160,22 @@ def test_signals_are_forwarded(env):
                           f"trap 'echo term >> {marker}; exit 7' TERM; "
                           f"echo ready >> {marker}; while :; do sleep 0.05; done"],
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 10
-    while time.time() < deadline and not (marker.exists() and "ready" in marker.read_text()):
-        time.sleep(0.02)
-    p.send_signal(signal.SIGUSR1)
-    time.sleep(0.3)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(10) == 7
+    def wait_for(word):
+        deadline = time.time() + 30
+        while time.time() < deadline and not (marker.exists() and word in marker.read_text()):
+            time.sleep(0.02)
+        assert marker.exists() and word in marker.read_text().split(), (word, p.poll())
+
+    try:
+        wait_for("ready")
+        p.send_signal(signal.SIGUSR1)
+        wait_for("usr1")  # forwarded and handled before TERM is sent
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 7
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert marker.read_text().split() == ["ready", "usr1", "term"]
 
 
@@ -315,7 +324,7 @@ def test_placeholders_are_removed_even_when_airlock_is_killed(env):
     assert (env["ws"] / ".bashrc").exists()  # the placeholder, during the session
     p.kill()
     p.wait(10)
-    deadline = time.time() + 5
+    deadline = time.time() + 30
     while time.time() < deadline and os.listdir(env["ws"]):
         time.sleep(0.02)
     assert os.listdir(env["ws"]) == []
@@ -510,7 +519,10 @@ def test_background_processes_end_with_the_session(env):
     marker = f"airlock-bg-{os.getpid()}"
     r = run(env, "bash", "-c", f"(exec -a {marker} sleep 60) & setsid bash -c 'exec -a {marker} sleep 60' & sleep 0.2; exit 0")
     assert r.returncode == 0
-    time.sleep(0.3)
+    # Their end may lag airlock's by a moment; left running, they would live 60 s.
+    deadline = time.time() + 30
+    while time.time() < deadline and _pids_of(marker):
+        time.sleep(0.05)
     assert _pids_of(marker) == []
 
 
@@ -519,13 +531,13 @@ def test_killing_airlock_ends_everything(env):
     p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]),
                           "--workspace", str(env["ws"]), "--", "bash", "-c",
                           f"(exec -a {marker} sleep 60) & exec -a {marker} sleep 60"])
-    deadline = time.time() + 10
+    deadline = time.time() + 30
     while time.time() < deadline and len(_pids_of(marker)) < 2:
         time.sleep(0.05)
     assert len(_pids_of(marker)) == 2
     p.kill()
     p.wait(10)
-    deadline = time.time() + 5
+    deadline = time.time() + 30
     while time.time() < deadline and _pids_of(marker):
         time.sleep(0.05)
     assert _pids_of(marker) == []
@@ -626,17 +638,44 @@ def test_agent_gets_its_own_terminal_and_modes_are_restored(env):
     os.close(slave)
 
 
+def _start_then_wait_for_go(env, then):
+    """Starts `then` in a session that first says "up" (the sandbox, its secret watcher and
+    open guard are in place: the agent runs only after them) and then waits for ws/go,
+    which the test creates once it has changed the host. Returns (process, go path)."""
+    go = env["ws"] / "go"
+    script = (f"echo up; i=0; while [ ! -e {go} ] && [ $i -lt 12000 ]; do sleep 0.05; "
+              f"i=$((i+1)); done; {then}")
+    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
+                          str(env["ws"]), "--", "sh", "-c", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if line != "up\n":
+        p.kill()
+        _, errs = p.communicate()
+        pytest.fail(f"the session did not start: {line!r} {errs!r}")
+    return p, go
+
+
+def _finish(p, go, release=True):
+    """release=False: the session must end by itself (the agent is still waiting for go)."""
+    if release:
+        go.touch()
+    try:
+        return p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def test_secret_created_during_the_session_ends_it(env):
     new_secret = env["secrets"] / "later" / "authkey"
     env["policy"].write_text(env["policy"].read_text().replace(
         "secrets:\n", f"secrets:\n  - {new_secret}\n"))
-    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
-                          str(env["ws"]), "--", "sh", "-c", f"sleep 5; cat {new_secret}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
+    p, go = _start_then_wait_for_go(env, f"cat {new_secret}")
     new_secret.parent.mkdir()
     new_secret.write_text("LATE SECRET\n")
-    out, errs = p.communicate(timeout=20)
+    out, errs = _finish(p, go, release=False)
     assert p.returncode == 71
     assert "LATE SECRET" not in out
     assert "appeared" in errs and str(new_secret.parent) in errs
@@ -646,12 +685,9 @@ def test_secret_created_in_an_existing_directory_is_masked(env):
     late = env["secrets"] / "late.key"
     env["policy"].write_text(env["policy"].read_text().replace(
         "secrets:\n", f"secrets:\n  - {env['secrets']}/*.key\n"))
-    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
-                          str(env["ws"]), "--", "sh", "-c", f"sleep 3; echo \"[$(cat {late})]\""],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
+    p, go = _start_then_wait_for_go(env, f"echo \"[$(cat {late})]\"")
     late.write_text("LATE\n")
-    out, errs = p.communicate(timeout=20)
+    out, errs = _finish(p, go)
     assert p.returncode == 0, errs
     assert out.strip() == "[]"
     # /var/lib is guarded (started by root): the agent could not have opened it before the mask
@@ -660,15 +696,11 @@ def test_secret_created_in_an_existing_directory_is_masked(env):
 
 
 def test_secret_replaced_by_rename_is_masked_too(env):
-    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
-                          str(env["ws"]), "--", "sh", "-c",
-                          f"sleep 3; echo \"[$(cat {env['key']})]\""],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
+    p, go = _start_then_wait_for_go(env, f"echo \"[$(cat {env['key']})]\"")
     tmp = env["secrets"] / "authkey.new"
     tmp.write_text("ROTATED\n")
     os.rename(tmp, env["key"])
-    out, errs = p.communicate(timeout=20)
+    out, errs = _finish(p, go)
     assert p.returncode == 0, errs
     assert out.strip() == "[]"
     assert "WARNING" in errs and "open guard refused the agent every open" in errs, errs
@@ -702,14 +734,11 @@ def test_secret_directory_replaced_during_the_session_ends_it(env):
     (d / "authkey").write_text("OLD\n")
     env["policy"].write_text(env["policy"].read_text().replace(
         "secrets:\n", f"secrets:\n  - {d}/authkey\n"))
-    p = subprocess.Popen([str(AIRLOCK), "run", "--policy", str(env["policy"]), "--workspace",
-                          str(env["ws"]), "--", "sh", "-c", f"sleep 3; cat {d}/authkey"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
+    p, go = _start_then_wait_for_go(env, f"cat {d}/authkey")
     os.rename(d, env["secrets"] / "confdir.old")
     d.mkdir()
     (d / "authkey").write_text("NEWKEY\n")
-    out, errs = p.communicate(timeout=20)
+    out, errs = _finish(p, go, release=False)
     assert p.returncode == 71 and "NEWKEY" not in out
     assert str(d) in errs
 
@@ -753,7 +782,7 @@ def test_back_to_back_and_overlapping_sessions_keep_placeholders_protected(env):
     assert a.wait(10) == 0  # A ends while B runs: B's placeholders must stay
     out, _ = b.communicate(timeout=20)
     assert "rc=0" not in out and "rc=" in out
-    deadline = time.time() + 5
+    deadline = time.time() + 30
     while time.time() < deadline and os.listdir(env["ws"]):
         time.sleep(0.02)
     assert os.listdir(env["ws"]) == []
