@@ -127,7 +127,7 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
         int master = p->pty_master, out = tty_out_fd();
         bool in_open = master >= 0 && isatty(STDIN_FILENO);
         int wstatus = 0;
-        bool exited = false;
+        bool exited = false, report_open = p->watch_report >= 0;
         sigset_t mask;
 
         sigemptyset(&mask);
@@ -154,24 +154,40 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                         { .fd = sfd, .events = POLLIN },
                         { .fd = master, .events = POLLIN },
                         { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
-                        { .fd = p->watch_report, .events = POLLIN },
+                        { .fd = report_open ? p->watch_report : -1, .events = POLLIN },
                 };
                 if (poll(pfd, 4, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
-                if (pfd[3].revents & POLLIN) {
+                /* A pipe whose writer is gone polls POLLHUP, not POLLIN. */
+                if (pfd[3].revents & (POLLIN | POLLHUP | POLLERR)) {
                         /* lines from the session helper: see finish_secret_report() */
                         char buf[4096];
                         ssize_t n = read(p->watch_report, buf, sizeof buf - 1);
                         char *more;
-                        if (n <= 0) {
-                                /* the helper died: without it a new secret would show. */
-                                strcpy(buf, "!(unknown: the secret watcher stopped)\n");
-                                n = (ssize_t)strlen(buf);
-                                kill(child, SIGKILL);
-                                p->watch_report = safe_close(p->watch_report);
+
+                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                                n = 0, buf[0] = '\0';
+                        else if (n <= 0) {
+                                /*
+                                 * The helper closed its end. It does so when pid 1
+                                 * has exited (the session is over). Otherwise it
+                                 * died, and with it the secret watcher and the
+                                 * open guard's answers (an unanswered guard allows
+                                 * every open): the session ends now.
+                                 */
+                                report_open = false;
+                                n = 0;
+                                buf[0] = '\0';
+                                if (waitpid(child, &wstatus, WNOHANG) == child)
+                                        exited = true;
+                                else {
+                                        strcpy(buf, SBX_HELPER_STOPPED "\n");
+                                        n = (ssize_t)strlen(buf);
+                                        kill(child, SIGKILL);
+                                }
                         }
                         buf[n] = '\0';
                         if (asprintf(&more, "%s%s", p->secret_appeared ? p->secret_appeared : "",

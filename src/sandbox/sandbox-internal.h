@@ -12,6 +12,15 @@
 #include "common/macros.h"
 #include "sandbox/sandbox.h"
 
+/*
+ * The session helper's report line when it can no longer do its work (its
+ * secret watcher and its answers to the open guard): the session is ended.
+ */
+#define SBX_HELPER_STOPPED                                                                \
+        "#the session helper (which watches for new secrets and answers the open guard) " \
+        "stopped"
+#define SBX_GUARD_FAILED "#the open guard could not answer an open"
+
 /* A path bound into the sandbox at the same place (workspace, --rw, --ro). */
 typedef struct {
         char *path; /* canonical absolute host path (no symlink on the way) */
@@ -101,7 +110,8 @@ typedef struct {
         SbxInode *guard_inodes; /* the secrets' files, sorted (session helper) */
         size_t n_guard_inodes, guard_inodes_cap;
         pid_t watcher;     /* the process reading inotify_fd during the session */
-        int watch_report;  /* watcher -> parent: the secret that appeared */
+        int watch_report;  /* watcher -> parent: the secret that appeared (lines, see
+                              finish_secret_report(); "#..." the session helper failed) */
         int watch_done;    /* parent -> watcher: closed when the session is over */
         int watch_cleaned; /* watcher -> parent: one byte once the placeholders are gone */
         /* the helper thread of the preparation: the secrets' watches */

@@ -868,7 +868,7 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 /* Before the go (the agent's opens wait for it): the secrets' inodes. */
                 if (p->guard_fd >= 0 && sbx_guard_collect_inodes(p) < 0) {
                         (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                        (void)dprintf(w.report, "!open guard\n");
+                        (void)dprintf(w.report, SBX_GUARD_FAILED "\n");
                         _exit(1);
                 }
                 for (;;) {
@@ -897,7 +897,7 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                          */
                         if (pf[3].revents && sbx_guard_answer(p) < 0) {
                                 (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-                                (void)dprintf(w.report, "!open guard\n");
+                                (void)dprintf(w.report, SBX_GUARD_FAILED "\n");
                                 break;
                         }
                         if (pf[0].revents && sbx_watch_drain(p, on_secret_appeared, &w) < 0)
@@ -990,11 +990,17 @@ static int finish_secret_report(SbxPlan *p, SbxError *err)
                                 "session; it was masked inside at once, but an agent polling for "
                                 "it may have read it — rotate it if that matters\n",
                                 line + 1);
-                else if ((line[0] == '!' || line[0] == '+') && !fatal)
+                else if ((line[0] == '!' || line[0] == '+' || line[0] == '#') && !fatal)
                         fatal = line;
         }
         if (!fatal)
                 return 0;
+        if (fatal[0] == '#')
+                return sbx_fail(err, 71, -EIO,
+                                "%s — the session was ended, as new secrets could no longer be "
+                                "kept from the agent; start a new one (and see dmesg if it "
+                                "happens again)",
+                                fatal + 1);
         return sbx_fail(err, 71, -EPERM,
                         fatal[0] == '!'
                                 ? "%s appeared on the host during the session (on the way to a "

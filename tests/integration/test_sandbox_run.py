@@ -668,6 +668,36 @@ def _finish(p, go, release=True):
             p.wait()
 
 
+def _session_helper(airlock_pid):
+    """The session helper: airlock's child that stays on the host (one pid namespace level,
+    unlike pid 1) and is alive (unlike the reaped id-map helper)."""
+    for child in pathlib.Path(f"/proc/{airlock_pid}/task/{airlock_pid}/children").read_text().split():
+        status = pathlib.Path(f"/proc/{child}/status").read_text()
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if not fields["State"].startswith("Z") and len(fields["NSpid"].split()) == 1:
+            return int(child)
+    return None
+
+
+def test_the_session_ends_when_its_helper_dies(env):
+    """The session helper watches for new secrets and answers the open guard: without it a
+    secret created later would show, and the guard's marks would allow every open. If it
+    dies (a bug, the OOM killer, a root's stray kill), the session ends at once (71), with
+    a message saying why. The same session, helper alive, runs to its end (exit 0)."""
+    p, go = _start_then_wait_for_go(env, "echo agent-done")
+    out, errs = _finish(p, go)
+    assert p.returncode == 0 and "agent-done" in out, errs
+    go.unlink()
+    p, go = _start_then_wait_for_go(env, "echo agent-done")
+    helper = _session_helper(p.pid)
+    assert helper, "airlock run has a session helper"
+    os.kill(helper, signal.SIGKILL)
+    out, errs = _finish(p, go, release=False)
+    assert p.returncode == 71, (out, errs)
+    assert "agent-done" not in out
+    assert "session helper" in errs and "stopped" in errs and "session was ended" in errs, errs
+
+
 def test_secret_created_during_the_session_ends_it(env):
     new_secret = env["secrets"] / "later" / "authkey"
     env["policy"].write_text(env["policy"].read_text().replace(
