@@ -26,7 +26,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +39,7 @@
 
 #include "common/macros.h"
 #include "common/util.h"
-#include "plan/plan.h"
+#include "plan/plan-internal.h"
 
 /* The options are small; the answer carries the plan (output and diffs are capped). */
 #define ISOLATED_OPTIONS_MAX (4U << 20)
@@ -54,19 +53,7 @@
 
 extern char **environ;
 
-static int fail(char *err, size_t err_size, int r, const char *fmt, ...) _printf_(4, 5);
-static int fail(char *err, size_t err_size, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (err && err_size) {
-                va_start(ap, fmt);
-                vsnprintf(err, err_size, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
+/* Exact strings (plan.c's jstr() would mend invalid UTF-8; a command must not change). */
 static json_t *strv_json(char *const *v)
 {
         json_t *a = json_array();
@@ -157,9 +144,9 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         int fds[2], k, status;
 
         if (!o || !o->argv || !o->argv[0] || !o->policy || !ret || !helper)
-                return fail(err, err_size, -EINVAL, "nothing to plan — give a command");
+                return plan_fail(err, err_size, -EINVAL, "nothing to plan — give a command");
         if (!o->policy->text)
-                return fail(err, err_size, -EINVAL, "the policy's text is not at hand");
+                return plan_fail(err, err_size, -EINVAL, "the policy's text is not at hand");
         req = json_pack("{s:i, s:i, s:o, s:o, s:s*, s:I, s:I, s:s*, s:I, s:I, s:I, s:I, s:s, s:s}",
                         "version", 1, "parent", (int)getpid(), "argv", strv_json(o->argv), "envp",
                         strv_json(o->envp ?: (char *const[]){ NULL }), "cwd", o->cwd, "uid",
@@ -170,21 +157,21 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
                         o->policy->digest);
         if (!req)
                 /* json_pack() fails on an allocation or on a string that is not UTF-8 */
-                return fail(err, err_size, -EINVAL,
-                            "the command, its environment or its directory is not valid UTF-8 "
-                            "(or memory ran out) — it cannot be planned");
+                return plan_fail(err, err_size, -EINVAL,
+                                 "the command, its environment or its directory is not valid UTF-8 "
+                                 "(or memory ran out) — it cannot be planned");
         req_text = json_dumps(req, JSON_COMPACT);
         if (!req_text)
-                return fail(err, err_size, -ENOMEM, "out of memory");
+                return plan_fail(err, err_size, -ENOMEM, "out of memory");
         req_fd = memfd_with("airlock-plan-options", req_text, strlen(req_text));
         if (req_fd >= 0)
                 pol_fd = memfd_with("airlock-plan-policy", o->policy->text, o->policy->text_len);
         if (req_fd < 0 || pol_fd < 0)
-                return fail(err, err_size, req_fd < 0 ? req_fd : pol_fd,
-                            "cannot hand the plan its options: %s",
-                            strerror(req_fd < 0 ? -req_fd : -pol_fd));
+                return plan_fail(err, err_size, req_fd < 0 ? req_fd : pol_fd,
+                                 "cannot hand the plan its options: %s",
+                                 strerror(req_fd < 0 ? -req_fd : -pol_fd));
         if (pipe2(fds, O_CLOEXEC) < 0)
-                return fail(err, err_size, -errno, "pipe: %m");
+                return plan_fail(err, err_size, -errno, "pipe: %m");
         out_r = fds[0];
         out_w = fds[1];
 
@@ -192,10 +179,10 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         sigemptyset(&none);
         sigfillset(&all);
         if (posix_spawn_file_actions_init(&fa) != 0)
-                return fail(err, err_size, -ENOMEM, "out of memory");
+                return plan_fail(err, err_size, -ENOMEM, "out of memory");
         if (posix_spawnattr_init(&attr) != 0) {
                 posix_spawn_file_actions_destroy(&fa);
-                return fail(err, err_size, -ENOMEM, "out of memory");
+                return plan_fail(err, err_size, -ENOMEM, "out of memory");
         }
         k = posix_spawn_file_actions_adddup2(&fa, req_fd, 0);
         if (k == 0)
@@ -213,8 +200,8 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
         if (k != 0)
-                return fail(err, err_size, -k, "cannot start the plan helper %s: %s", helper,
-                            strerror(k));
+                return plan_fail(err, err_size, -k, "cannot start the plan helper %s: %s", helper,
+                                 strerror(k));
         out_w = safe_close(out_w);
 
         timeout = o->timeout_usec ?: PLAN_DEFAULT_TIMEOUT_USEC;
@@ -229,36 +216,39 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
                         break;
                 }
         if (k == -ETIMEDOUT)
-                return fail(err, err_size, k,
-                            "the plan did not finish within twice its timeout and %llu s more — "
-                            "it was stopped; see airlockd's log",
-                            (unsigned long long)(ISOLATED_GRACE_USEC / 1000000));
+                return plan_fail(
+                        err, err_size, k,
+                        "the plan did not finish within twice its timeout and %llu s more — "
+                        "it was stopped; see airlockd's log",
+                        (unsigned long long)(ISOLATED_GRACE_USEC / 1000000));
         if (k < 0 && k != -ENODATA)
-                return fail(err, err_size, k, "cannot read the plan: %s", strerror(-k));
+                return plan_fail(err, err_size, k, "cannot read the plan: %s", strerror(-k));
         ans = answer ? json_loadb(answer, answer_len, 0, NULL) : NULL;
         if (!ans) {
                 if (status != -1 && WIFSIGNALED(status))
-                        return fail(err, err_size, -EIO,
-                                    "the plan helper was killed by signal %d before it answered — "
-                                    "see airlockd's log",
-                                    WTERMSIG(status));
-                return fail(err, err_size, -EIO,
-                            "the plan helper ended (status %d) without a readable answer — see "
-                            "airlockd's log",
-                            status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                        return plan_fail(
+                                err, err_size, -EIO,
+                                "the plan helper was killed by signal %d before it answered — "
+                                "see airlockd's log",
+                                WTERMSIG(status));
+                return plan_fail(
+                        err, err_size, -EIO,
+                        "the plan helper ended (status %d) without a readable answer — see "
+                        "airlockd's log",
+                        status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         }
         j = json_object_get(ans, "error");
         if (json_is_string(j)) {
                 json_t *e = json_object_get(ans, "errno");
                 int r = json_is_integer(e) ? (int)json_integer_value(e) : EIO;
 
-                return fail(err, err_size, r > 0 && r < 4096 ? -r : -EIO, "%s",
-                            json_string_value(j));
+                return plan_fail(err, err_size, r > 0 && r < 4096 ? -r : -EIO, "%s",
+                                 json_string_value(j));
         }
         k = plan_result_from_json(json_object_get(ans, "plan"), ret);
         if (k < 0)
-                return fail(err, err_size, k == -ENOMEM ? k : -EIO,
-                            "the plan helper's answer is not a plan (%s)", strerror(-k));
+                return plan_fail(err, err_size, k == -ENOMEM ? k : -EIO,
+                                 "the plan helper's answer is not a plan (%s)", strerror(-k));
         return 0;
 }
 

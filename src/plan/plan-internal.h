@@ -147,6 +147,9 @@ int plan_diff(const char *a, size_t a_len, const char *b, size_t b_len, const ch
 char *plan_binary_summary(const void *a, size_t a_len, bool a_exists, const void *b, size_t b_len,
                           bool b_exists);
 
+/* Writes the message (printf-style) into err, when given, and returns r. */
+int plan_fail(char *err, size_t err_size, int r, const char *fmt, ...) _printf_(4, 5);
+
 /* ---- snapshot.c / files.c ---- */
 
 /*

@@ -1385,8 +1385,7 @@ static int inventory_hosts_lines(const Policy *p, char **ret)
         return 0;
 }
 
-static int fail(char *err, size_t err_size, int r, const char *fmt, ...) _printf_(4, 5);
-static int fail(char *err, size_t err_size, int r, const char *fmt, ...)
+int plan_fail(char *err, size_t err_size, int r, const char *fmt, ...)
 {
         va_list ap;
 
@@ -1654,7 +1653,7 @@ static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, 
                         continue; /* no v1 controller here: not bounded by it */
                 snprintf(base, sizeof base, "/sys/fs/cgroup/%s/airlock", ctl[i]);
                 if (mkdir(base, 0755) < 0 && errno != EEXIST)
-                        return fail(err, err_size, -errno, "cannot create %s: %m", base);
+                        return plan_fail(err, err_size, -errno, "cannot create %s: %m", base);
                 sweep_stale_cgroups(base);
                 if (asprintf(&c->dirs[i], "%s/plan-%d-%u", base, (int)getpid(), n) < 0)
                         return -ENOMEM;
@@ -1662,8 +1661,8 @@ static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, 
                         k = -errno;
                         free(c->dirs[i]);
                         c->dirs[i] = NULL;
-                        return fail(err, err_size, k, "cannot create the plan's cgroup: %s",
-                                    strerror(-k));
+                        return plan_fail(err, err_size, k, "cannot create the plan's cgroup: %s",
+                                         strerror(-k));
                 }
                 if (i == 0)
                         snprintf(value, sizeof value, "%d", PLAN_PIDS_MAX);
@@ -1671,13 +1670,13 @@ static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, 
                         snprintf(value, sizeof value, "%llu", (unsigned long long)memory_max);
                 k = write_file_at(c->dirs[i], i == 0 ? "pids.max" : "memory.limit_in_bytes", value);
                 if (k < 0)
-                        return fail(err, err_size, k, "cannot limit the plan's %s: %s", ctl[i],
-                                    strerror(-k));
+                        return plan_fail(err, err_size, k, "cannot limit the plan's %s: %s", ctl[i],
+                                         strerror(-k));
                 if (asprintf(&procs, "%s/cgroup.procs", c->dirs[i]) < 0)
                         return -ENOMEM;
                 c->procs[i] = open(procs, O_WRONLY | O_CLOEXEC);
                 if (c->procs[i] < 0)
-                        return fail(err, err_size, -errno, "cannot open %s: %m", procs);
+                        return plan_fail(err, err_size, -errno, "cannot open %s: %m", procs);
         }
         return 0;
 }
@@ -1711,14 +1710,15 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
         char tag;
 
         if (!o || !o->argv || !o->argv[0] || !ret)
-                return fail(err, err_size, -EINVAL, "nothing to plan — give a command");
+                return plan_fail(err, err_size, -EINVAL, "nothing to plan — give a command");
         if (!o->policy)
-                return fail(err, err_size, -EINVAL,
-                            "a plan needs the policy (its secrets and inventory) — load it first");
+                return plan_fail(
+                        err, err_size, -EINVAL,
+                        "a plan needs the policy (its secrets and inventory) — load it first");
         if (geteuid() != 0)
-                return fail(err, err_size, -EPERM,
-                            "planning needs root (it builds namespaces and overlays over the "
-                            "host's filesystems) — run airlock plan as root");
+                return plan_fail(err, err_size, -EPERM,
+                                 "planning needs root (it builds namespaces and overlays over the "
+                                 "host's filesystems) — run airlock plan as root");
         opts = *o;
         if (!opts.timeout_usec)
                 opts.timeout_usec = PLAN_DEFAULT_TIMEOUT_USEC;
@@ -1731,8 +1731,9 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
         if (!opts.cwd)
                 opts.cwd = "/";
         if (opts.cwd[0] != '/')
-                return fail(err, err_size, -EINVAL,
-                            "the working directory must be an absolute path — give --cwd /DIR");
+                return plan_fail(
+                        err, err_size, -EINVAL,
+                        "the working directory must be an absolute path — give --cwd /DIR");
 
         r = calloc(1, sizeof *r);
         if (!r)
@@ -1750,7 +1751,7 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
 
         k = build_argv(&opts, &argv, err, err_size);
         if (k < 0)
-                return k == -ENOMEM ? fail(err, err_size, k, "out of memory") : k;
+                return k == -ENOMEM ? plan_fail(err, err_size, k, "out of memory") : k;
         if (o->host) {
                 _cleanup_free_ char *why = NULL;
                 _cleanup_free_ char *h = escape_for_terminal(o->host);
@@ -1764,16 +1765,16 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
         }
         k = run_as_groups(opts.uid, opts.gid, &groups, &n_groups);
         if (k < 0)
-                return fail(err, err_size, k, "cannot read the groups of uid %u: %s", opts.uid,
-                            strerror(-k));
+                return plan_fail(err, err_size, k, "cannot read the groups of uid %u: %s", opts.uid,
+                                 strerror(-k));
         if (opts.policy) {
                 k = policy_secret_globs(opts.policy, &globs);
                 if (k < 0)
-                        return fail(err, err_size, k, "out of memory");
+                        return plan_fail(err, err_size, k, "out of memory");
         }
         k = inventory_hosts_lines(opts.policy, &hosts_extra);
         if (k < 0)
-                return fail(err, err_size, k, "out of memory");
+                return plan_fail(err, err_size, k, "out of memory");
 
         if (pipe2(fds, O_CLOEXEC) < 0)
                 goto fail_errno;
@@ -1839,10 +1840,10 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
                 }
                 kill_and_reap(builder, helper);
                 if (n > 0)
-                        return fail(err, err_size, -EIO, "cannot build the snapshot: %s", msg);
-                return fail(err, err_size, k < 0 ? k : -EIO,
-                            "cannot build the snapshot: the snapshot process %s — see dmesg",
-                            k == -ETIMEDOUT ? "did not answer within a minute" : "died");
+                        return plan_fail(err, err_size, -EIO, "cannot build the snapshot: %s", msg);
+                return plan_fail(err, err_size, k < 0 ? k : -EIO,
+                                 "cannot build the snapshot: the snapshot process %s — see dmesg",
+                                 k == -ETIMEDOUT ? "did not answer within a minute" : "died");
         }
 
         /*
@@ -1858,8 +1859,8 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
                 if (root_fd < 0) {
                         k = negative_errno();
                         kill_and_reap(builder, helper);
-                        return fail(err, err_size, k, "cannot open the snapshot's root %s: %s",
-                                    path, strerror(-k));
+                        return plan_fail(err, err_size, k, "cannot open the snapshot's root %s: %s",
+                                         path, strerror(-k));
                 }
         }
         k = plan_sup_start(PLAN_SUP_REFUSE, opts.policy, sup_p, r, &sup, err, err_size);
@@ -1874,7 +1875,8 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
         if (write(go_w, "G", 1) != 1) {
                 k = negative_errno();
                 kill_and_reap(builder, helper);
-                return fail(err, err_size, k, "cannot start the planned command: %s", strerror(-k));
+                return plan_fail(err, err_size, k, "cannot start the planned command: %s",
+                                 strerror(-k));
         }
         go_w = safe_close(go_w);
 
@@ -1894,9 +1896,9 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
 
                 if (now >= deadline) {
                         kill_and_reap(builder, helper);
-                        return fail(err, err_size, -ETIMEDOUT,
-                                    "the snapshot did not finish long after the command's "
-                                    "timeout — it was stopped");
+                        return plan_fail(err, err_size, -ETIMEDOUT,
+                                         "the snapshot did not finish long after the command's "
+                                         "timeout — it was stopped");
                 }
                 n = poll(p, 2, (int)((deadline - now) / 1000 + 1));
                 if (n < 0 && errno == EINTR)
@@ -1904,7 +1906,7 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
                 if (n < 0) {
                         k = negative_errno();
                         kill_and_reap(builder, helper);
-                        return fail(err, err_size, k, "poll: %s", strerror(-k));
+                        return plan_fail(err, err_size, k, "poll: %s", strerror(-k));
                 }
                 if (p[0].revents) {
                         ssize_t m = read(out_r, buf, sizeof buf);
@@ -1931,10 +1933,11 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
 
                                 if (na > PLAN_EFFECTS_MAX) {
                                         kill_and_reap(builder, helper);
-                                        return fail(err, err_size, -EFBIG,
-                                                    "the file effects exceed %llu MiB — plan a "
-                                                    "smaller command",
-                                                    PLAN_EFFECTS_MAX >> 20);
+                                        return plan_fail(
+                                                err, err_size, -EFBIG,
+                                                "the file effects exceed %llu MiB — plan a "
+                                                "smaller command",
+                                                PLAN_EFFECTS_MAX >> 20);
                                 }
                                 t = realloc(effects, na);
                                 if (!t) {
@@ -1969,33 +1972,34 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
 
                 while (n > 0 && r->output[n - 1] == '\n')
                         n--;
-                return fail(err, err_size, -EIO,
-                            "the command could not start in the snapshot: %.*s",
-                            (int)(n < 400 ? n : 400), r->output);
+                return plan_fail(err, err_size, -EIO,
+                                 "the command could not start in the snapshot: %.*s",
+                                 (int)(n < 400 ? n : 400), r->output);
         }
         if (k < 0)
-                return fail(err, err_size, k, "the plan's supervisor failed: %s", strerror(-k));
+                return plan_fail(err, err_size, k, "the plan's supervisor failed: %s",
+                                 strerror(-k));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || eff_len == 0) {
                 char msg[512];
                 ssize_t n = read(ctl_r, msg, sizeof msg - 1); /* the helpers are gone: no wait */
 
                 if (n > 1 && msg[0] == 'E') {
                         msg[n] = '\0';
-                        return fail(err, err_size, -EIO, "the snapshot failed: %s", msg + 1);
+                        return plan_fail(err, err_size, -EIO, "the snapshot failed: %s", msg + 1);
                 }
-                return fail(err, err_size, -EIO,
-                            "the snapshot process failed before reporting the file effects "
-                            "(status %d) — see dmesg, and retry",
-                            status);
+                return plan_fail(err, err_size, -EIO,
+                                 "the snapshot process failed before reporting the file effects "
+                                 "(status %d) — see dmesg, and retry",
+                                 status);
         }
         k = merge_child(r, effects, eff_len);
         if (k < 0)
-                return fail(err, err_size, k, "cannot read the snapshot's report: %s",
-                            strerror(-k));
+                return plan_fail(err, err_size, k, "cannot read the snapshot's report: %s",
+                                 strerror(-k));
 
         k = secrets_intent(r, opts.policy, argv);
         if (k < 0)
-                return fail(err, err_size, k, "out of memory");
+                return plan_fail(err, err_size, k, "out of memory");
         if (r->n_secrets > 0) {
                 /* A command that read a secret may print it: its output is never kept. */
                 explicit_wipe(r->output, r->output_size);
@@ -2008,11 +2012,11 @@ int plan_run(const PlanOptions *o, PlanResult **ret, char *err, size_t err_size)
         r->duration_usec = now_monotonic_usec() - start;
         k = plan_digest(r);
         if (k < 0)
-                return fail(err, err_size, k, "cannot compute the plan's digest");
+                return plan_fail(err, err_size, k, "cannot compute the plan's digest");
         *ret = TAKE_PTR(r);
         return 0;
 
 fail_errno:
         k = negative_errno();
-        return fail(err, err_size, k, "cannot prepare the plan: %s", strerror(-k));
+        return plan_fail(err, err_size, k, "cannot prepare the plan: %s", strerror(-k));
 }
