@@ -393,7 +393,7 @@ def kill_pids(pids):
             os.kill(pid, signal.SIGKILL)
 
 
-def wait_gone(marker, timeout=5.0):
+def wait_gone(marker, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         left = pids_with_cmdline(marker)

@@ -1,5 +1,6 @@
 """airlock log, log verify and log setup-keys, driven through the real
 binary against logs written by the real writer (tests/unit/audit/audit-writer)."""
+import hashlib
 import json
 import os
 import pathlib
@@ -138,32 +139,59 @@ def test_external_head_from_syslog_catches_truncation(airlock, state, tmp_path):
     sock_path = tmp_path / "log.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(str(sock_path))
-    heads, done = [], threading.Event()
+    s.setblocking(False)
+    heads, bursts, done = [], [0], threading.Event()
 
-    def receive():  # a syslog daemon: reads while the writer writes
-        s.settimeout(0.2)
-        while not done.is_set():
+    def drain():  # reads every datagram queued now; returns how many
+        n = 0
+        while True:
             try:
                 msg = s.recv(4096).decode()
-            except socket.timeout:
-                continue
+            except BlockingIOError:
+                return n
             m = re.search(r"seq=(\d+) hash=([0-9a-f]{64})", msg)
             assert m and "airlock-audit[" in msg and msg.startswith("<86>"), msg
             heads.append((int(m.group(1)), m.group(2)))
+            n += 1
+
+    def receive():  # a syslog daemon: reads while the writer writes
+        while not done.is_set():
+            if select.select([s], [], [], 0.2)[0]:
+                bursts.append(drain())
 
     t = threading.Thread(target=receive)
     t.start()
     try:
         write(state, "--threads", "2", "--records", "20", "--seal-every", "8", "--copy", "syslog",
               "--syslog-socket", sock_path)
-        time.sleep(0.5)
     finally:
         done.set()
         t.join()
+    try:
+        # The writer has exited, and a copy is queued by the time its send() returns:
+        # what is queued now is every copy that will ever arrive.
+        bursts.append(drain())
+    finally:
         s.close()
     log = state / "audit.log"
-    recs = records(log.read_bytes())
-    assert [h[0] for h in heads] == sorted(recs)  # one copy per record, in order
+    data = log.read_bytes()
+    recs = records(data)
+    hashes = {}
+    for line in data.split(b"\n"):
+        try:
+            hashes[json.loads(line)["seq"]] = hashlib.sha256(line).hexdigest()
+        except (ValueError, TypeError, KeyError):
+            continue
+    seqs = [h[0] for h in heads]
+    assert seqs == sorted(set(seqs)) and set(seqs) <= set(recs), seqs  # in order, one per record
+    assert all(h == hashes[q] for q, h in heads)  # each carries its own record's hash
+    # One copy per record, except that the writer waits only briefly (never stalls) while the
+    # receiver's queue is full: a copy may be lost only after the queue filled, so never one of
+    # the first max_dgram_qlen, and only if a read then found the queue that full.
+    qlen = int(pathlib.Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    assert seqs[:qlen] == sorted(recs)[:qlen], seqs
+    if seqs != sorted(recs):
+        assert max(bursts) >= qlen, f"copies lost though the queue never filled: {seqs} {bursts}"
     head = "%d:%s" % heads[-1]
     assert verify(log, "--key", vkey, "--head", head)["ok"]
 
@@ -171,6 +199,7 @@ def test_external_head_from_syslog_catches_truncation(airlock, state, tmp_path):
     data = log.read_bytes()
     lines = data.split(b"\n")
     first_seal = next(i for i, l in enumerate(lines) if b'"event":"seal"' in l)
+    assert heads[-1][0] >= first_seal + 2, (heads[-1][0], first_seal)  # the head is past the cut
     log.write_bytes(b"\n".join(lines[:first_seal + 1]) + b"\n")
     alone = airlock("log", "verify", "--file", log, "--key", vkey)
     assert alone.returncode == 0 and "--head" in alone.stdout  # it says what it cannot know

@@ -52,7 +52,7 @@ def test_pending_then_approved_from_outside_runs_and_returns_output(broker, tmp_
     target = tmp_path / "made-by-broker"
     p = broker.popen("exec", "--wait", "30", "--why", "needs the file", "--", "touch", target)
     # the requester waits; an approver outside approves exactly what was shown
-    deadline = time.time() + 10
+    deadline = time.time() + 30
     while True:
         lst = json.loads(broker.airlock("requests", "--json").stdout)
         if lst:
@@ -151,7 +151,7 @@ def test_approval_binds_to_the_digest_shown(broker, tmp_path):
 
 def test_deny_with_reason_reaches_the_requester(broker, tmp_path):
     p = broker.popen("exec", "--wait", "30", "--", "touch", tmp_path / "no")
-    deadline = time.time() + 10
+    deadline = time.time() + 30
     while not json.loads(broker.airlock("requests", "--json").stdout):
         assert time.time() < deadline
         time.sleep(0.05)
@@ -189,7 +189,7 @@ def test_kill_9_and_restart(broker, tmp_path):
     pending = json.loads(broker.airlock("requests", "--json").stdout)[0]["id"]
     # an executing one is interrupted and never rerun
     p = broker.popen("exec", "--", "sh", "-c", f"echo x >> {marker}; sleep 30")
-    deadline = time.time() + 10
+    deadline = time.time() + 30
     while not marker.exists():
         assert time.time() < deadline
         time.sleep(0.02)
@@ -308,7 +308,7 @@ def test_session_requests_are_attributed_to_the_session(broker):
     assert final["type"] == "still-pending"
     # closing the holder connection ends the session and removes its socket
     holder.close()
-    deadline = time.time() + 5
+    deadline = time.time() + 30
     while os.path.exists(sock):
         assert time.time() < deadline
         time.sleep(0.02)
@@ -496,6 +496,21 @@ def test_requesters_words_and_argv_are_escaped_for_the_approver(broker, tmp_path
     assert "\x1b" not in listing
 
 
+def all_threads_traced(pid):
+    """Whether every thread of pid has a tracer (TracerPid in its status)."""
+    seen = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                tracer = next(l.split()[1] for l in f if l.startswith("TracerPid:"))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+        if tracer == "0":
+            return False
+        seen += 1
+    return seen > 0
+
+
 def test_allowed_request_records_its_decision_in_one_sync_before_running(broker, tmp_path):
     """submitted + decided + exec_start are decided at once: one batch in the
     audit log, on disk (one fdatasync) and the database committed (the two
@@ -508,7 +523,12 @@ def test_allowed_request_records_its_decision_in_one_sync_before_running(broker,
                            "-e", "trace=fdatasync,fsync,execve", "-p", str(broker.proc.pid)],
                           stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)  # strace attaches to every thread
+        # strace attaches to every thread: wait until each one shows a tracer
+        deadline = time.time() + 30
+        while not all_threads_traced(broker.proc.pid):
+            assert st.poll() is None, st.stderr.read()
+            assert time.time() < deadline, "strace did not attach to every broker thread"
+            time.sleep(0.05)
         r = broker.airlock("exec", "--", "echo", "batched")
         assert r.returncode == 0 and r.stdout == "batched\n", r.stderr
     finally:

@@ -89,16 +89,21 @@ mount -t tmpfs tmpfs /run/systemd
 mount -t tmpfs tmpfs /run/log
 [ -d /var/log/journal ] && mount -t tmpfs tmpfs /var/log/journal
 {journald} & j=$!
-for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
+for i in $(seq 600); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
 echo "corosync[1486]: link down on host xenon" | systemd-cat -t corosync-test -p err
 echo "pvedaemon slow: waiting for quorum" | systemd-cat -t pvedaemon-test -p warning
-sleep 0.3
+# journald takes each stream in its own time: wait until both messages are in its file
+for i in $(seq 600); do
+  m=$(journalctl -q -D /run/log/journal -t corosync-test -t pvedaemon-test -o cat 2>/dev/null || true)
+  case "$m" in *"link down on host xenon"*) case "$m" in *"waiting for quorum"*) break;; esac;; esac
+  sleep 0.05
+done
 kill $j; wait $j || true
 cp -r /run/log/journal/. {dest}/
 chmod -R a+rX {dest}
 """
     out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=180)
     files = list(dest.rglob("*.journal"))
     if out.returncode != 0 or not files:
         pytest.fail(f"could not make a test journal: {out.stderr}")

@@ -113,7 +113,7 @@ def test_incident_variant_found(lab, doctor, variant):
             assert "cluster 'xenon'" in ev
         # No false alarm about the members: with the right key they look healthy.
         assert not [x for x in findings if x["host"] in MEMBERS], findings
-        assert elapsed < 30  # generous; the benchmark measures the real time
+        assert elapsed < 120  # generous; the benchmark measures the real time
         text = doctor()
         assert text.returncode == 1
         assert "CRITICAL  xenon, outside cluster pve, holds pve's cluster key" in text.stdout
@@ -163,7 +163,7 @@ def test_management_endpoint_timed(lab, doctor):
             p = doctor("--json", "--host", "xenon", "--host", "pve1")
             return json.loads(p.stdout)["hosts"]
         from doctor_helpers import wait_for
-        assert wait_for(lambda: answered()["xenon"]["facts"]["management"].get("listening") is True, 10)
+        assert wait_for(lambda: answered()["xenon"]["facts"]["management"].get("listening") is True, 60)
         hosts = answered()
         m = hosts["xenon"]["facts"]["management"]
         assert m["port"] == 8006 and m["connect_ms"] >= 0 and m["response_ms"] >= m["connect_ms"]

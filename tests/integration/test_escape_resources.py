@@ -53,14 +53,15 @@ def test_daemon_does_not_survive_the_session(lab):
     marker_out = f"86{os.getpid() % 1000:03d}1.25"
     # outside: it survives its parent (the control); then we kill it
     subprocess.run(["sh", "-c", f"setsid nohup sleep {marker_out} >/dev/null 2>&1 &"], check=True)
-    time.sleep(0.2)
-    left = pids_with_cmdline(f"sleep\0{marker_out}")
+    deadline = time.monotonic() + 10  # the background child may not have exec'd sleep yet
+    while not (left := pids_with_cmdline(f"sleep\0{marker_out}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert left, "outside, setsid nohup sleep outlives its shell"
     kill_pids(left)
     marker = f"86{os.getpid() % 1000:03d}2.75"
     r = lab.sh_inside(f"setsid nohup sleep {marker} >/dev/null 2>&1 & echo started")
     assert "started" in r.stdout, describe(r)
-    left = wait_gone(f"sleep\0{marker}", timeout=5)
+    left = wait_gone(f"sleep\0{marker}", timeout=30)
     kill_pids(left)
     assert not left, f"processes outlived airlock run: {left}"
 
@@ -75,7 +76,7 @@ def test_double_forked_daemon_ignoring_signals(lab):
               "signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
               f"os.execvp('sleep', ['sleep', '{marker}'])\n")
     r = lab.inside("/usr/bin/python3", "-c", script)
-    left = wait_gone(f"sleep\0{marker}", timeout=5)
+    left = wait_gone(f"sleep\0{marker}", timeout=30)
     kill_pids(left)
     assert not left, f"a daemon outlived airlock run: {left}{describe(r)}"
 
@@ -89,7 +90,7 @@ def test_killing_airlock_kills_the_agent(lab):
                          env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(pids_with_cmdline(f"sleep\0{marker}")) < 2:
             if p.poll() is not None:
                 pytest.fail(f"airlock run exited early ({p.returncode}): {p.stderr.read()}")
@@ -97,7 +98,7 @@ def test_killing_airlock_kills_the_agent(lab):
         assert len(pids_with_cmdline(f"sleep\0{marker}")) == 2, "the agent's sleeps started"
         p.send_signal(signal.SIGKILL)
         p.wait(5)
-        left = wait_gone(f"sleep\0{marker}", timeout=5)
+        left = wait_gone(f"sleep\0{marker}", timeout=30)
         kill_pids(left)
         assert not left, f"the agent's processes outlived a killed airlock: {left}"
     finally:

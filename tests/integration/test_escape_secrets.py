@@ -8,6 +8,7 @@ whose inside output contains the token, whatever the probe said.
 import os
 import pathlib
 import shutil
+import socket
 import stat
 import subprocess
 import time
@@ -249,10 +250,13 @@ def test_ssh_agent_is_unreachable(lab, tmp_path):
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            subprocess.run(["sleep", "0.02"])
+        def listening():  # bound and listening: a connection is accepted
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                return c.connect_ex(str(sock)) == 0
+        deadline = time.monotonic() + 30
+        while not listening() and agent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sock.exists(), f"ssh-agent made no socket (exit status {agent.poll()})"
         os.chmod(tmp_path, 0o755)
         os.chmod(sock, 0o777)
         env = {"SSH_AUTH_SOCK": str(sock)}

@@ -103,7 +103,7 @@ def test_variant_fourth_node_is_silent_on_members(lab):
     marks = _marks(lab)
     lab.incident("fourth-node")
     try:
-        assert wait_for(lambda: "Expected votes:   4" in quorum(lab, "xenon"), 15)
+        assert wait_for(lambda: "Expected votes:   4" in quorum(lab, "xenon"), 60)
         q = quorum(lab, "xenon")
         assert re.search(r"^Quorate:\s+No", q, re.M)
         links = lab.enter("xenon", "corosync-cfgtool", "-s").stdout
@@ -120,7 +120,7 @@ def test_variant_fourth_node_is_silent_on_members(lab):
 def test_variant_same_config_exits(lab):
     lab.incident("same-config")
     try:
-        assert wait_for(lambda: "No valid name found for local host" in lab.log("xenon"), 10)
+        assert wait_for(lambda: "No valid name found for local host" in lab.log("xenon"), 60)
         assert lab.enter("xenon", "sh", "-c", "pidof corosync").returncode != 0
         # The key is still there.
         assert (lab.node_root("xenon") / "etc/corosync/authkey").exists()
@@ -132,7 +132,7 @@ def test_variant_reused_nodeid_rejected(lab):
     marks = _marks(lab)
     lab.incident("reused-nodeid")
     try:
-        assert wait_for(lambda: f"Packet rejected from {ADDR['xenon']}" in _new_member_log(lab, marks)["pve1"], 15)
+        assert wait_for(lambda: f"Packet rejected from {ADDR['xenon']}" in _new_member_log(lab, marks)["pve1"], 60)
     finally:
         lab.incident("reset")
 
@@ -145,7 +145,7 @@ def test_variant_wrong_key_undecryptable(lab):
             new = _new_member_log(lab, marks)
             return all(f"Unable to decrypt packet from {ADDR['xenon']}" in new[m] and "Digest does not match" in new[m]
                        for m in MEMBERS)
-        assert wait_for(seen, 15)
+        assert wait_for(seen, 60)
     finally:
         lab.incident("reset")
 
@@ -153,7 +153,7 @@ def test_variant_wrong_key_undecryptable(lab):
 def test_variant_own_config_alone(lab):
     lab.incident("own-config")
     try:
-        assert wait_for(lambda: re.search(r"^Quorate:\s+Yes", quorum(lab, "xenon"), re.M) is not None, 15)
+        assert wait_for(lambda: re.search(r"^Quorate:\s+Yes", quorum(lab, "xenon"), re.M) is not None, 60)
         assert "Expected votes:   1" in quorum(lab, "xenon")
     finally:
         lab.incident("reset")

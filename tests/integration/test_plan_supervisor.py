@@ -429,7 +429,7 @@ def test_record_survives_the_broker_dying_mid_command(shadow_policy, tmp_path):
     p = subprocess.Popen([str(DRIVER), "run", "record", str(shadow_policy), "--", "sh", "-c",
                           f"touch {started}; sleep 1.5; /bin/echo done > {marker}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
+    for _ in range(600):
         if started.exists():
             break
         time.sleep(0.05)

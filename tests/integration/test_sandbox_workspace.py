@@ -162,7 +162,7 @@ def test_what_the_human_adds_during_the_session_stays(ws):
     (ws["ws"] / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     p.kill()  # airlock itself: its helper still cleans up what is airlock's
     p.wait(10)
-    deadline = time.time() + 5
+    deadline = time.time() + 30
     while time.time() < deadline and (ws["ws"] / ".bashrc").exists():
         time.sleep(0.02)
     assert sorted(os.listdir(ws["ws"])) == [".git"]
