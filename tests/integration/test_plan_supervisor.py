@@ -424,10 +424,12 @@ def test_record_survives_the_broker_dying_mid_command(shadow_policy, tmp_path):
     """The recorder (the broker) is killed with SIGKILL while the approved command runs:
     the command's later execs, connects and writes carry on (the continuer answers them)
     instead of failing with ENOSYS halfway through."""
-    marker = tmp_path / "after"
-    started = tmp_path / "started"
+    marker, started, go = tmp_path / "after", tmp_path / "started", tmp_path / "go"
+    # the command's exec of echo comes after the recorder's death however slow the machine:
+    # it waits for the test's go, which comes after the kill
     p = subprocess.Popen([str(DRIVER), "run", "record", str(shadow_policy), "--", "sh", "-c",
-                          f"touch {started}; sleep 1.5; /bin/echo done > {marker}"],
+                          f"touch {started}; i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do "
+                          f"sleep 0.05; i=$((i+1)); done; /bin/echo done > {marker}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):
         if started.exists():
@@ -436,8 +438,9 @@ def test_record_survives_the_broker_dying_mid_command(shadow_policy, tmp_path):
     assert started.exists(), "the recorded command never started"
     p.kill()
     p.wait()
-    for _ in range(100):
-        if marker.exists():
+    go.touch()
+    for _ in range(300):
+        if marker.exists() and marker.read_text() == "done\n":
             break
         time.sleep(0.1)
     assert marker.exists() and marker.read_text() == "done\n", \
@@ -449,7 +452,7 @@ def test_record_without_leftovers_leaves_no_continuer(shadow_policy, tmp_path):
     before = set(_continuers())
     rec, _ = supervise("record", shadow_policy, ["sh", "-c", "true"])
     assert exit_code(rec) == 0 and rec["complete"] is True
-    for _ in range(50):
+    for _ in range(300):
         if not set(_continuers()) - before:
             break
         time.sleep(0.1)
