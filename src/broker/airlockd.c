@@ -39,6 +39,7 @@
 #include "broker/peer.h"
 #include "broker/proto.h"
 #include "broker/state.h"
+#include "common/json.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -223,16 +224,6 @@ static void pending_release(Req *r)
                 if (u && u->pending > 0)
                         u->pending--;
         }
-}
-
-static json_t *strv_to_json(char *const *l)
-{
-        json_t *a = json_array();
-
-        STRV_FOREACH (x, l)
-                if (a)
-                        json_array_append_new(a, json_string(*x));
-        return a;
 }
 
 /* Effects in an audit record: one record is at most 64 KiB, the plan's digest names the rest. */
@@ -1285,11 +1276,11 @@ static int handle_exec(Conn *c, const ProtoRequest *q)
         {
                 /* submitted (what, by whom, the requester's words), decided, and for an
                  * allowed request: executing */
-                _cleanup_(json_decrefp) json_t *sub =
-                        json_pack("{s:s?, s:s, s:s, s:o, s:s, s:I, s:s, s:I}", "why", r->why, "cwd",
-                                  r->cwd, "run_as", r->run_as, "command", strv_to_json(r->command),
-                                  "digest", r->digest, "uid", (json_int_t)r->requester_uid, "user",
-                                  r->requester_name, "pid", (json_int_t)r->requester_pid);
+                _cleanup_(json_decrefp) json_t *sub = json_pack(
+                        "{s:s?, s:s, s:s, s:o, s:s, s:I, s:s, s:I}", "why", r->why, "cwd", r->cwd,
+                        "run_as", r->run_as, "command", json_from_strv(r->command), "digest",
+                        r->digest, "uid", (json_int_t)r->requester_uid, "user", r->requester_name,
+                        "pid", (json_int_t)r->requester_pid);
                 _cleanup_(json_decrefp) json_t *dec = json_pack(
                         "{s:s, s:s, s:i, s:s}", "decision", policy_action_to_string(r->action),
                         "rules", r->reason, "approvers_needed", (int)r->approvers_needed,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "common/json.h"
 #include "common/hash.h"
 #include "common/util.h"
 
@@ -86,20 +87,6 @@ size_t req_count_approvals(const Req *r)
         return n;
 }
 
-static json_t *strv_to_json(char *const *l)
-{
-        json_t *a = json_array();
-
-        if (!a)
-                return NULL;
-        STRV_FOREACH (s, l)
-                if (json_array_append_new(a, json_string(*s)) < 0) {
-                        json_decref(a);
-                        return NULL;
-                }
-        return a;
-}
-
 int req_compute_digest(Req *r)
 {
         _cleanup_free_ char *text = NULL;
@@ -112,8 +99,8 @@ int req_compute_digest(Req *r)
          * its plan (what its dry run did), if it has one. An approval names
          * this digest; anything else needs a new approval.
          */
-        j = json_pack("{s:o, s:o, s:o, s:s, s:s?, s:s, s:s, s:s*}", "argv", strv_to_json(r->argv),
-                      "command", strv_to_json(r->command), "env", strv_to_json(r->env), "cwd",
+        j = json_pack("{s:o, s:o, s:o, s:s, s:s?, s:s, s:s, s:s*}", "argv", json_from_strv(r->argv),
+                      "command", json_from_strv(r->command), "env", json_from_strv(r->env), "cwd",
                       r->cwd, "host", r->host, "run_as", r->run_as, "policy", r->policy_digest,
                       "plan", r->plan_digest[0] ? r->plan_digest : NULL);
         if (!j)
@@ -153,8 +140,8 @@ static json_t *to_json(const Req *r, bool with_plan)
         j = json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:s, s:s?, s:s, s:s?, s:{s:s, s:i, s:s?}, "
                       "s:o, s:I, s:I, s:I, s:s, s:s, s:s?}",
                       "id", (json_int_t)r->id, "state", req_state_to_string(r->state), "requester",
-                      who, "argv", strv_to_json(r->argv), "command", strv_to_json(r->command),
-                      "env", strv_to_json(r->env), "cwd", r->cwd, "host", r->host, "run_as",
+                      who, "argv", json_from_strv(r->argv), "command", json_from_strv(r->command),
+                      "env", json_from_strv(r->env), "cwd", r->cwd, "host", r->host, "run_as",
                       r->run_as, "why", r->why, "decision", "action",
                       policy_action_to_string(r->action), "approvers", (int)r->approvers_needed,
                       "reason", r->reason, "verdicts", v, "created_usec",

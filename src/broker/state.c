@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "broker/state.h"
+#include "common/json.h"
 #include "common/util.h"
 
 /*
@@ -263,43 +264,16 @@ void state_rollback(State *s)
 
 static char *strv_to_text(char *const *l)
 {
-        json_t *a = json_array();
-        char *t;
+        _cleanup_(json_decrefp) json_t *a = json_from_strv(l);
 
-        if (!a)
-                return NULL;
-        STRV_FOREACH (x, l)
-                json_array_append_new(a, json_string(*x));
-        t = json_dumps(a, JSON_COMPACT);
-        json_decref(a);
-        return t;
+        return a ? json_dumps(a, JSON_COMPACT) : NULL;
 }
 
 static char **text_to_strv(const char *t)
 {
-        _cleanup_strv_free_ char **l = NULL;
-        json_t *a, *e;
-        size_t i;
+        _cleanup_(json_decrefp) json_t *a = json_loads(t ?: "[]", 0, NULL);
 
-        a = json_loads(t ?: "[]", 0, NULL);
-        if (!json_is_array(a)) {
-                json_decref(a);
-                return NULL;
-        }
-        l = calloc(1, sizeof(char *));
-        if (!l) {
-                json_decref(a);
-                return NULL;
-        }
-        json_array_foreach(a, i, e)
-        {
-                if (!json_is_string(e) || strv_extend(&l, json_string_value(e)) < 0) {
-                        json_decref(a);
-                        return NULL;
-                }
-        }
-        json_decref(a);
-        return TAKE_PTR(l);
+        return strv_from_json(a);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *t)

@@ -37,6 +37,7 @@
 
 #include <jansson.h>
 
+#include "common/json.h"
 #include "common/macros.h"
 #include "common/util.h"
 #include "plan/plan-internal.h"
@@ -52,21 +53,6 @@
 #define ISOLATED_GRACE_USEC (420ULL * 1000000)
 
 extern char **environ;
-
-/* Exact strings (plan.c's jstr() would mend invalid UTF-8; a command must not change). */
-static json_t *strv_json(char *const *v)
-{
-        json_t *a = json_array();
-
-        if (!a)
-                return NULL;
-        STRV_FOREACH (s, v)
-                if (json_array_append_new(a, json_string(*s)) < 0) {
-                        json_decref(a);
-                        return NULL;
-                }
-        return a;
-}
 
 static int memfd_with(const char *name, const void *data, size_t len)
 {
@@ -148,9 +134,9 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         if (!o->policy->text)
                 return plan_fail(err, err_size, -EINVAL, "the policy's text is not at hand");
         req = json_pack("{s:i, s:i, s:o, s:o, s:s*, s:I, s:I, s:s*, s:I, s:I, s:I, s:I, s:s, s:s}",
-                        "version", 1, "parent", (int)getpid(), "argv", strv_json(o->argv), "envp",
-                        strv_json(o->envp ?: (char *const[]){ NULL }), "cwd", o->cwd, "uid",
-                        (json_int_t)o->uid, "gid", (json_int_t)o->gid, "host", o->host,
+                        "version", 1, "parent", (int)getpid(), "argv", json_from_strv(o->argv),
+                        "envp", json_from_strv(o->envp ?: (char *const[]){ NULL }), "cwd", o->cwd,
+                        "uid", (json_int_t)o->uid, "gid", (json_int_t)o->gid, "host", o->host,
                         "timeout_usec", (json_int_t)o->timeout_usec, "output_max",
                         (json_int_t)o->output_max, "diff_max", (json_int_t)o->diff_max, "tmpfs_max",
                         (json_int_t)o->tmpfs_max, "policy_name", o->policy->source, "policy_sha256",
@@ -253,25 +239,6 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
 }
 
 /* ---- the helper's side ---- */
-
-static char **strv_from_json(const json_t *a)
-{
-        _cleanup_strv_free_ char **v = NULL;
-        size_t i;
-        json_t *s;
-
-        if (!json_is_array(a))
-                return NULL;
-        v = calloc(json_array_size(a) + 1, sizeof(char *));
-        if (!v)
-                return NULL;
-        for (i = 0; i < json_array_size(a); i++) {
-                s = json_array_get(a, i);
-                if (!json_is_string(s) || !(v[i] = strdup(json_string_value(s))))
-                        return NULL;
-        }
-        return TAKE_PTR(v);
-}
 
 static int answer_error(int r, const char *msg)
 {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "common/hash.h"
+#include "common/json.h"
 #include "common/util.h"
 
 static void test_parse_u64(void **state)
@@ -99,6 +100,41 @@ static void test_read_full_limits(void **state)
         assert_int_equal(read_full_file(path, 10, &buf, &n), -ENOENT);
 }
 
+static void test_json_strv(void **state)
+{
+        char *l[] = { (char *)"a b", (char *)"", (char *)"é", NULL };
+        char *bad[] = { (char *)"ok", (char *)"\xff not UTF-8", NULL };
+        json_t *a, *nul;
+        char **back;
+
+        (void)state;
+        a = json_from_strv(l);
+        assert_non_null(a);
+        assert_int_equal(json_array_size(a), 3);
+        back = strv_from_json(a);
+        assert_non_null(back);
+        assert_int_equal(strv_length(back), 3);
+        for (size_t i = 0; i < 3; i++)
+                assert_string_equal(back[i], l[i]);
+        strv_free(back);
+        json_decref(a);
+        /* exact or nothing: never a list with a string mended or dropped */
+        assert_null(json_from_strv(bad));
+        a = json_pack("[s, i]", "x", 1);
+        assert_null(strv_from_json(a));
+        json_decref(a);
+        nul = json_pack("[s#]", "a\0b", 3); /* a NUL inside would cut the string short */
+        assert_null(strv_from_json(nul));
+        json_decref(nul);
+        assert_null(strv_from_json(NULL));
+        a = json_array();
+        back = strv_from_json(a);
+        assert_non_null(back);
+        assert_null(back[0]);
+        strv_free(back);
+        json_decref(a);
+}
+
 static void test_sha256(void **state)
 {
         char hex[SHA256_HEX_LEN + 1];
@@ -114,7 +150,7 @@ int main(void)
                 cmocka_unit_test(test_parse_u64),    cmocka_unit_test(test_parse_size),
                 cmocka_unit_test(test_strv),         cmocka_unit_test(test_escape),
                 cmocka_unit_test(test_argv_display), cmocka_unit_test(test_read_full_limits),
-                cmocka_unit_test(test_sha256),
+                cmocka_unit_test(test_sha256),       cmocka_unit_test(test_json_strv),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
