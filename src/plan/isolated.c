@@ -132,7 +132,9 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         if (!o || !o->argv || !o->argv[0] || !o->policy || !ret || !helper)
                 return plan_fail(err, err_size, -EINVAL, "nothing to plan — give a command");
         if (!o->policy->text)
-                return plan_fail(err, err_size, -EINVAL, "the policy's text is not at hand");
+                return plan_fail(err, err_size, -EINVAL,
+                                 "the policy was not loaded from its text (a bug: report it) — "
+                                 "the request is judged without a plan");
         req = json_pack("{s:i, s:i, s:o, s:o, s:s*, s:I, s:I, s:s*, s:I, s:I, s:I, s:I, s:s, s:s}",
                         "version", 1, "parent", (int)getpid(), "argv", json_from_strv(o->argv),
                         "envp", json_from_strv(o->envp ?: (char *const[]){ NULL }), "cwd", o->cwd,
@@ -154,7 +156,8 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
                 pol_fd = memfd_with("airlock-plan-policy", o->policy->text, o->policy->text_len);
         if (req_fd < 0 || pol_fd < 0)
                 return plan_fail(err, err_size, req_fd < 0 ? req_fd : pol_fd,
-                                 "cannot hand the plan its options: %s",
+                                 "cannot hand the plan its options: %s — airlockd is short of "
+                                 "memory or file descriptors (see LimitNOFILE)",
                                  strerror(req_fd < 0 ? -req_fd : -pol_fd));
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return plan_fail(err, err_size, -errno, "pipe: %m");
@@ -186,8 +189,10 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
         if (k != 0)
-                return plan_fail(err, err_size, -k, "cannot start the plan helper %s: %s", helper,
-                                 strerror(k));
+                return plan_fail(err, err_size, -k,
+                                 "cannot start the plan helper %s: %s — airlockd is short of "
+                                 "processes or memory (see TasksMax); restart it if this lasts",
+                                 helper, strerror(k));
         out_w = safe_close(out_w);
 
         timeout = o->timeout_usec ?: PLAN_DEFAULT_TIMEOUT_USEC;
@@ -234,7 +239,9 @@ int plan_run_isolated(const PlanOptions *o, const char *helper, PlanResult **ret
         k = plan_result_from_json(json_object_get(ans, "plan"), ret);
         if (k < 0)
                 return plan_fail(err, err_size, k == -ENOMEM ? k : -EIO,
-                                 "the plan helper's answer is not a plan (%s)", strerror(-k));
+                                 "the plan helper's answer is not a plan (%s) — airlockd and its "
+                                 "helper disagree; restart airlockd",
+                                 strerror(-k));
         return 0;
 }
 
@@ -279,7 +286,8 @@ int plan_helper_main(void)
         (void)syscall(SYS_close_range, 4U, ~0U, 0U);
         if (read_full_fd(STDIN_FILENO, ISOLATED_OPTIONS_MAX, &req_text, &req_len) < 0 ||
             read_full_fd(3, POLICY_MAX_FILE_SIZE, &pol_text, &pol_len) < 0)
-                return answer_error(-EIO, "the plan helper could not read its options");
+                return answer_error(-EIO, "the plan helper could not read its options — restart "
+                                          "airlockd");
         close(3);
         req = json_loadb(req_text, req_len, 0, NULL);
         if (!req ||
