@@ -337,27 +337,36 @@ static void test_guard_regions_and_judgement(void **state)
         }
 
         /* Its judgement: the globs, and whatever lies beneath a secret directory. */
-        snprintf(cmd, sizeof cmd, "%s/etc/authkey", base);
-        assert_true(sbx_guard_is_secret(&p, cmd));
-        snprintf(cmd, sizeof cmd, "%s/etc/authkey.pub", base);
-        assert_false(sbx_guard_is_secret(&p, cmd));
-        snprintf(cmd, sizeof cmd, "%s/etc/sub/new.pem", base);
-        assert_true(sbx_guard_is_secret(&p, cmd));
-        snprintf(cmd, sizeof cmd, "%s/etc/sub/new.conf", base);
-        assert_false(sbx_guard_is_secret(&p, cmd));
-        snprintf(cmd, sizeof cmd, "%s/home/a/.ssh/id_ed25519", base);
-        assert_true(sbx_guard_is_secret(&p, cmd));
-        snprintf(cmd, sizeof cmd, "%s/home/a/.ssh/known_hosts", base);
-        assert_false(sbx_guard_is_secret(&p, cmd));
-        assert_true(sbx_guard_is_secret(&p, "/.ssh/id_rsa")); /* the home "/" */
-        /* "~/" beneath any directory: a home made during the session is judged too. */
-        assert_true(sbx_guard_is_secret(&p, "/home/new-user/.ssh/id_rsa"));
-        assert_false(sbx_guard_is_secret(&p, "/home/new-user/.ssh/authorized_keys"));
-        snprintf(cmd, sizeof cmd, "%s/srv/secretdir/x/y.key", base);
-        assert_true(sbx_guard_is_secret(&p, cmd));
-        snprintf(cmd, sizeof cmd, "%s/srv/secretdirectory", base);
-        assert_false(sbx_guard_is_secret(&p, cmd));
-        assert_false(sbx_guard_is_secret(&p, "/usr/include/stdio.h"));
+        {
+                static const struct {
+                        const char *path; /* beneath base when it has no leading "/" */
+                        bool secret;
+                } judged[] = {
+                        { "etc/authkey", true },
+                        { "etc/authkey.pub", false },
+                        { "etc/sub/new.pem", true },
+                        { "etc/sub/new.conf", false },
+                        { "home/a/.ssh/id_ed25519", true },
+                        { "home/a/.ssh/known_hosts", false },
+                        { "/.ssh/id_rsa", true }, /* the home "/" */
+                        /* "~/" beneath any directory: a home made during the session too */
+                        { "/home/new-user/.ssh/id_rsa", true },
+                        { "/home/new-user/.ssh/authorized_keys", false },
+                        { "srv/secretdir/x/y.key", true },
+                        { "srv/secretdirectory", false },
+                        { "/usr/include/stdio.h", false },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(judged); i++) {
+                        if (judged[i].path[0] == '/')
+                                snprintf(cmd, sizeof cmd, "%s", judged[i].path);
+                        else
+                                snprintf(cmd, sizeof cmd, "%s/%s", base, judged[i].path);
+                        if (sbx_guard_is_secret(&p, cmd) != judged[i].secret)
+                                fail_msg("%s: judged %s", cmd,
+                                         judged[i].secret ? "not a secret" : "a secret");
+                }
+        }
         assert_true(sbx_guard_is_secret(&p, "relative/path")); /* cannot judge: refused */
 
         /* Started by an ordinary user: no guard, and --explain says so. */
