@@ -204,7 +204,7 @@ default: approve
     def wait_for_go(self, then):
         """A shell script for inside: wait until the test creates ws/go, then run `then`."""
         go = self.ws("go")
-        return (f"echo waiting; i=0; while [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+        return (f"echo waiting; i=0; while [ ! -e {go} ] && [ $i -lt 12000 ]; do sleep 0.05; i=$((i+1)); done; "
                 f"{then}")
 
     def probe_inside(self, *args, **kw):
