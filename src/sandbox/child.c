@@ -88,7 +88,6 @@ static void exec_in_path(char *const *argv, char *const *envp, SbxError *err)
 
 _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
 {
-        const SbxConfig *c = p->cfg;
         int errfd = p->err_fd;
         sigset_t none;
 
@@ -118,7 +117,7 @@ _noreturn_ static void agent_main(SbxPlan *p, SbxError *err)
         sbx_timing("agent: ready to exec");
         if (sbx_limit_address_space(p, err) < 0)
                 die(errfd, err);
-        exec_in_path(c->argv, p->envp, err);
+        exec_in_path(p->cmd_argv, p->envp, err);
         die(errfd, err);
 }
 
@@ -236,6 +235,7 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         }
         if (sbx_mounts_finish(p, &m, &err) < 0)
                 die(errfd, &err);
+        p->session_dir_mnt = TAKE_FD(m.session_dir);
         sbx_mounts_ctx_done(&m);
         sbx_timing("child: mounts");
         /* The open guard's regions are in place: the parent marks them now (guard.c). */
@@ -256,6 +256,25 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         /* The unix socket wall's supervisor keeps CAP_SYS_PTRACE of this namespace: unotify.c */
         if (sbx_unotify_fork(p, &err) < 0)
                 die(errfd, &err);
+        if (p->guard_regions) {
+                /* Nothing of the agent runs before the guard's marks are in place. */
+                char c;
+                ssize_t n;
+                while ((n = read(sync_fd, &c, 1)) < 0 && errno == EINTR)
+                        ;
+                if (n != 1 || c != 'M')
+                        _exit(127); /* airlock is gone or refused: it says why */
+        }
+        /*
+         * The sandbox is built. The command comes now from a cold run, or
+         * when a client takes this warm sandbox (then also its broker
+         * session's socket, bound while we still hold our capabilities).
+         */
+        if (sbx_command_receive(p, sync_fd) < 0)
+                _exit(127); /* airlock is gone or refused: it says why */
+        sbx_timing("child: command");
+        if (sbx_mounts_bind_session(p, &err) < 0)
+                die(errfd, &err);
         /* Our memory and /proc entries are nobody's business: not dumpable, not ptraceable. */
         if (prctl(PR_SET_DUMPABLE, 0) < 0 || sbx_drop_privileges(p, &err) < 0)
                 die(errfd, &err);
@@ -274,15 +293,6 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         if (sbx_unotify_start(p, &err) < 0) /* the unix socket wall: unotify.c */
                 die(errfd, &err);
         sbx_timing("child: privileges dropped");
-        if (p->guard_regions) {
-                /* Nothing of the agent runs before the guard's marks are in place. */
-                char c;
-                ssize_t n;
-                while ((n = read(sync_fd, &c, 1)) < 0 && errno == EINTR)
-                        ;
-                if (n != 1 || c != 'M')
-                        _exit(127); /* airlock is gone or refused: it says why */
-        }
         agent = spawn_agent(p, &err, sync_fd);
         if (agent < 0) {
                 sbx_fail(&err, 71, -errno, "cannot start the agent: %m");

@@ -1648,6 +1648,40 @@ static int bind_session_socket(int rootfd, int mnt_fd, SbxError *err)
         return attach(mnt, target, SBX_SESSION_SOCKET_PATH, err);
 }
 
+int sbx_mounts_bind_session(SbxPlan *p, SbxError *err)
+{
+        _cleanup_close_ int dir = p->session_dir_mnt, sock = -EBADF, mnt = -EBADF, rootfd = -EBADF;
+        struct stat st;
+
+        p->session_dir_mnt = -EBADF;
+        if (!p->session_name)
+                return 0;
+        if (dir < 0)
+                return sbx_fail(err, 71, -ENOENT,
+                                "the broker's session directory %s did not exist when this warm "
+                                "sandbox was built — restart airlock pool after airlockd, or run "
+                                "with --no-pool",
+                                p->cfg->session_dir ? p->cfg->session_dir : "(none)");
+        if (strchr(p->session_name, '/') || streq(p->session_name, ".") ||
+            streq(p->session_name, ".."))
+                return sbx_fail(err, 71, -EINVAL, "bad session socket name '%s'", p->session_name);
+        sock = openat2_nofollow(dir, p->session_name, O_PATH, RESOLVE_BENEATH);
+        if (sock < 0)
+                return sbx_fail(err, 71, sock, "session socket %s/%s: %s — is airlockd running?",
+                                p->cfg->session_dir, p->session_name, strerror(-sock));
+        if (fstat(sock, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return sbx_fail(err, 71, -ENOTSOCK, "%s/%s is not the broker's session socket",
+                                p->cfg->session_dir, p->session_name);
+        mnt = open_tree(sock, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (mnt < 0)
+                return MNT_FAIL(err, "cannot clone the session socket %s/%s: %m",
+                                p->cfg->session_dir, p->session_name);
+        rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return MNT_FAIL(err, "cannot open the sandbox's root: %m");
+        return bind_session_socket(rootfd, TAKE_FD(mnt), err);
+}
+
 bool sbx_under_a_bind(const SbxPlan *p, const char *path)
 {
         for (size_t i = 0; i < p->n_binds; i++)
@@ -1660,6 +1694,7 @@ void sbx_mounts_ctx_done(SbxMountsCtx *m)
 {
         safe_close(m->rootfd);
         safe_close(m->session_socket);
+        safe_close(m->session_dir);
         for (size_t i = 0; m->bind_fds && i < m->n_binds; i++)
                 safe_close(m->bind_fds[i]);
         for (size_t i = 0; m->mask_fds && i < m->n_masks; i++)
@@ -1669,7 +1704,7 @@ void sbx_mounts_ctx_done(SbxMountsCtx *m)
         free(m->bind_fds);
         free(m->mask_fds);
         free(m->region_fds);
-        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
+        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF, .session_dir = -EBADF };
 }
 
 /*
@@ -1688,7 +1723,7 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                                          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
                                  .propagation = MS_PRIVATE };
 
-        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF };
+        *m = (SbxMountsCtx){ .rootfd = -EBADF, .session_socket = -EBADF, .session_dir = -EBADF };
         m->bind_fds = calloc(p->n_binds + 1, sizeof(int));
         if (!m->bind_fds)
                 return -ENOMEM;
@@ -1704,7 +1739,19 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                 if (m->bind_fds[i] < 0)
                         return m->bind_fds[i];
         }
-        if (p->cfg->session_socket) {
+        if (p->cfg->take && p->cfg->session_dir) {
+                /*
+                 * A warm sandbox meets its broker session only at the take:
+                 * a clone of the sessions' directory now (it shows the
+                 * sockets created later), the socket's own bind then.
+                 */
+                m->session_dir =
+                        open_tree(AT_FDCWD, p->cfg->session_dir,
+                                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+                if (m->session_dir < 0 && errno != ENOENT)
+                        return MNT_FAIL(err, "cannot clone the broker's session directory %s: %m",
+                                        p->cfg->session_dir);
+        } else if (p->cfg->session_socket) {
                 m->session_socket = clone_session_socket(p->cfg->session_socket, err);
                 if (m->session_socket < 0)
                         return m->session_socket;

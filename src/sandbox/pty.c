@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -127,7 +128,7 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
         int master = p->pty_master, out = tty_out_fd();
         bool in_open = master >= 0 && isatty(STDIN_FILENO);
         int wstatus = 0;
-        bool exited = false, report_open = p->watch_report >= 0;
+        bool exited = false, report_open = p->watch_report >= 0, hold_open = p->hold_fd >= 0;
         sigset_t mask;
 
         sigemptyset(&mask);
@@ -150,13 +151,14 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                 (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
 
         while (!exited) {
-                struct pollfd pfd[4] = {
+                struct pollfd pfd[5] = {
                         { .fd = sfd, .events = POLLIN },
                         { .fd = master, .events = POLLIN },
                         { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
                         { .fd = report_open ? p->watch_report : -1, .events = POLLIN },
+                        { .fd = hold_open ? p->hold_fd : -1, .events = POLLIN },
                 };
-                if (poll(pfd, 4, -1) < 0) {
+                if (poll(pfd, 5, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
@@ -194,6 +196,21 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                                      buf) >= 0) {
                                 free(p->secret_appeared);
                                 p->secret_appeared = more;
+                        }
+                }
+                if (pfd[4].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        /*
+                         * A warm sandbox's client (airlock run) says nothing
+                         * more once it has taken it: its end of the
+                         * connection closing means it is gone, and the
+                         * session ends as if it had been its parent.
+                         */
+                        char buf[256];
+                        ssize_t n = recv(p->hold_fd, buf, sizeof buf, MSG_DONTWAIT);
+
+                        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+                                hold_open = false;
+                                kill(child, SIGKILL);
                         }
                 }
                 if (pfd[0].revents & POLLIN) {

@@ -88,7 +88,12 @@ typedef struct {
         char *resolv_conf; /* SBX_NET_HOST: the sandbox's resolv.conf text */
         /* where the resolv.conf goes inside (the host file, or its symlink target in /run) */
         char *resolv_target;
-        char **envp;
+        char **envp;     /* the agent's environment: built with the command (build_env) */
+        char **cmd_argv; /* pid 1: the command, received with it (sbx_command_receive) */
+        /* pid 1, warm sandbox: detached clone of the broker's session directory, or -EBADF */
+        int session_dir_mnt;
+        char *session_name; /* pid 1: the session socket's name in it, or NULL */
+        int hold_fd;        /* parent, warm sandbox: the client's connection (borrowed) */
         SbxLandlock landlock;
         SbxCgroup cgroup;
         void *seccomp; /* unused: the filter is compiled at build time */
@@ -136,6 +141,15 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
 int sbx_plan_prepare_secrets(SbxPlan *p, bool for_explain, SbxError *err);
 int sbx_plan_send(const SbxPlan *p, int fd); /* the masks and protected paths, then go */
 int sbx_plan_receive(SbxPlan *p, int fd);    /* in pid 1: 0, or -errno (then start nothing) */
+/*
+ * The command, last, once the sandbox is built (at once for a cold run, at
+ * the take for a warm one): argv, the agent's environment, the session
+ * socket's name (warm, or NULL) and, as SCM_RIGHTS, the fds for the agent's
+ * 0, 1, 2 and its pty slave (n_fds 4) or not (3). Pid 1 puts the fds in place.
+ */
+int sbx_command_send(int fd, char *const *argv, char *const *envp, const char *session_name,
+                     const int *fds, size_t n_fds);
+int sbx_command_receive(SbxPlan *p, int fd); /* in pid 1: 0, or -errno (then start nothing) */
 void sbx_plan_done(SbxPlan *p);
 
 /* mounts.c */
@@ -159,6 +173,7 @@ typedef struct {
         int *mask_fds; /* O_PATH fds of secrets opened early, or -EBADF */
         size_t n_masks;
         int session_socket; /* detached clone of the session socket, or -EBADF */
+        int session_dir;    /* warm sandbox: detached clone of cfg->session_dir, or -EBADF */
         int *region_fds;    /* O_PATH fds of the open guard's regions */
         size_t n_regions;
 } SbxMountsCtx;
@@ -167,6 +182,8 @@ int sbx_mounts_begin(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 int sbx_mounts_open_masks(const SbxPlan *p, SbxMountsCtx *m, SbxError *err); /* after the go */
 int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err);
 void sbx_mounts_ctx_done(SbxMountsCtx *m);
+/* Warm sandbox, in pid 1 with its capabilities, at the take: binds the session socket. */
+int sbx_mounts_bind_session(SbxPlan *p, SbxError *err);
 int sbx_loopback_up(SbxError *err);
 int sbx_watch_secrets(SbxPlan *p, SbxError *err);
 int sbx_watch_drain(SbxPlan *p, SbxWatchFn fn, void *userdata);

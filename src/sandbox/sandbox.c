@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -237,21 +238,27 @@ static bool env_allowed(const SbxConfig *c, const char *entry)
 
 extern char **environ;
 
-static int build_env(SbxPlan *p)
+/* The agent's environment: from, filtered by the allowlist, and airlock's own variables. */
+static int build_env(SbxPlan *p, char *const *from, bool session)
 {
         const SbxConfig *c = p->cfg;
         _cleanup_strv_free_ char **env = calloc(1, sizeof(char *));
+        bool have_path = false;
         char *s;
 
         if (!env)
                 return -ENOMEM;
-        for (char **e = environ; e && *e; e++) {
+        for (char *const *e = from; e && *e; e++) {
                 if (strneq(*e, "HOME=", 5) || strneq(*e, "AIRLOCK_", 8))
                         continue;
-                if (env_allowed(c, *e) && strv_extend(&env, *e) < 0)
-                        return -ENOMEM;
+                if (env_allowed(c, *e)) {
+                        if (strneq(*e, "PATH=", 5))
+                                have_path = true;
+                        if (strv_extend(&env, *e) < 0)
+                                return -ENOMEM;
+                }
         }
-        if (!getenv("PATH") &&
+        if (!have_path &&
             strv_extend(&env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") <
                     0)
                 return -ENOMEM;
@@ -261,9 +268,9 @@ static int build_env(SbxPlan *p)
                 return -ENOMEM;
         if (asprintf(&s, "AIRLOCK_SESSION_ID=%s", c->session_id) < 0 || strv_consume(&env, s) < 0)
                 return -ENOMEM;
-        if (c->session_socket &&
-            strv_extend(&env, "AIRLOCK_SESSION_SOCKET=" SBX_SESSION_SOCKET_PATH) < 0)
+        if (session && strv_extend(&env, "AIRLOCK_SESSION_SOCKET=" SBX_SESSION_SOCKET_PATH) < 0)
                 return -ENOMEM;
+        strv_free(p->envp);
         p->envp = TAKE_PTR(env);
         return 0;
 }
@@ -281,8 +288,10 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
                         .watch_done = -EBADF,
                         .watch_cleaned = -EBADF,
                         .guard_fd = -EBADF,
-                        .guard_ready = -EBADF };
-        if (!c->argv || !c->argv[0])
+                        .guard_ready = -EBADF,
+                        .session_dir_mnt = -EBADF,
+                        .hold_fd = -EBADF };
+        if (!c->take && (!c->argv || !c->argv[0]))
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
                 return sbx_fail(err, 64, -EINVAL,
@@ -336,9 +345,6 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
                 if (r < 0)
                         return r;
         }
-        r = build_env(p);
-        if (r < 0)
-                return r;
         if (for_explain) {
                 p->cgroup.pids_max = c->pids_max ? c->pids_max : SBX_DEFAULT_PIDS_MAX;
                 p->cgroup.memory_max = c->memory_max ? c->memory_max : SBX_DEFAULT_MEMORY_MAX;
@@ -356,11 +362,8 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
         r = sbx_seccomp_prepare(p, err);
         if (r < 0)
                 return r;
-        r = sbx_pty_open(p, err);
-        if (r < 0)
-                return r;
         r = sbx_cgroup_prepare(p, err);
-        sbx_timing("env+pty+cgroup");
+        sbx_timing("seccomp+cgroup");
         return r;
 }
 
@@ -561,6 +564,170 @@ int sbx_plan_receive(SbxPlan *p, int fd)
         return off == h.size ? 0 : -EBADMSG; /* no trailing bytes */
 }
 
+#define SBX_CMD_MAGIC     0x646d434cU /* "LCmd" */
+#define SBX_CMD_MAX_BYTES (16U * 1024 * 1024)
+
+typedef struct {
+        uint32_t magic, argc, envc, has_session, n_fds, size;
+} SbxCmdHeader;
+
+int sbx_command_send(int fd, char *const *argv, char *const *envp, const char *session_name,
+                     const int *fds, size_t n_fds)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t size = put_paths(NULL, 0, argv) + put_paths(NULL, 0, envp), off = 0;
+        union {
+                char buf[CMSG_SPACE(4 * sizeof(int))];
+                struct cmsghdr align;
+        } ctl;
+        SbxCmdHeader h;
+        struct iovec iov = { .iov_base = &h, .iov_len = sizeof h };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct cmsghdr *cm;
+        ssize_t n;
+
+        if (n_fds < 3 || n_fds > 4)
+                return -EINVAL;
+        if (session_name)
+                size += strlen(session_name) + 1;
+        if (size > SBX_CMD_MAX_BYTES)
+                return -E2BIG;
+        buf = malloc(size + 1);
+        if (!buf)
+                return -ENOMEM;
+        off = put_paths(buf, 0, argv);
+        off = put_paths(buf, off, envp);
+        if (session_name) {
+                memcpy(buf + off, session_name, strlen(session_name) + 1);
+                off += strlen(session_name) + 1;
+        }
+        h = (SbxCmdHeader){ .magic = SBX_CMD_MAGIC,
+                            .argc = (uint32_t)strv_length((char **)argv),
+                            .envc = (uint32_t)strv_length((char **)envp),
+                            .has_session = session_name != NULL,
+                            .n_fds = (uint32_t)n_fds,
+                            .size = (uint32_t)size };
+        memset(&ctl, 0, sizeof ctl);
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+        cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, n_fds * sizeof(int));
+        do
+                n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        if ((size_t)n != sizeof h)
+                return -EIO;
+        return write_all(fd, buf, off) < 0 ? -errno : 0;
+}
+
+/* The fds received with the command: closed on every error path. */
+static void close_fds(int *fds, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                fds[i] = safe_close(fds[i]);
+}
+
+int sbx_command_receive(SbxPlan *p, int fd)
+{
+        _cleanup_free_ char *buf = NULL;
+        union {
+                char buf[CMSG_SPACE(4 * sizeof(int))];
+                struct cmsghdr align;
+        } ctl;
+        SbxCmdHeader h;
+        struct iovec iov = { .iov_base = &h, .iov_len = sizeof h };
+        struct msghdr msg = { .msg_iov = &iov,
+                              .msg_iovlen = 1,
+                              .msg_control = ctl.buf,
+                              .msg_controllen = sizeof ctl.buf };
+        int fds[4] = { -EBADF, -EBADF, -EBADF, -EBADF };
+        size_t n_fds = 0, off = 0;
+        ssize_t n;
+        int r = -EBADMSG;
+
+        do
+                n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        for (size_t i = 0; i < k; i++) {
+                                int f;
+                                memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof f);
+                                if (n_fds < ELEMENTSOF(fds))
+                                        fds[n_fds++] = f;
+                                else
+                                        close(f);
+                        }
+                }
+        if (n == 0)
+                r = -EPIPE; /* the parent is gone or refused the launch */
+        else if ((size_t)n < sizeof h)
+                r = read_exact(fd, (char *)&h + n, sizeof h - (size_t)n);
+        else
+                r = 0;
+        if (r >= 0 && ((msg.msg_flags & MSG_CTRUNC) || h.magic != SBX_CMD_MAGIC ||
+                       h.size > SBX_CMD_MAX_BYTES || h.n_fds != n_fds || n_fds < 3 || h.argc == 0 ||
+                       (uint64_t)h.argc + h.envc + h.has_session > h.size))
+                r = -EBADMSG;
+        if (r >= 0) {
+                buf = malloc(h.size + 1);
+                r = buf ? read_exact(fd, buf, h.size) : -ENOMEM;
+        }
+        if (r >= 0) {
+                strv_free(p->cmd_argv);
+                strv_free(p->envp);
+                p->cmd_argv = calloc(h.argc + 1, sizeof(char *));
+                p->envp = calloc(h.envc + 1, sizeof(char *));
+                r = p->cmd_argv && p->envp ? 0 : -ENOMEM;
+        }
+        for (uint32_t i = 0; r >= 0 && i < h.argc + h.envc + h.has_session; i++) {
+                const char *s = buf + off;
+                const char *end = memchr(s, '\0', h.size - off);
+                char *copy;
+
+                if (off >= h.size || !end) {
+                        r = -EBADMSG;
+                        break;
+                }
+                off += (size_t)(end - s) + 1;
+                copy = strdup(s);
+                if (!copy) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (i < h.argc)
+                        p->cmd_argv[i] = copy;
+                else if (i < h.argc + h.envc)
+                        p->envp[i - h.argc] = copy;
+                else
+                        p->session_name = copy;
+        }
+        if (r >= 0 && off != h.size)
+                r = -EBADMSG; /* no trailing bytes */
+        /* The agent's 0, 1 and 2, and its terminal. */
+        for (int i = 0; r >= 0 && i < 3; i++)
+                if (fds[i] != i && dup2(fds[i], i) < 0)
+                        r = -errno;
+        if (r < 0) {
+                close_fds(fds, n_fds);
+                return r;
+        }
+        p->pty_slave = safe_close(p->pty_slave);
+        p->pty_slave = n_fds == 4 ? TAKE_FD(fds[3]) : -EBADF;
+        for (int i = 0; i < 3; i++)
+                if (fds[i] != i)
+                        safe_close(fds[i]);
+        return 0;
+}
+
 /*
  * A protected name that did not exist at launch could not be made
  * read-only; if the agent created it, the human must know before running
@@ -637,6 +804,9 @@ void sbx_plan_done(SbxPlan *p)
                 safe_close(p->protect_new_fds[i]);
         free(p->protect_new_fds);
         strv_free(p->envp);
+        strv_free(p->cmd_argv);
+        free(p->session_name);
+        safe_close(p->session_dir_mnt);
         strv_free(p->weaker);
         strv_free(p->homes);
         strv_free(p->guard_regions);
@@ -669,7 +839,9 @@ void sbx_plan_done(SbxPlan *p)
                         .watch_done = -EBADF,
                         .watch_cleaned = -EBADF,
                         .guard_fd = -EBADF,
-                        .guard_ready = -EBADF };
+                        .guard_ready = -EBADF,
+                        .session_dir_mnt = -EBADF,
+                        .hold_fd = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -1012,6 +1184,83 @@ static int finish_secret_report(SbxPlan *p, SbxError *err)
 }
 
 /* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
+/* A session socket a warm sandbox may bind: a name directly inside cfg->session_dir. */
+static const char *session_name_in(const SbxConfig *c, const char *path)
+{
+        const char *slash = strrchr(path, '/'), *name;
+        size_t n;
+
+        if (!c->session_dir || !slash)
+                return NULL;
+        n = (size_t)(slash - path);
+        name = slash + 1;
+        if (n != strlen(c->session_dir) || !strneq(path, c->session_dir, n) || !*name ||
+            streq(name, ".") || streq(name, ".."))
+                return NULL;
+        for (const char *q = name; *q; q++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+                            *q))
+                        return NULL;
+        return name;
+}
+
+/*
+ * The command, once the sandbox is built: this process's own (cold) or,
+ * for a warm sandbox, what the client that takes it hands over. Then the
+ * agent's environment and terminal, made from the client's.
+ */
+static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
+{
+        const SbxConfig *c = p->cfg;
+        char *const *argv = c->argv, *const *env = environ;
+        const char *session = c->session_socket, *name = NULL;
+        int fds[4] = { STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, -EBADF };
+        size_t n_fds = 3;
+        int r;
+
+        if (c->take) {
+                _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+                SbxTake t = { .hold_fd = -EBADF };
+
+                if (pidfd < 0)
+                        return sbx_fail(err, 71, -errno, "cannot watch the sandbox's pid 1: %m");
+                t.sandbox_pidfd = pidfd;
+                r = c->take(c->take_userdata, &t, err);
+                if (r < 0)
+                        return r;
+                sbx_timing("taken");
+                argv = t.argv;
+                env = t.env;
+                session = t.session_socket;
+                p->hold_fd = t.hold_fd;
+                if (!argv || !argv[0])
+                        return sbx_fail(err, 64, -EINVAL,
+                                        "no command given — write: airlock run -- CMD");
+                if (session) {
+                        name = session_name_in(c, session);
+                        if (!name)
+                                return sbx_fail(err, 71, -EINVAL,
+                                                "session socket %s is not in the broker's "
+                                                "session directory %s — run with --no-pool",
+                                                session, c->session_dir ? c->session_dir : "");
+                }
+        }
+        r = build_env(p, env, session != NULL);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot build the agent's environment: %s",
+                                strerror(-r));
+        r = sbx_pty_open(p, err);
+        if (r < 0)
+                return r;
+        if (p->pty_slave >= 0)
+                fds[n_fds++] = p->pty_slave;
+        r = sbx_command_send(fd, argv, p->envp, name, fds, n_fds);
+        p->pty_slave = safe_close(p->pty_slave);
+        if (r < 0)
+                return sbx_fail(err, 71, r, "cannot start the sandbox: %s", strerror(-r));
+        return 0;
+}
+
 static int read_report(int fd, SbxError *err)
 {
         _cleanup_free_ char *buf = NULL;
@@ -1057,7 +1306,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         if (r < 0)
                 goto finish;
 
-        if (pipe2(fds, O_CLOEXEC) < 0)
+        /* A socket: the command goes with its fds (SCM_RIGHTS). */
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
                 goto fail_errno;
         sync_r = fds[0];
         sync_w = fds[1];
@@ -1105,7 +1355,6 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         sync_r = safe_close(sync_r);
         plan.err_fd = safe_close(plan.err_fd);
         plan.guard_ready = safe_close(plan.guard_ready);
-        plan.pty_slave = safe_close(plan.pty_slave);
 
         /*
          * The identity map: the agent's uid and gid map to themselves and
@@ -1163,6 +1412,8 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         }
         /* The session helper answers the guard's opens; our copy is not needed. */
         plan.guard_fd = safe_close(plan.guard_fd);
+        if (r >= 0)
+                r = send_command(&plan, pid, sync_w, err);
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r < 0) {
                 SbxError child_err = { 0 };

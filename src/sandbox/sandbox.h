@@ -36,6 +36,33 @@ typedef enum {
 #define SBX_SESSION_SOCKET_PATH "/run/airlock/session.sock"
 
 /*
+ * What differs per run when the sandbox was built ahead (SbxConfig.take, a
+ * warm sandbox of `airlock pool`): the command, its environment, the broker
+ * session and the client's connection.
+ */
+typedef struct {
+        char *const *argv;          /* the command; argv[0] is looked up in PATH */
+        char *const *env;           /* the client's environment; the usual allowlist applies */
+        const char *session_socket; /* broker session socket (host path) or NULL; must be
+                                       directly inside SbxConfig.session_dir */
+        int hold_fd;       /* the client's connection: when it closes, the sandbox is killed */
+        int sandbox_pidfd; /* set by sbx_run: readable once pid 1 is gone (return -ECHILD) */
+} SbxTake;
+
+struct SbxError;
+/*
+ * Blocks until a client takes the sandbox (watching t->sandbox_pidfd). On
+ * success: has dup2'ed the client's stdin, stdout and stderr onto 0, 1, 2,
+ * filled *t (its memory and hold_fd stay the caller's until sbx_run()
+ * returns) and returns 0. Else returns -errno (-ECANCELED: the pool stops;
+ * -ESTALE: the client's policy differs; -ECHILD: the sandbox died) and
+ * sbx_run() tears the sandbox down and returns it, with err as the
+ * callback left it.
+ */
+typedef int (*SbxTakeFn)(void *userdata, SbxTake *t, struct SbxError *err);
+#define SBX_HAVE_TAKE 1
+
+/*
  * Everything the launcher needs; the caller (cmd_run.c) fills it from flags
  * and the policy. All pointers are borrowed for the duration of sbx_run().
  */
@@ -57,10 +84,19 @@ typedef struct {
         bool allow_weaker;          /* run even if a Landlock layer or the cgroup is missing */
         const char *session_socket; /* host path of the session socket, or NULL */
         const char *agent_user;     /* the system user the agent runs as when started by root */
+        /*
+         * A warm sandbox: sbx_run() builds the sandbox, then calls take()
+         * and runs what it returns (argv and session_socket above are
+         * ignored). NULL: argv, now, with this process's stdio.
+         */
+        SbxTakeFn take;
+        void *take_userdata;
+        /* with take: the broker's session socket directory, cloned at build time (if it exists) */
+        const char *session_dir;
 } SbxConfig;
 
 /* Why a launch was refused: a message a sysadmin can act on. */
-typedef struct {
+typedef struct SbxError {
         int exit_code;      /* the airlock exit code to use (71 setup, 64 usage, 127 not found) */
         char message[1024]; /* "what went wrong — how to fix it" */
 } SbxError;

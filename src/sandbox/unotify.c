@@ -717,8 +717,11 @@ _noreturn_ static void supervise(const SbxPlan *p, int chan)
          * milliseconds, per connect). Older kernels: the usual wakeup.
          */
         (void)ioctl(w.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
-        if (p->cfg->session_socket && stat(SBX_SESSION_SOCKET_PATH, &st) == 0 &&
-            S_ISSOCK(st.st_mode)) {
+        /*
+         * The session socket, if pid 1 bound one (a warm sandbox binds it
+         * at the take, after our fork; the agent has run nothing yet).
+         */
+        if (stat(SBX_SESSION_SOCKET_PATH, &st) == 0 && S_ISSOCK(st.st_mode)) {
                 w.have_session = true;
                 w.session_dev = st.st_dev;
                 w.session_ino = st.st_ino;
