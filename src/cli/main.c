@@ -27,10 +27,10 @@ static const CliCommand cli_command_version = {
 
 /* The dispatch table: one entry per subcommand, in the order --help shows. */
 static const CliCommand *const commands[] = {
-        &cli_command_run,     &cli_command_exec,    &cli_command_wait,   &cli_command_requests,
-        &cli_command_show,    &cli_command_approve, &cli_command_deny,   &cli_command_plan,
-        &cli_command_policy,  &cli_command_log,     &cli_command_doctor, &cli_command_help,
-        &cli_command_version,
+        &cli_command_run,      &cli_command_pool,    &cli_command_exec,    &cli_command_wait,
+        &cli_command_requests, &cli_command_show,    &cli_command_approve, &cli_command_deny,
+        &cli_command_plan,     &cli_command_policy,  &cli_command_log,     &cli_command_doctor,
+        &cli_command_help,     &cli_command_version,
 };
 
 int cli_fail(const char *sub, int code, const char *fmt, ...)
