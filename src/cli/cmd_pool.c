@@ -590,6 +590,8 @@ typedef struct {
         const char *policy_path;
         const Policy *policy; /* what the sandbox was built with */
         const char *session_dir;
+        struct stat session_dir_st; /* as it was before the sandbox was built */
+        bool session_dir_existed;
         int client_fd;
         bool taken;
         char **argv, **env;
@@ -607,6 +609,19 @@ static bool pool_policy_unchanged(const PoolEntry *e)
         if (r == -ENOENT && streq(e->policy_path, AIRLOCK_POLICY_PATH))
                 return streq(e->policy->source, "<default>"); /* the built-in one, still */
         return r >= 0 && len == e->policy->text_len && memcmp(text, e->policy->text, len) == 0;
+}
+
+/*
+ * The sandbox cloned the session directory when it was built (if it
+ * existed): a session socket can be bound at take time only if that is still
+ * the broker's directory (airlockd may have started, or restarted, since).
+ */
+static bool pool_session_dir_unchanged(const PoolEntry *e)
+{
+        struct stat st;
+
+        return e->session_dir_existed && stat(e->session_dir, &st) == 0 &&
+               st.st_dev == e->session_dir_st.st_dev && st.st_ino == e->session_dir_st.st_ino;
 }
 
 /* A broker session socket: a direct child of session_dir, named [A-Za-z0-9._-]. */
@@ -734,6 +749,10 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
                 if (!s || strlen(s) != json_string_length(jsock) ||
                     !pool_session_socket_ok(e->session_dir, s))
                         return pool_refuse(e, err, "the session socket is not the broker's");
+                if (!pool_session_dir_unchanged(e))
+                        return pool_refuse(e, err,
+                                           "the broker's session directory is newer than this "
+                                           "sandbox");
                 e->session_socket = strdup(s);
                 if (!e->session_socket)
                         return pool_refuse(e, err, "out of memory");
@@ -807,6 +826,8 @@ _noreturn_ static void pool_entry_main(RunFlags *f, const char *key, const char 
         if (r > 0)
                 _exit(r);
         e.policy = setup.policy;
+        e.session_dir_existed =
+                stat(session_dir, &e.session_dir_st) == 0 && S_ISDIR(e.session_dir_st.st_mode);
         setup.cfg.take = pool_take;
         setup.cfg.take_userdata = &e;
         setup.cfg.session_dir = session_dir;
