@@ -61,9 +61,9 @@ def deadline_loop(timeout, what, check, pool=None):
 class Pool:
     """A real `airlock pool` for one workspace, logging to a file."""
 
-    def __init__(self, workspace, policy, size=2, extra=(), env=None):
+    def __init__(self, workspace, policy, size=2, extra=(), env=None, pool_dir=None):
         self.base = pathlib.Path(tempfile.mkdtemp(prefix="alpool-"))  # short: sun_path is 108 bytes
-        self.dir = self.base / "pool"  # the server creates it (0700)
+        self.dir = pool_dir or self.base / "pool"  # the server creates it (0700)
         self.log = self.base / "pool.log"
         self.workspace = pathlib.Path(workspace)
         self.policy = policy
@@ -530,6 +530,30 @@ def test_stopping_the_pool_leaves_nothing_and_taken_sandboxes_run_on(lab, worksp
                   lambda: os.listdir(workspace) == [] or None, pool)
 
 
+def test_a_killed_pool_leaves_a_stale_socket_that_the_next_pool_replaces(lab, workspace, pools):
+    pool = pools(workspace, lab.policy, size=2)
+    assert {".bashrc", ".profile"} <= set(os.listdir(workspace)), os.listdir(workspace)
+    sock, pids = pool.socket(), pool.entry_pids()
+    assert len(pids) == 2 and all(map(alive, pids)), (pids, pool.text())
+    pool.proc.kill()
+    pool.proc.wait(30)
+    # its waiting sandboxes see the server gone and tear down, placeholders included
+    deadline_loop(30, f"the entries {pids} of the killed pool to end",
+                  lambda: not any(map(alive, pids)), pool)
+    assert wait_gone(str(workspace), timeout=30) == []
+    deadline_loop(30, "the placeholders to be removed", lambda: os.listdir(workspace) == [] or None,
+                  pool)
+    # the socket file stays; a run goes cold and works
+    assert sock.exists()
+    r = cold(lab, pool, "echo", "cold")
+    assert r.returncode == 0 and r.stdout == "cold\n", describe(r)
+    # the next pool replaces the stale socket and serves warm
+    again = pools(workspace, lab.policy, size=1, pool_dir=pool.dir)
+    assert "stale socket" in again.text(), again.text()
+    r = warm(lab, again, "echo", "warm again")
+    assert r.returncode == 0 and r.stdout == "warm again\n", describe(r)
+
+
 # --- (8) a warm sandbox with the broker ---------------------------------------------------
 
 
@@ -562,9 +586,6 @@ def test_warm_sandbox_reaches_the_broker(lab, workspace, pools, tmp_path):
         broker.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the sandbox/pool authors: a warm sandbox built "
-                   "before airlockd made its sessions directory fails the run with exit 71 "
-                   "instead of sending the client down the cold path")
 def test_broker_started_after_the_pool(lab, workspace, pools, tmp_path):
     """airlockd started after the pool: the entries built before it have no clone of the
     sessions directory. A run with a session must still work (cold, or warm from a newer entry)."""
@@ -579,6 +600,12 @@ def test_broker_started_after_the_pool(lab, workspace, pools, tmp_path):
                 f'{A} exec -- echo hello; echo rc=$?', env={"AIRLOCK_SOCKET": str(broker.admin)})
         assert r.returncode == 0 and "session-socket" in r.stdout and "hello\nrc=0" in r.stdout, \
             f"{describe(r)}\n  pool log:\n{pool.text()}"
+        assert WARM not in r.stderr, f"the entry older than the sessions directory was used:{describe(r)}"
+        # the entries built since serve warm, with the session
+        r = warm(lab, pool, "sh", "-c", 'test -S "$AIRLOCK_SESSION_SOCKET" && echo session-socket; '
+                 f'{A} exec -- echo hello; echo rc=$?', env={"AIRLOCK_SOCKET": str(broker.admin)})
+        assert r.returncode == 0 and "session-socket" in r.stdout and "hello\nrc=0" in r.stdout, \
+            describe(r)
     finally:
         broker.stop()
 
