@@ -301,6 +301,12 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         close(errfd);
         close(sync_fd);
         p->pty_slave = safe_close(p->pty_slave);
+        /*
+         * Dropping the detached clone of the sessions' directory waits for
+         * an RCU grace period (up to a millisecond): now, not before the
+         * agent's start. The agent never had it (close_range before exec).
+         */
+        p->session_dir_mnt = safe_close(p->session_dir_mnt);
         for (;;) {
                 siginfo_t si;
                 int sig = sigwaitinfo(&all, &si);

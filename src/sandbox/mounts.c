@@ -1650,10 +1650,10 @@ static int bind_session_socket(int rootfd, int mnt_fd, SbxError *err)
 
 int sbx_mounts_bind_session(SbxPlan *p, SbxError *err)
 {
-        _cleanup_close_ int dir = p->session_dir_mnt, sock = -EBADF, mnt = -EBADF, rootfd = -EBADF;
+        _cleanup_close_ int sock = -EBADF, mnt = -EBADF, rootfd = -EBADF;
+        int dir = p->session_dir_mnt; /* closed after the agent's start (dissolving it waits) */
         struct stat st;
 
-        p->session_dir_mnt = -EBADF;
         if (!p->session_name)
                 return 0;
         if (dir < 0)

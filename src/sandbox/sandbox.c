@@ -1205,6 +1205,37 @@ static const char *session_name_in(const SbxConfig *c, const char *path)
 }
 
 /*
+ * A warm sandbox built at idle priority (airlock pool as root builds so,
+ * that its refills take only spare CPU time) serves its client at the
+ * normal one: this process, the session helper, pid 1 and its children
+ * (the unix socket wall) go back to SCHED_OTHER before the agent is forked
+ * from pid 1. Returns 0 or -errno; a client is never served at idle priority.
+ */
+static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
+{
+        const struct sched_param sp = { 0 };
+        FILE *f;
+        char path[64];
+        int child, r = 0;
+
+        if (sched_getscheduler(0) != SCHED_IDLE)
+                return 0;
+        if (sched_setscheduler(0, SCHED_OTHER, &sp) < 0 ||
+            (p->watcher > 0 && sched_setscheduler(p->watcher, SCHED_OTHER, &sp) < 0) ||
+            sched_setscheduler(pid1, SCHED_OTHER, &sp) < 0)
+                return -errno;
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid1, (int)pid1);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (r == 0 && fscanf(f, "%d", &child) == 1)
+                if (sched_setscheduler(child, SCHED_OTHER, &sp) < 0)
+                        r = -errno;
+        fclose(f);
+        return r;
+}
+
+/*
  * The command, once the sandbox is built: this process's own (cold) or,
  * for a warm sandbox, what the client that takes it hands over. Then the
  * agent's environment and terminal, made from the client's.
@@ -1229,6 +1260,11 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
                 if (r < 0)
                         return r;
                 sbx_timing("taken");
+                r = leave_idle_priority(p, pid);
+                if (r < 0)
+                        return sbx_fail(err, 71, r,
+                                        "cannot give the warm sandbox the normal CPU priority: %s",
+                                        strerror(-r));
                 argv = t.argv;
                 env = t.env;
                 session = t.session_socket;
