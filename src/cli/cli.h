@@ -127,11 +127,12 @@ int run_setup(RunSetup *s, const RunFlags *f, char *const *argv, const char *sub
 void run_setup_done(RunSetup *s);
 
 /*
- * Warm sandboxes (cmd_pool.c). The pool key: the first 32 hex digits of the
- * SHA-256 of the canonical JSON of the flags (see pool_canonical_config()).
- * Returns 0 and key, or -errno (e.g. the workspace does not resolve).
+ * Warm sandboxes (cmd_pool.c). The pool key, the socket's name: 32 hex
+ * digits of a hash of the canonical JSON of the flags (see
+ * pool_canonical_config()), which goes to *ret_config if that is not NULL.
+ * Returns 0, or -errno (e.g. the workspace does not resolve).
  */
-int pool_key(const RunFlags *f, char key[static 33]);
+int pool_key(const RunFlags *f, char key[static 33], char **ret_config);
 
 /*
  * The client side: connects to the pool for f, checks that the server runs as

@@ -24,8 +24,10 @@
  */
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,7 +43,6 @@
 
 #include "broker/client.h"
 #include "cli/cli.h"
-#include "common/hash.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "config.h"
@@ -183,20 +184,36 @@ static int pool_canonical_config(const RunFlags *f, char **ret)
         return 0;
 }
 
-int pool_key(const RunFlags *f, char key[static 33])
+/*
+ * The socket's name: a 128-bit FNV-1a of the canonical configuration (two
+ * 64-bit halves with different offsets). Only an address: the entry
+ * compares the whole text the client sends, so a collision (or a crafted
+ * name) reaches at most a pool that refuses. Not SHA-256: libsodium would
+ * be loaded at every warm start for it (about 0.2 ms).
+ */
+static void pool_name_of(const char *text, char key[static 33])
+{
+        uint64_t h[2] = { 0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL };
+
+        for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+                for (size_t i = 0; i < 2; i++) {
+                        h[i] ^= *c;
+                        h[i] *= 0x100000001b3ULL;
+                }
+        snprintf(key, 33, "%016" PRIx64 "%016" PRIx64, h[0], h[1]);
+}
+
+int pool_key(const RunFlags *f, char key[static 33], char **ret_config)
 {
         _cleanup_free_ char *text = NULL;
-        char hex[SHA256_HEX_LEN + 1];
         int r;
 
         r = pool_canonical_config(f, &text);
         if (r < 0)
                 return r;
-        r = sha256_hex(text, strlen(text), hex);
-        if (r < 0)
-                return r;
-        memcpy(key, hex, 32);
-        key[32] = '\0';
+        pool_name_of(text, key);
+        if (ret_config)
+                *ret_config = TAKE_PTR(text);
         return 0;
 }
 
@@ -505,7 +522,7 @@ int pool_client_run(const RunFlags *f, char *const *argv, PoolOpenSessionFn open
                     void *userdata, char *why, size_t why_size)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *reply = NULL, *jargv = NULL, *jenv = NULL;
-        _cleanup_free_ char *dir = NULL, *path = NULL, *line = NULL;
+        _cleanup_free_ char *dir = NULL, *path = NULL, *line = NULL, *config = NULL;
         _cleanup_close_ int fd = -EBADF, pidfd = -EBADF;
         _cleanup_(pool_input_done) PoolInput in = { 0 };
         const char *session_socket = NULL, *refusal = NULL;
@@ -519,7 +536,7 @@ int pool_client_run(const RunFlags *f, char *const *argv, PoolOpenSessionFn open
         r = pool_dir_usable(dir, why, why_size);
         if (r < 0)
                 return r;
-        r = pool_key(f, key);
+        r = pool_key(f, key, &config);
         if (r < 0)
                 return why_cold(why, why_size, r, "no key: %s", strerror(-r));
         r = pool_socket_path(dir, key, &path);
@@ -547,8 +564,8 @@ int pool_client_run(const RunFlags *f, char *const *argv, PoolOpenSessionFn open
         jenv = json_from_strv(environ);
         if (!jargv || !jenv)
                 return why_cold(why, why_size, -EINVAL, "argv or environment is not UTF-8");
-        req = json_pack("{s:i, s:s, s:O, s:O, s:s?}", "v", 1, "key", key, "argv", jargv, "env",
-                        jenv, "session_socket", session_socket);
+        req = json_pack("{s:i, s:s, s:O, s:O, s:s?}", "v", 1, "config", config, "argv", jargv,
+                        "env", jenv, "session_socket", session_socket);
         if (!req)
                 return why_cold(why, why_size, -ENOMEM, "request: out of memory");
         r = pool_send_line(fd, req, (const int[]){ 0, 1, 2 }, 3);
@@ -586,7 +603,7 @@ int pool_client_run(const RunFlags *f, char *const *argv, PoolOpenSessionFn open
 
 typedef struct {
         int ctl;
-        const char *key;
+        const char *config; /* the canonical configuration (pool_key) */
         const char *policy_path;
         const Policy *policy; /* what the sandbox was built with */
         const char *session_dir;
@@ -677,7 +694,7 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
                 .msg_controllen = sizeof control,
         };
         struct cmsghdr *c;
-        const char *key = NULL;
+        const char *config = NULL;
         json_int_t v = 0;
         uid_t uid = (uid_t)-1;
         ssize_t n;
@@ -730,13 +747,14 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
         }
         req = pool_parse(line);
         if (!req ||
-            json_unpack_ex(req, NULL, JSON_STRICT, "{s:I, s:s, s:O, s:O, s:O}", "v", &v, "key",
-                           &key, "argv", &jargv, "env", &jenv, "session_socket", &jsock) < 0)
+            json_unpack_ex(req, NULL, JSON_STRICT, "{s:I, s:s, s:O, s:O, s:O}", "v", &v, "config",
+                           &config, "argv", &jargv, "env", &jenv, "session_socket", &jsock) < 0)
                 return pool_refuse(e, err, "malformed request");
         if (v != 1)
                 return pool_refuse(e, err, "unknown protocol version");
-        if (!streq(key, e->key))
-                return pool_refuse(e, err, "another configuration (key)");
+        /* the whole configuration, not only the socket's name */
+        if (!streq(config, e->config))
+                return pool_refuse(e, err, "another configuration");
         if (in.n_fds != 3 || in.extra_fds || in.len != 0)
                 return pool_refuse(e, err, "the request must carry exactly fds 0, 1, 2");
         e->argv = strv_from_json(jargv);
@@ -790,12 +808,12 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
  * An entry: forked by the server, builds one sandbox and serves one client.
  * Never returns.
  */
-_noreturn_ static void pool_entry_main(RunFlags *f, const char *key, const char *session_dir,
+_noreturn_ static void pool_entry_main(RunFlags *f, const char *config, const char *session_dir,
                                        int ctl)
 {
         _cleanup_(run_setup_done) RunSetup setup = { 0 };
         PoolEntry e = {
-                .key = key,
+                .config = config,
                 .policy_path = f->policy,
                 .session_dir = session_dir,
                 .client_fd = -EBADF,
@@ -822,6 +840,15 @@ _noreturn_ static void pool_entry_main(RunFlags *f, const char *key, const char 
                 _exit(EXIT_INTERNAL);
         safe_close(nul);
 
+        /*
+         * Root builds at idle priority: refilling the pool takes only CPU
+         * time nobody else wants (a build costs about as much CPU as a cold
+         * run). The sandbox leaves it at the take (sbx_run); an ordinary
+         * user could not (SCHED_IDLE -> SCHED_OTHER needs CAP_SYS_NICE), so
+         * builds at the normal priority.
+         */
+        if (geteuid() == 0 && sched_setscheduler(0, SCHED_IDLE, &(struct sched_param){ 0 }) < 0)
+                fprintf(stderr, "airlock: pool: cannot build at idle priority: %m\n");
         r = run_setup(&setup, f, NULL, SUB);
         if (r > 0)
                 _exit(r);
@@ -870,7 +897,7 @@ typedef struct {
 
 typedef struct {
         RunFlags *flags;
-        const char *key;
+        const char *config;
         const char *socket_path;
         const char *session_dir;
         unsigned size;
@@ -917,7 +944,7 @@ static void pool_spawn(PoolServer *S, PoolSlot *s)
         }
         if (pid == 0) {
                 safe_close(sp[0]);
-                pool_entry_main(S->flags, S->key, S->session_dir, sp[1]);
+                pool_entry_main(S->flags, S->config, S->session_dir, sp[1]);
         }
         safe_close(sp[1]);
         *s = (PoolSlot){ .pid = pid, .ctl = sp[0] };
@@ -1219,7 +1246,7 @@ static int cmd_pool(int argc, char **argv)
         };
         _cleanup_(run_flags_done) RunFlags flags = RUN_FLAGS_INIT;
         _cleanup_free_ char *dir = NULL, *path = NULL, *ws = NULL, *session_dir = NULL,
-                            *admin = NULL, *policy = NULL;
+                            *admin = NULL, *policy = NULL, *config = NULL;
         _cleanup_close_ int lfd = -EBADF, sfd = -EBADF;
         PoolServer S = { .flags = &flags, .size = POOL_SIZE_DEFAULT, .uid = getuid() };
         char key[33], cwd[4096];
@@ -1271,7 +1298,7 @@ static int cmd_pool(int argc, char **argv)
                                 flags.workspace ? flags.workspace : cwd);
 
         /* the key, then the same flags for the entries, in absolute form */
-        r = pool_key(&flags, key);
+        r = pool_key(&flags, key, &config);
         if (r < 0)
                 return cli_fail(SUB, EXIT_USAGE,
                                 "cannot make the pool key: %s — give paths in UTF-8", strerror(-r));
@@ -1333,7 +1360,7 @@ static int cmd_pool(int argc, char **argv)
                 S.slots[i].ctl = -EBADF;
         for (unsigned i = 0; i < POOL_PENDING_MAX; i++)
                 S.pending[i].fd = -EBADF;
-        S.key = key;
+        S.config = config;
         S.socket_path = path;
         S.session_dir = session_dir;
         fprintf(stderr, "airlock: pool: listening on %s (size %u, workspace %s)\n", path, S.size,

@@ -267,7 +267,7 @@ static int cmd_run(int argc, char **argv)
                         r = pool_client_run(&flags, argv + optind, run_open_session, &rs, why,
                                             sizeof why);
                         if (r >= 0)
-                                return r;
+                                goto out; /* the warm run's status; the session closes */
                         {
                                 char phase[600];
                                 snprintf(phase, sizeof phase, "pool: not used (%s)", why);
