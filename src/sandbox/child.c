@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,6 +172,31 @@ static pid_t spawn_agent(SbxPlan *p, SbxError *err, int sync_fd)
 #endif
 }
 
+/*
+ * The agent has exited: the session is over. Everything else in our pid
+ * namespace is killed and reaped here (again and again, until none is
+ * left: a fork racing the first kill gives a child the next one gets),
+ * then airlock is told the agent's status, and we exit with it. airlock
+ * may finish the session before our own exit has torn the namespaces down
+ * (the mount tree, up to a millisecond): nothing of the agent's runs any
+ * more. Our exit status stays the same, for when the message is lost.
+ */
+_noreturn_ static void session_over(int sync_fd, int status)
+{
+        char msg[2] = { 'X', (char)(unsigned char)status };
+
+        for (;;) {
+                (void)kill(-1, SIGKILL);
+                if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+                        break;
+        }
+        sbx_timing("child: all reaped");
+        if (send(sync_fd, msg, sizeof msg, MSG_NOSIGNAL) != (ssize_t)sizeof msg) {
+                /* airlock is gone, or learns the status from our exit */
+        }
+        _exit(status);
+}
+
 _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
 {
         SbxError err = { 0 };
@@ -299,7 +325,6 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                 die(errfd, &err);
         }
         close(errfd);
-        close(sync_fd);
         p->pty_slave = safe_close(p->pty_slave);
         /*
          * Dropping the detached clone of the sessions' directory waits for
@@ -319,12 +344,8 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
                         while ((r = waitpid(-1, &st, WNOHANG)) > 0)
                                 if (r == agent) {
                                         sbx_timing("child: agent reaped");
-                                        /*
-                                         * Our exit status is the agent's (128+N for a
-                                         * signal): airlock learns it from our own exit,
-                                         * one wakeup instead of a message and an exit.
-                                         */
-                                        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                                        session_over(sync_fd, WIFEXITED(st) ? WEXITSTATUS(st)
+                                                                            : 128 + WTERMSIG(st));
                                 }
                         continue;
                 }

@@ -128,7 +128,8 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
         int master = p->pty_master, out = tty_out_fd();
         bool in_open = master >= 0 && isatty(STDIN_FILENO);
         int wstatus = 0;
-        bool exited = false, report_open = p->watch_report >= 0, hold_open = p->hold_fd >= 0;
+        bool exited = false, report_open = p->watch_report >= 0, hold_open = p->hold_fd >= 0,
+             sync_open = p->sync_w >= 0;
         sigset_t mask;
 
         sigemptyset(&mask);
@@ -151,14 +152,15 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                 (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
 
         while (!exited) {
-                struct pollfd pfd[5] = {
+                struct pollfd pfd[6] = {
                         { .fd = sfd, .events = POLLIN },
                         { .fd = master, .events = POLLIN },
                         { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
                         { .fd = report_open ? p->watch_report : -1, .events = POLLIN },
                         { .fd = hold_open ? p->hold_fd : -1, .events = POLLIN },
+                        { .fd = sync_open ? p->sync_w : -1, .events = POLLIN },
                 };
-                if (poll(pfd, 5, -1) < 0) {
+                if (poll(pfd, 6, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
@@ -184,7 +186,7 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                                 n = 0;
                                 buf[0] = '\0';
                                 if (waitpid(child, &wstatus, WNOHANG) == child)
-                                        exited = true;
+                                        exited = p->pid1_reaped = true;
                                 else {
                                         strcpy(buf, SBX_HELPER_STOPPED "\n");
                                         n = (ssize_t)strlen(buf);
@@ -213,13 +215,29 @@ int sbx_relay(SbxPlan *p, pid_t child, int *ret_wstatus)
                                 kill(child, SIGKILL);
                         }
                 }
+                if (pfd[5].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        /*
+                         * Pid 1's last word: the agent's status, once nothing
+                         * else runs in the sandbox (child.c, session_over()).
+                         * Its own exit (the namespaces' teardown) is reaped
+                         * later, by sbx_run(). EOF: it is gone, SIGCHLD tells.
+                         */
+                        unsigned char msg[2];
+                        ssize_t n = recv(p->sync_w, msg, sizeof msg, MSG_DONTWAIT | MSG_WAITALL);
+
+                        if (n == 2 && msg[0] == 'X') {
+                                wstatus = W_EXITCODE(msg[1], 0);
+                                exited = true;
+                        } else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                                sync_open = false;
+                }
                 if (pfd[0].revents & POLLIN) {
                         struct signalfd_siginfo si;
                         while (read(sfd, &si, sizeof si) == sizeof si) {
                                 if (si.ssi_signo == SIGCHLD) {
-                                        pid_t r = waitpid(child, &wstatus, WNOHANG);
+                                        pid_t r = exited ? 0 : waitpid(child, &wstatus, WNOHANG);
                                         if (r == child)
-                                                exited = true;
+                                                exited = p->pid1_reaped = true;
                                 } else if (si.ssi_signo == SIGWINCH) {
                                         if (master >= 0)
                                                 copy_winsize(master);

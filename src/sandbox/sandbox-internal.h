@@ -92,8 +92,11 @@ typedef struct {
         char **cmd_argv; /* pid 1: the command, received with it (sbx_command_receive) */
         /* pid 1, warm sandbox: detached clone of the broker's session directory, or -EBADF */
         int session_dir_mnt;
-        char *session_name; /* pid 1: the session socket's name in it, or NULL */
-        int hold_fd;        /* parent, warm sandbox: the client's connection (borrowed) */
+        char *session_name;     /* pid 1: the session socket's name in it, or NULL */
+        int hold_fd;            /* parent, warm sandbox: the client's connection (borrowed) */
+        int sync_w;             /* parent: its end of the socket to pid 1 (borrowed) */
+        bool pid1_reaped;       /* parent: sbx_relay() saw pid 1's exit, not only its message */
+        bool placeholders_done; /* parent: the session helper's cleanup is over */
         SbxLandlock landlock;
         SbxCgroup cgroup;
         void *seccomp; /* unused: the filter is compiled at build time */

@@ -38,8 +38,9 @@ void sbx_timing(const char *phase)
 
         if (enabled < 0) {
                 const char *e = getenv("AIRLOCK_DEBUG_TIMING");
-                enabled = e && streq(e, "1");
-                t0 = now_monotonic_usec();
+                /* "abs": the monotonic clock itself, to line up several processes' lines */
+                enabled = e && (streq(e, "1") || streq(e, "abs"));
+                t0 = e && streq(e, "abs") ? 0 : now_monotonic_usec();
         }
         if (!enabled)
                 return;
@@ -290,7 +291,8 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
                         .guard_fd = -EBADF,
                         .guard_ready = -EBADF,
                         .session_dir_mnt = -EBADF,
-                        .hold_fd = -EBADF };
+                        .hold_fd = -EBADF,
+                        .sync_w = -EBADF };
         if (!c->take && (!c->argv || !c->argv[0]))
                 return sbx_fail(err, 64, -EINVAL, "no command given — write: airlock run -- CMD");
         if (!sbx_agent_name_valid(c->agent))
@@ -746,49 +748,55 @@ static void report_protect_created(const SbxPlan *p)
         }
 }
 
-void sbx_plan_done(SbxPlan *p)
+/*
+ * Closing the session helper's pipe tells it the session is over: it
+ * removes the placeholders (it also does so on its own when airlock is
+ * killed) and says so with one byte, which we wait for, so that the
+ * workspace is as it was and the next launch in it does not race a
+ * cleanup still running. Its exit (closing the inotify instance, an SRCU
+ * grace period) touches nothing on disk and is not waited for: init reaps
+ * it once airlock has exited.
+ */
+static void finish_placeholders(SbxPlan *p)
 {
         pid_t watcher = p->watcher;
 
+        if (p->placeholders_done)
+                return;
+        p->placeholders_done = true;
+        p->watch_done = safe_close(p->watch_done);
+        p->watcher = 0;
+        if (watcher <= 0) {
+                sbx_remove_placeholders(p);
+                return;
+        }
+        char c;
+        ssize_t n;
+
+        while ((n = read(p->watch_cleaned, &c, 1)) < 0 && errno == EINTR)
+                ;
+        if (n != 1) {
+                /* The helper died before it was done: finish here (its locks are gone). */
+                while (waitpid(watcher, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                sbx_remove_placeholders(p);
+        } else
+                (void)waitpid(watcher, NULL, WNOHANG);
+}
+
+void sbx_plan_done(SbxPlan *p)
+{
         if (p->prep_started) /* a launch refused before the join: the thread ends first */
                 (void)sbx_prep_thread_join(p, NULL);
 
-        /*
-         * Closing the session helper's pipe tells it the session is over:
-         * it removes the placeholders (it also does so on its own when
-         * airlock is killed) and says so with one byte. `airlock run`
-         * returns only once that is done, so that the workspace is as it
-         * was and the next launch in it does not race a cleanup still
-         * running. The helper works while the other helper and the cgroup
-         * are reaped here. Its exit (closing the inotify instance, an SRCU
-         * grace period) touches nothing on disk and is not waited for: init
-         * reaps it once airlock has exited.
-         */
+        /* The helper works while the other helper and the cgroup are reaped here. */
         p->watch_done = safe_close(p->watch_done);
-        p->watcher = 0;
-        if (watcher <= 0)
-                sbx_remove_placeholders(p);
         if (p->idmap_helper > 0)
                 while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
                         ;
         sbx_timing("helper reaped");
         sbx_cgroup_cleanup(p);
-        sbx_timing("cgroup removed");
-        if (watcher > 0) {
-                char c;
-                ssize_t n;
-
-                while ((n = read(p->watch_cleaned, &c, 1)) < 0 && errno == EINTR)
-                        ;
-                if (n != 1) {
-                        /* The helper died before it was done: finish here (its locks are gone). */
-                        while (waitpid(watcher, NULL, 0) < 0 && errno == EINTR)
-                                ;
-                        sbx_remove_placeholders(p);
-                } else
-                        (void)waitpid(watcher, NULL, WNOHANG);
-        }
-        sbx_timing("placeholders removed");
+        finish_placeholders(p);
         for (size_t i = 0; i < p->n_binds; i++) {
                 free(p->binds[i].path);
                 safe_close(p->binds[i].mount_fd);
@@ -841,7 +849,8 @@ void sbx_plan_done(SbxPlan *p)
                         .guard_fd = -EBADF,
                         .guard_ready = -EBADF,
                         .session_dir_mnt = -EBADF,
-                        .hold_fd = -EBADF };
+                        .hold_fd = -EBADF,
+                        .sync_w = -EBADF };
 }
 
 static int write_map(pid_t pid, const char *file, const char *text)
@@ -1024,7 +1033,7 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                                .mntns = mntns,
                                .report = fds[1],
                                .plan = p };
-                bool watching = p->inotify_fd >= 0;
+                bool watching = p->inotify_fd >= 0, over = false;
                 sigset_t all;
 
                 /*
@@ -1074,7 +1083,13 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                         }
                         if (pf[0].revents && sbx_watch_drain(p, on_secret_appeared, &w) < 0)
                                 watching = false; /* pid 1 is being killed; the parent knows why */
-                        if (pf[1].revents || pf[2].revents)
+                        if (pf[1].revents) {
+                                /* "o": pid 1 has reaped everything; else airlock is gone */
+                                char c;
+                                over = read(done[0], &c, 1) == 1 && c == 'o';
+                                break;
+                        }
+                        if (pf[2].revents)
                                 break;
                 }
                 /* Events that arrived while the agent was ending: report them too. */
@@ -1082,7 +1097,13 @@ static int start_watcher(SbxPlan *p, pid_t child, SbxError *err)
                 if (watching)
                         (void)sbx_watch_drain(p, on_secret_appeared, &w);
                 close(w.report); /* the parent reads the report up to here */
-                {
+                /*
+                 * Nothing of the agent's may run while the placeholders go:
+                 * pid 1 has said it reaped everything (its own exit, the
+                 * namespaces' teardown, need not be waited for), or its exit
+                 * shows it.
+                 */
+                if (!over) {
                         struct pollfd pf = { .fd = pidfd, .events = POLLIN };
                         while (poll(&pf, 1, -1) < 0 && errno == EINTR)
                                 ;
@@ -1472,6 +1493,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
          * is empty when the agent was exec'd, else the reason the launch
          * was refused (pid 1 exits right after writing it).
          */
+        plan.sync_w = sync_w;
         r = sbx_relay(&plan, pid, &status);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (r < 0) {
@@ -1483,20 +1505,39 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         }
         sbx_timing("exited");
         /*
-         * The session is over: the session helper may start its last look
-         * and the placeholders' removal while we empty the cgroup.
+         * The session is over (nothing of the agent's runs; pid 1 may
+         * still be tearing its namespaces down): the session helper starts
+         * its last look and removes the placeholders meanwhile.
          */
+        if (plan.watch_done >= 0) {
+                /* A helper that is gone (it ended the session) must not SIGPIPE us. */
+                struct sigaction ign = { .sa_handler = SIG_IGN }, was;
+
+                sigaction(SIGPIPE, &ign, &was);
+                if (write(plan.watch_done, "o", 1) != 1) {
+                        /* the helper is gone: finish_placeholders() removes them */
+                }
+                sigaction(SIGPIPE, &was, NULL);
+        }
         plan.watch_done = safe_close(plan.watch_done);
-        sbx_cgroup_cleanup(&plan);
         r = read_report(err_r, err);
-        if (r < 0)
-                goto finish;
-        r = finish_secret_report(&plan, err);
-        if (r < 0)
-                goto finish;
-        *ret_exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        report_protect_created(&plan);
-        r = 0;
+        if (r >= 0)
+                r = finish_secret_report(&plan, err);
+        if (r >= 0) {
+                *ret_exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                report_protect_created(&plan);
+                finish_placeholders(&plan);
+                sbx_timing("placeholders removed");
+                /* the outcome is final: a warm sandbox's client hears it now */
+                if (c->finished)
+                        c->finished(c->take_userdata, *ret_exit_status);
+                r = 0;
+        }
+        if (!plan.pid1_reaped)
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        sbx_timing("pid 1 reaped");
+        sbx_cgroup_cleanup(&plan);
         goto finish;
 
 fail_errno:

@@ -91,6 +91,13 @@ typedef struct {
          */
         SbxTakeFn take;
         void *take_userdata;
+        /*
+         * Called (with take_userdata) once the command's exit status is
+         * final, the agent's processes are gone and the placeholders removed,
+         * before the sandbox's own teardown is waited for (pid 1's namespaces,
+         * the cgroup): a warm sandbox tells its client then. May be NULL.
+         */
+        void (*finished)(void *userdata, int exit_status);
         /* with take: the broker's session socket directory, cloned at build time (if it exists) */
         const char *session_dir;
 } SbxConfig;
