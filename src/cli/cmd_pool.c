@@ -61,6 +61,20 @@
 #define POOL_BACKOFF_FIRST   (1000 * 1000ULL)
 #define POOL_PENDING_MAX     64 /* accepted connections waiting for their request */
 #define POOL_BACKOFF_MAX     (30 * 1000 * 1000ULL)
+/*
+ * A refill starts this long after a take, not at once: a build is kernel
+ * work (namespaces, the mount tree) that even at idle priority delays the
+ * start it would overlap on a kernel without forced preemption
+ * (PREEMPT_NONE, as here), measured ~1 ms of a ~4 ms warm start.
+ */
+#define POOL_REFILL_DELAY (100 * 1000ULL)
+/*
+ * A sandbox waiting longer is rebuilt: it shows the host's mounts as they
+ * were when it was built (like a session that started then), and a fresh
+ * one costs a few milliseconds of idle CPU time.
+ */
+#define POOL_MAX_AGE_DEFAULT 300
+#define POOL_MAX_AGE_MAX     86400
 
 extern char **environ;
 
@@ -611,6 +625,8 @@ typedef struct {
         bool session_dir_existed;
         int client_fd;
         bool taken;
+        bool told;             /* the client has its exit status (pool_finished) */
+        uint64_t expires_usec; /* not taken by then: torn down, the server builds another */
         char **argv, **env;
         char *session_socket;
 } PoolEntry;
@@ -705,12 +721,23 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
         for (;;) {
                 struct pollfd p[2] = { { .fd = e->ctl, .events = POLLIN },
                                        { .fd = t->sandbox_pidfd, .events = POLLIN } };
+                uint64_t now = now_monotonic_usec();
+                int n_ready;
 
-                if (poll(p, t->sandbox_pidfd >= 0 ? 2 : 1, -1) < 0) {
+                if (now >= e->expires_usec) {
+                        /* "E": expired, not failed; the server builds another at once */
+                        (void)send(e->ctl, "E", 1, MSG_NOSIGNAL);
+                        return -ETIMEDOUT;
+                }
+                n_ready = poll(p, t->sandbox_pidfd >= 0 ? 2 : 1,
+                               (int)((e->expires_usec - now + 999) / 1000));
+                if (n_ready < 0) {
                         if (errno == EINTR)
                                 continue;
                         return -errno;
                 }
+                if (n_ready == 0)
+                        continue;
                 if (p[1].revents) {
                         snprintf(err->message, sizeof err->message,
                                  "the warm sandbox's pid 1 ended while it waited for a client");
@@ -804,12 +831,36 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
         return 0;
 }
 
+static void pool_tell_exit(PoolEntry *e, int code)
+{
+        _cleanup_(json_decrefp) json_t *j = json_pack("{s:i}", "exit", code);
+
+        if (e->told)
+                return;
+        e->told = true;
+        if (!j || pool_send_line(e->client_fd, j, NULL, 0) < 0)
+                _exit(EXIT_INTERNAL);
+}
+
+/*
+ * The sandbox's outcome is final (its processes are gone, the placeholders
+ * removed): the client exits now, while we wait for the namespaces'
+ * teardown and remove the cgroup.
+ */
+static void pool_finished(void *userdata, int exit_status)
+{
+        PoolEntry *e = userdata;
+
+        if (e->taken)
+                pool_tell_exit(e, exit_status);
+}
+
 /*
  * An entry: forked by the server, builds one sandbox and serves one client.
  * Never returns.
  */
 _noreturn_ static void pool_entry_main(RunFlags *f, const char *config, const char *session_dir,
-                                       int ctl)
+                                       unsigned max_age, int ctl)
 {
         _cleanup_(run_setup_done) RunSetup setup = { 0 };
         PoolEntry e = {
@@ -817,6 +868,7 @@ _noreturn_ static void pool_entry_main(RunFlags *f, const char *config, const ch
                 .policy_path = f->policy,
                 .session_dir = session_dir,
                 .client_fd = -EBADF,
+                .expires_usec = now_monotonic_usec() + max_age * 1000000ULL,
         };
         SbxError serr = { 0 };
         sigset_t none;
@@ -857,11 +909,12 @@ _noreturn_ static void pool_entry_main(RunFlags *f, const char *config, const ch
                 stat(session_dir, &e.session_dir_st) == 0 && S_ISDIR(e.session_dir_st.st_mode);
         setup.cfg.take = pool_take;
         setup.cfg.take_userdata = &e;
+        setup.cfg.finished = pool_finished;
         setup.cfg.session_dir = session_dir;
         r = sbx_run(&setup.cfg, &status, &serr);
         if (!e.taken) {
-                if (r == -ECANCELED)
-                        _exit(EXIT_OK);
+                if (r == -ECANCELED || r == -ETIMEDOUT)
+                        _exit(EXIT_OK); /* the pool stops, or this sandbox expired */
                 fprintf(stderr, "airlock: pool: entry (pid %d): %s\n", (int)getpid(),
                         serr.message[0] ? serr.message : strerror(-r));
                 _exit(serr.exit_code ? serr.exit_code : EXIT_SETUP);
@@ -871,11 +924,7 @@ _noreturn_ static void pool_entry_main(RunFlags *f, const char *config, const ch
         if (r < 0)
                 code = cli_fail("run", serr.exit_code ? serr.exit_code : EXIT_SETUP, "%s",
                                 serr.message[0] ? serr.message : strerror(-r));
-        {
-                _cleanup_(json_decrefp) json_t *j = json_pack("{s:i}", "exit", code);
-                if (!j || pool_send_line(e.client_fd, j, NULL, 0) < 0)
-                        _exit(EXIT_INTERNAL);
-        }
+        pool_tell_exit(&e, code);
         _exit(EXIT_OK);
 }
 
@@ -901,10 +950,12 @@ typedef struct {
         const char *socket_path;
         const char *session_dir;
         unsigned size;
+        unsigned max_age; /* seconds a sandbox waits before it is rebuilt */
         uid_t uid;
         PoolSlot slots[POOL_SIZE_MAX];
         PoolClient pending[POOL_PENDING_MAX];
         uint64_t backoff_usec, next_build_usec;
+        uint64_t refill_usec; /* no build before (POOL_REFILL_DELAY after a take) */
 } PoolServer;
 
 static void pool_slot_clear(PoolSlot *s)
@@ -944,7 +995,7 @@ static void pool_spawn(PoolServer *S, PoolSlot *s)
         }
         if (pid == 0) {
                 safe_close(sp[0]);
-                pool_entry_main(S->flags, S->config, S->session_dir, sp[1]);
+                pool_entry_main(S->flags, S->config, S->session_dir, S->max_age, sp[1]);
         }
         safe_close(sp[1]);
         *s = (PoolSlot){ .pid = pid, .ctl = sp[0] };
@@ -962,6 +1013,14 @@ static void pool_slot_event(PoolServer *S, PoolSlot *s)
                 s->ready = true;
                 S->backoff_usec = 0;
                 fprintf(stderr, "airlock: pool: built entry (pid %d)\n", (int)s->pid);
+                return;
+        }
+        if (n == 1 && buf[0] == 'E' && s->ready) {
+                fprintf(stderr,
+                        "airlock: pool: entry (pid %d) expired after %u s unused — building "
+                        "another\n",
+                        (int)s->pid, S->max_age);
+                pool_slot_clear(s);
                 return;
         }
         if (n > 0) {
@@ -1066,8 +1125,9 @@ static void pool_dispatch(PoolServer *S, PoolClient *c, bool timed_out)
                 }
                 fprintf(stderr, "airlock: pool: entry (pid %d) taken by pid %d (uid %u)\n",
                         (int)s->pid, (int)c->pid, (unsigned)c->uid);
-                /* the entry is the client's now; a new one takes its place */
+                /* the entry is the client's now; a new one takes its place, soon */
                 pool_slot_clear(s);
+                S->refill_usec = now_monotonic_usec() + POOL_REFILL_DELAY;
                 return;
         }
         {
@@ -1100,10 +1160,14 @@ static int pool_serve(PoolServer *S, int lfd, int sfd)
 
                 for (unsigned i = 0; i < S->size; i++)
                         if (S->slots[i].ctl < 0) {
-                                if (now >= S->next_build_usec)
+                                uint64_t at = S->next_build_usec > S->refill_usec
+                                                      ? S->next_build_usec
+                                                      : S->refill_usec;
+
+                                if (now >= at)
                                         pool_spawn(S, &S->slots[i]);
                                 if (S->slots[i].ctl < 0)
-                                        timeout = (int)((S->next_build_usec - now + 999) / 1000);
+                                        timeout = (int)((at - now + 999) / 1000);
                         }
                 p[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
                 p[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
@@ -1237,10 +1301,11 @@ static int pool_listen(const char *path, int *ret_fd)
 
 static int cmd_pool(int argc, char **argv)
 {
-        enum { ARG_SIZE = RUN_ARG_LAST };
+        enum { ARG_SIZE = RUN_ARG_LAST, ARG_MAX_AGE };
         static const struct option options[] = {
                 RUN_OPTIONS,
                 { "size", required_argument, NULL, ARG_SIZE },
+                { "max-age", required_argument, NULL, ARG_MAX_AGE },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -1248,7 +1313,10 @@ static int cmd_pool(int argc, char **argv)
         _cleanup_free_ char *dir = NULL, *path = NULL, *ws = NULL, *session_dir = NULL,
                             *admin = NULL, *policy = NULL, *config = NULL;
         _cleanup_close_ int lfd = -EBADF, sfd = -EBADF;
-        PoolServer S = { .flags = &flags, .size = POOL_SIZE_DEFAULT, .uid = getuid() };
+        PoolServer S = { .flags = &flags,
+                         .size = POOL_SIZE_DEFAULT,
+                         .max_age = POOL_MAX_AGE_DEFAULT,
+                         .uid = getuid() };
         char key[33], cwd[4096];
         sigset_t mask;
         uint64_t size;
@@ -1269,6 +1337,13 @@ static int cmd_pool(int argc, char **argv)
                                                 "bad --size '%s' — give a number from 1 to %d",
                                                 optarg, POOL_SIZE_MAX);
                         S.size = (unsigned)size;
+                        break;
+                case ARG_MAX_AGE:
+                        if (parse_u64(optarg, POOL_MAX_AGE_MAX, &size) < 0 || size < 1)
+                                return cli_fail(SUB, EXIT_USAGE,
+                                                "bad --max-age '%s' — give seconds from 1 to %d",
+                                                optarg, POOL_MAX_AGE_MAX);
+                        S.max_age = (unsigned)size;
                         break;
                 case 'h':
                         cli_print_usage(&cli_command_pool, false);
@@ -1371,12 +1446,13 @@ static int cmd_pool(int argc, char **argv)
 const CliCommand cli_command_pool = {
         .name = "pool",
         .summary = "keep sandboxes built ahead, so that 'airlock run' starts at once",
-        .usage = "Usage: airlock pool [RUN OPTIONS] [--size N]\n"
+        .usage = "Usage: airlock pool [RUN OPTIONS] [--size N] [--max-age SECONDS]\n"
                  "\n"
                  "Keeps N sandboxes of one configuration built and waiting, in the foreground\n"
                  "(stop it with ^C or SIGTERM). An 'airlock run' with the same options, by the\n"
                  "same user, takes one instead of building its own, and the pool builds the\n"
-                 "next; each is used once. Any other 'airlock run' builds its own as before.\n"
+                 "next (0.1 s later; as root at idle CPU priority); each is used once. Any\n"
+                 "other 'airlock run' builds its own as before.\n"
                  "A sandbox taken from the pool is the one 'airlock run' would build: the policy\n"
                  "is read for each, and one built before the policy changed is not used.\n"
                  "\n"
@@ -1391,6 +1467,8 @@ const CliCommand cli_command_pool = {
                  "/etc/airlock/policy.yaml)\n"
                  "  --allow-weaker     run even where this kernel lacks a layer the profile needs\n"
                  "  --size N           sandboxes kept ready, 1 to 16 (default: 2)\n"
+                 "  --max-age SECONDS  rebuild a sandbox unused this long (default: 300), so\n"
+                 "                     that it shows the host's mounts as they are now\n"
                  "\n"
                  "The socket is DIR/KEY.sock, DIR being $AIRLOCK_POOL_DIR, else /run/airlock/pool\n"
                  "for root, else $XDG_RUNTIME_DIR/airlock-pool, else /tmp/airlock-pool-UID.\n"
