@@ -38,6 +38,7 @@ from test_escape_terminal import Terminal, term  # noqa: F401
 WARM = "pool: taken"          # the client's AIRLOCK_DEBUG_TIMING line when it took a warm sandbox
 BUILT = "built entry"         # the pool's log line when an entry is ready
 TAKEN = "taken by"            # the pool's log line when it hands an entry to a client
+EXPIRED = "expired after"     # the pool's log line when an unused entry is rebuilt (--max-age)
 WRITE_ERRNOS = ("EROFS", "EACCES", "EPERM")
 MASK_ERRNOS = ("ENOENT", "EACCES", "EPERM")
 OTHER_UID = 1001
@@ -97,7 +98,8 @@ class Pool:
     def ready(self):
         """Entries built and not yet handed to a client."""
         t = self.text()
-        return t.count(BUILT) - t.count(TAKEN) - t.count("failed while it waited")
+        return (t.count(BUILT) - t.count(TAKEN) - t.count("failed while it waited") -
+                t.count(EXPIRED))
 
     def socket(self):
         socks = sorted(self.dir.glob("*.sock")) if self.dir.is_dir() else []
@@ -631,3 +633,89 @@ def test_warm_agent_gets_a_terminal_of_its_own(lab, pool, term):
     assert len(ttys) == 2 and human not in ttys, f"the agent's terminal: {ttys}, the human's: {human}"
     assert "ERR EPERM" in screen, f"TIOCSTI inside must be refused; screen: {screen!r} (exit {rc})"
     assert b"owned" not in term.pending_input(), "keystrokes reached the human's terminal"
+
+
+# --- (9) the pool's own upkeep; the end of a session --------------------------------
+
+
+def test_an_unused_warm_sandbox_is_rebuilt_after_max_age(lab, workspace, pools):
+    """--max-age: a sandbox shows the host as it was when built; one unused that long is
+    torn down (its placeholders with it) and built again, and the new one serves warm."""
+    pool = pools(workspace, lab.policy, size=1, extra=("--max-age", "1"))
+    first = pool.entry_pids()[0]
+    deadline_loop(30, "the first entry's expiry", lambda: pool.count(EXPIRED) >= 1, pool)
+    deadline_loop(30, "the first entry to be gone", lambda: not alive(first), pool)
+    pool.wait_ready(1)
+    assert pool.entry_pids()[-1] != first, pool.text()
+    r = warm(lab, pool, "sh", "-c", "echo fresh")
+    assert r.returncode == 0 and "fresh" in r.stdout, describe(r)
+    r = outside(AIRLOCK, "pool", "--max-age", "0", env=pool.client_env())
+    assert r.returncode == 64 and "--max-age" in r.stderr, describe(r)
+
+
+def sched_policy(pid):
+    """The scheduling policy of a host pid (0 SCHED_OTHER, 5 SCHED_IDLE)."""
+    with open(f"/proc/{pid}/sched") as f:
+        for line in f:
+            if line.startswith("policy"):
+                return int(line.split(":")[1])
+    raise AssertionError(f"no policy line in /proc/{pid}/sched")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root builds at idle priority")
+def test_refills_build_at_idle_priority_and_the_agent_runs_at_the_normal_one(lab, pool):
+    """A waiting entry (and its sandbox) is SCHED_IDLE: a refill takes only spare CPU time;
+    the agent of a warm run, and the processes that serve it, are SCHED_OTHER."""
+    entry = pool.entry_pids()[0]
+    assert sched_policy(entry) == 5, f"a waiting entry is not SCHED_IDLE:\n{pool.text()}"
+    r = warm(lab, pool, "sh", "-c", "for p in /proc/[0-9]*; do "
+             "grep -h '^policy' $p/sched 2>/dev/null; done")
+    assert r.returncode == 0, describe(r)
+    policies = [int(line.split(":")[1]) for line in r.stdout.splitlines() if ":" in line]
+    assert len(policies) >= 3, f"pid 1, the unix wall and the agent, at least:{describe(r)}"
+    assert set(policies) == {0}, f"something in the warm sandbox runs at idle priority:{describe(r)}"
+
+
+@pytest.mark.parametrize("mode", ["warm", "cold"])
+def test_when_airlock_run_returns_the_agents_processes_and_placeholders_are_gone(
+        lab, pool, mode):
+    """airlock run may return before the sandbox's namespaces are torn down, but never before
+    everything the agent started is gone and the workspace is as it was. While the session
+    runs, both are there (the other side). The cold run has a workspace of its own, without
+    a pool (whose waiting sandboxes hold placeholders of their own there)."""
+    pool.wait_ready(1)
+    ws = pool.workspace
+    if mode == "cold":
+        ws = lab.hostfile("ws-cold-" + pysecrets.token_hex(4))
+        ws.mkdir(mode=0o777)
+        ws.chmod(0o777)
+    before = sorted(os.listdir(ws))
+    marker = f"3600.{pysecrets.token_hex(4)}"
+    go = ws / "go"
+    argv = ["sh", "-c", f"sleep {marker} & echo started; i=0; "
+            "while [ ! -e go ] && [ $i -lt 12000 ]; do sleep 0.05; i=$((i+1)); done; exit 5"]
+    p = subprocess.Popen(client_cmd(ws, argv), env=client_environ(pool, pool.policy),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd=ws, start_new_session=True)
+    out = Output(p)
+    try:
+        out.wait_for("started")
+        assert pids_with_cmdline(marker), "the agent's background process is not running"
+        during = sorted(os.listdir(ws))
+        if mode == "cold":
+            assert during != before, f"no placeholder during the session: {during}"
+        go.touch()
+        rc = out.finish()
+        left = pids_with_cmdline(marker)
+        after = sorted(n for n in os.listdir(ws) if n != "go")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        kill_pids(pids_with_cmdline(marker))
+        if mode == "cold":
+            shutil.rmtree(ws, ignore_errors=True)
+    assert rc == 5, f"exit {rc}, stderr {out.stderr!r}"
+    assert (WARM in out.stderr) == (mode == "warm"), out.stderr
+    assert not left, f"processes of the agent outlived airlock run: {left}"
+    assert after == before, f"the workspace changed: {before} -> {after}"
