@@ -63,6 +63,41 @@ def test_overwrite_an_existing_config_with_shell_tools(lab):
     assert oct(target.stat().st_mode)[-3:] == "644"
 
 
+@pytest.mark.parametrize("where", ["/etc", "/srv", "/root"])
+def test_truncate_a_host_file_by_path(lab, where):
+    """truncate(2) needs no open file and no write permission check by Landlock (not handled:
+    it would cost a walk of every opened path): the read-only host tree refuses it. The
+    other side: root truncates a copy outside, and the workspace's own file inside."""
+    d = {"/etc": lab.etc_dir, "/srv": lab.srv_dir, "/root": pathlib.Path("/root")}[where]
+    target = d / (lab.tag + "-truncate-me")
+    copy = d / (lab.tag + "-truncate-copy")
+    with removed_afterwards(target, copy):
+        target.write_text("keep me\n")
+        copy.write_text("keep me\n")
+        expect_ok(probe_outside("truncate", copy))
+        assert copy.read_text() == "", "truncate did not work outside"
+        expect_denied(lab.probe_inside("truncate", target), *WRITE_ERRNOS)
+        assert target.read_text() == "keep me\n", f"{target} was truncated from inside"
+    ws_file = lab.ws("truncate-mine")
+    ws_file.write_text("scratch\n")
+    os.chmod(ws_file, 0o666)
+    expect_ok(lab.probe_inside("truncate", ws_file), "truncating a workspace file inside")
+    assert ws_file.read_text() == ""
+
+
+def test_device_node_planted_on_the_host_tree(lab):
+    """Device ioctls are not handled by Landlock either: a device node opens only under the
+    sandbox's own /dev (every other mount is nodev). Outside, the planted node (a copy of
+    /dev/null) opens and answers; inside it cannot be opened, while /dev/null can."""
+    node = lab.srv_dir / (lab.tag + "-null")
+    with removed_afterwards(node):
+        os.mknod(node, 0o666 | 0o020000, os.makedev(1, 3))
+        os.chmod(node, 0o666)
+        expect_ok(probe_outside("ioctl-dev", node))
+        expect_denied(lab.probe_inside("ioctl-dev", node), "EACCES", "EPERM")
+        expect_ok(lab.probe_inside("ioctl-dev", "/dev/null"), "the sandbox's own /dev/null")
+
+
 def test_remount_the_root_read_write(lab):
     """mount -o remount,rw / : outside (in a private mount namespace) root may; inside not."""
     out = outside("unshare", "-m", "--propagation", "private", "mount", "-o", "remount,rw", "/")

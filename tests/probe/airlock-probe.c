@@ -363,6 +363,31 @@ static int t_write(int argc, char **argv)
         return ok("created");
 }
 
+/* truncate PATH: truncate(2) to zero bytes, by path (no open file needed). */
+static int t_truncate(int argc, char **argv)
+{
+        if (argc != 2)
+                return 2;
+        if (truncate(argv[1], 0) < 0)
+                return FAIL("truncate");
+        return ok("truncated");
+}
+
+/* ioctl-dev PATH: opens a device node and asks it something harmless (FIONREAD). */
+static int t_ioctl_dev(int argc, char **argv)
+{
+        int n = 0;
+
+        if (argc != 2)
+                return 2;
+        int fd = open(argv[1], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return FAIL("open");
+        if (ioctl(fd, FIONREAD, &n) < 0 && errno != ENOTTY && errno != EINVAL)
+                return FAIL("ioctl");
+        return ok("ioctl answered");
+}
+
 /* writeval PATH VALUE: writes VALUE into an existing file (no create). */
 static int t_writeval(int argc, char **argv)
 {
@@ -1690,6 +1715,8 @@ static const struct {
         { "poll-copy", t_poll_copy },
         { "tmpfile-suid", t_tmpfile_suid },
         { "writeval", t_writeval },
+        { "truncate", t_truncate },
+        { "ioctl-dev", t_ioctl_dev },
         { "fd-read", t_fd_read },
         { "openat-fd", t_openat_fd },
         { "handle-get", t_handle_get },
