@@ -282,6 +282,15 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         /* The unix socket wall's supervisor keeps CAP_SYS_PTRACE of this namespace: unotify.c */
         if (sbx_unotify_fork(p, &err) < 0)
                 die(errfd, &err);
+        /*
+         * Our memory and /proc entries are nobody's business: not dumpable,
+         * not ptraceable, also while a warm sandbox waits for its client
+         * (we still hold the capabilities of our user namespace then).
+         */
+        if (prctl(PR_SET_DUMPABLE, 0) < 0) {
+                sbx_fail(&err, 71, -errno, "cannot make pid 1 non-dumpable: %m");
+                die(errfd, &err);
+        }
         if (p->guard_regions) {
                 /* Nothing of the agent runs before the guard's marks are in place. */
                 char c;
@@ -301,8 +310,7 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
         sbx_timing("child: command");
         if (sbx_mounts_bind_session(p, &err) < 0)
                 die(errfd, &err);
-        /* Our memory and /proc entries are nobody's business: not dumpable, not ptraceable. */
-        if (prctl(PR_SET_DUMPABLE, 0) < 0 || sbx_drop_privileges(p, &err) < 0)
+        if (sbx_drop_privileges(p, &err) < 0)
                 die(errfd, &err);
 
         /*
