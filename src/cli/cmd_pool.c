@@ -627,6 +627,7 @@ typedef struct {
         bool taken;
         bool told;             /* the client has its exit status (pool_finished) */
         uint64_t expires_usec; /* not taken by then: torn down, the server builds another */
+        bool idle_build;       /* built at SCHED_IDLE (the sandbox leaves it before the take) */
         char **argv, **env;
         char *session_socket;
 } PoolEntry;
@@ -716,7 +717,8 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
         ssize_t n;
         int r;
 
-        if (send(e->ctl, "R", 1, MSG_NOSIGNAL) < 0)
+        /* ready: "I" when built at idle priority, else "R" */
+        if (send(e->ctl, e->idle_build ? "I" : "R", 1, MSG_NOSIGNAL) < 0)
                 return -ECANCELED; /* the server is gone */
         for (;;) {
                 struct pollfd p[2] = { { .fd = e->ctl, .events = POLLIN },
@@ -899,8 +901,15 @@ _noreturn_ static void pool_entry_main(RunFlags *f, const char *config, const ch
          * user could not (SCHED_IDLE -> SCHED_OTHER needs CAP_SYS_NICE), so
          * builds at the normal priority.
          */
-        if (geteuid() == 0 && sched_setscheduler(0, SCHED_IDLE, &(struct sched_param){ 0 }) < 0)
-                fprintf(stderr, "airlock: pool: cannot build at idle priority: %m\n");
+        if (geteuid() == 0) {
+                if (sched_setscheduler(0, SCHED_IDLE, &(struct sched_param){ 0 }) == 0)
+                        e.idle_build = true;
+                else
+                        fprintf(stderr,
+                                "airlock: pool: entry (pid %d): cannot build at idle priority "
+                                "(%m) — building at the normal one\n",
+                                (int)getpid());
+        }
         r = run_setup(&setup, f, NULL, SUB);
         if (r > 0)
                 _exit(r);
@@ -1009,10 +1018,11 @@ static void pool_slot_event(PoolServer *S, PoolSlot *s)
 
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
-        if (n == 1 && buf[0] == 'R' && !s->ready) {
+        if (n == 1 && (buf[0] == 'R' || buf[0] == 'I') && !s->ready) {
                 s->ready = true;
                 S->backoff_usec = 0;
-                fprintf(stderr, "airlock: pool: built entry (pid %d)\n", (int)s->pid);
+                fprintf(stderr, "airlock: pool: built entry (pid %d%s)\n", (int)s->pid,
+                        buf[0] == 'I' ? ", at idle priority" : "");
                 return;
         }
         if (n == 1 && buf[0] == 'E' && s->ready) {

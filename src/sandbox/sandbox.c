@@ -1227,10 +1227,12 @@ static const char *session_name_in(const SbxConfig *c, const char *path)
 
 /*
  * A warm sandbox built at idle priority (airlock pool as root builds so,
- * that its refills take only spare CPU time) serves its client at the
- * normal one: this process, the session helper, pid 1 and its children
- * (the unix socket wall) go back to SCHED_OTHER before the agent is forked
- * from pid 1. Returns 0 or -errno; a client is never served at idle priority.
+ * that its refills take only spare CPU time) waits, and serves its client,
+ * at the normal one: once built, this process, the session helper, pid 1
+ * and its children (the unix socket wall) go back to SCHED_OTHER, before
+ * the take (an idle-priority process on a busy machine could take seconds
+ * to answer its client). Returns 0 or -errno; the sandbox is not offered
+ * then.
  */
 static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
 {
@@ -1276,16 +1278,16 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
 
                 if (pidfd < 0)
                         return sbx_fail(err, 71, -errno, "cannot watch the sandbox's pid 1: %m");
-                t.sandbox_pidfd = pidfd;
-                r = c->take(c->take_userdata, &t, err);
-                if (r < 0)
-                        return r;
-                sbx_timing("taken");
                 r = leave_idle_priority(p, pid);
                 if (r < 0)
                         return sbx_fail(err, 71, r,
                                         "cannot give the warm sandbox the normal CPU priority: %s",
                                         strerror(-r));
+                t.sandbox_pidfd = pidfd;
+                r = c->take(c->take_userdata, &t, err);
+                if (r < 0)
+                        return r;
+                sbx_timing("taken");
                 argv = t.argv;
                 env = t.env;
                 session = t.session_socket;

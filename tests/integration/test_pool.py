@@ -116,7 +116,7 @@ class Pool:
         return {"AIRLOCK_POOL_DIR": str(self.dir), "AIRLOCK_DEBUG_TIMING": "1", **(extra or {})}
 
     def entry_pids(self):
-        return [int(p) for p in re.findall(BUILT + r" \(pid (\d+)\)", self.text())]
+        return [int(p) for p in re.findall(BUILT + r" \(pid (\d+)", self.text())]
 
     def stop(self, timeout=60):
         """SIGTERM; returns the exit status."""
@@ -663,11 +663,14 @@ def sched_policy(pid):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root builds at idle priority")
-def test_refills_build_at_idle_priority_and_the_agent_runs_at_the_normal_one(lab, pool):
-    """A waiting entry (and its sandbox) is SCHED_IDLE: a refill takes only spare CPU time;
-    the agent of a warm run, and the processes that serve it, are SCHED_OTHER."""
+def test_refills_build_at_idle_priority_and_serve_at_the_normal_one(lab, pool):
+    """The pool as root builds at idle priority (a refill takes only spare CPU time) and says
+    so; a built entry waits, and its sandbox serves, at the normal priority: on a busy machine
+    an idle-priority entry could take seconds to answer its client. Inside the warm sandbox,
+    pid 1, the unix wall and the agent all run SCHED_OTHER."""
     entry = pool.entry_pids()[0]
-    assert sched_policy(entry) == 5, f"a waiting entry is not SCHED_IDLE:\n{pool.text()}"
+    assert f"{BUILT} (pid {entry}, at idle priority)" in pool.text(), pool.text()
+    assert sched_policy(entry) == 0, f"a waiting entry is not SCHED_OTHER:\n{pool.text()}"
     r = warm(lab, pool, "sh", "-c", "for p in /proc/[0-9]*; do "
              "grep -h '^policy' $p/sched 2>/dev/null; done")
     assert r.returncode == 0, describe(r)
