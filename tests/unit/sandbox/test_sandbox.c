@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -249,6 +250,83 @@ static void test_plan_message_round_trip(void **state)
         plan_free_lists(&out);
 }
 
+/* Puts the saved fds back on 0-2 (a received command replaces them, as in pid 1). */
+static void restore_stdio(const int saved[3])
+{
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(dup2(saved[i], i), i);
+}
+
+/* The command message (pid 1's last one): argv, environment, session name and fds. */
+static void test_command_message(void **state)
+{
+        char *argv[] = { (char *)"sh", (char *)"-c", (char *)"echo hi", NULL };
+        char *envp[] = { (char *)"PATH=/usr/bin", (char *)"LANG=C", NULL };
+        SbxPlan out = { .pty_slave = -EBADF };
+        int sp[2], devnull, fds[4];
+        struct stat a, b;
+
+        (void)state;
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        assert_true(devnull >= 0);
+        /* fds 0-2 of pid 1 are replaced: keep ours, give it /dev/null three times and a fourth */
+        int saved[3];
+        for (int i = 0; i < 3; i++)
+                saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 10);
+        fds[0] = fds[1] = fds[2] = fds[3] = devnull;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(sbx_command_send(sp[1], argv, envp, "s1.sock", fds, 4), 0);
+        int r = sbx_command_receive(&out, sp[0]);
+        assert_int_equal(fstat(0, &b), 0);
+        restore_stdio(saved);
+        assert_int_equal(r, 0);
+        assert_int_equal(strv_length(out.cmd_argv), 3);
+        assert_string_equal(out.cmd_argv[2], "echo hi");
+        assert_int_equal(strv_length(out.envp), 2);
+        assert_string_equal(out.envp[1], "LANG=C");
+        assert_string_equal(out.session_name, "s1.sock");
+        assert_true(out.pty_slave > 2);
+        assert_int_equal(fstat(out.pty_slave, &a), 0);
+        assert_true(a.st_rdev == b.st_rdev); /* fd 0 was /dev/null too */
+        close(out.pty_slave);
+        strv_free(out.cmd_argv);
+        strv_free(out.envp);
+        free(out.session_name);
+        out = (SbxPlan){ .pty_slave = -EBADF };
+
+        /* No session, no pty: 3 fds. */
+        assert_int_equal(sbx_command_send(sp[1], argv, envp, NULL, fds, 3), 0);
+        r = sbx_command_receive(&out, sp[0]);
+        restore_stdio(saved);
+        assert_int_equal(r, 0);
+        assert_null(out.session_name);
+        assert_int_equal(out.pty_slave, -EBADF);
+        strv_free(out.cmd_argv);
+        strv_free(out.envp);
+        out = (SbxPlan){ .pty_slave = -EBADF };
+
+        /* Fewer than 3 fds, or more than 4: refused by the sender. */
+        assert_int_equal(sbx_command_send(sp[1], argv, envp, NULL, fds, 2), -EINVAL);
+        assert_int_equal(sbx_command_send(sp[1], argv, envp, NULL, fds, 5), -EINVAL);
+
+        /* A header without its fds (a plain write): the receiver refuses it. */
+        {
+                uint32_t h[6] = { 0x646d434cU, 1, 0, 0, 3, 2 };
+                assert_int_equal(write_all(sp[1], h, sizeof h), 0);
+                assert_int_equal(write_all(sp[1], "x", 2), 0);
+                assert_int_equal(sbx_command_receive(&out, sp[0]), -EBADMSG);
+        }
+        close(sp[1]);
+        /* The parent gone: EPIPE, nothing started. */
+        assert_int_equal(sbx_command_receive(&out, sp[0]), -EPIPE);
+        close(sp[0]);
+        strv_free(out.cmd_argv);
+        strv_free(out.envp);
+        for (int i = 0; i < 3; i++)
+                close(saved[i]);
+        close(devnull);
+}
+
 /* Makes dir (and its parents) under base; returns the full path in a static buffer. */
 static const char *mkpath(const char *base, const char *rel)
 {
@@ -462,6 +540,7 @@ int main(void)
                 cmocka_unit_test(test_hard_linked_secret_is_refused),
                 cmocka_unit_test(test_plan_message_round_trip),
                 cmocka_unit_test(test_plan_message_malformed),
+                cmocka_unit_test(test_command_message),
                 cmocka_unit_test_teardown(test_guard_regions_and_judgement, guard_teardown),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
