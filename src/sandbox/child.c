@@ -304,7 +304,11 @@ _noreturn_ void sbx_child_main(SbxPlan *p, int sync_fd)
          * The sandbox is built. The command comes now from a cold run, or
          * when a client takes this warm sandbox (then also its broker
          * session's socket, bound while we still hold our capabilities).
+         * A warm sandbox's parent hears first that we wait, with every
+         * process of ours started (it resets their CPU priority then).
          */
+        if (p->cfg->take && send(sync_fd, "W", 1, MSG_NOSIGNAL) != 1)
+                _exit(127);
         if (sbx_command_receive(p, sync_fd) < 0)
                 _exit(127); /* airlock is gone or refused: it says why */
         sbx_timing("child: command");

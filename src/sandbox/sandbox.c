@@ -1231,8 +1231,9 @@ static const char *session_name_in(const SbxConfig *c, const char *path)
  * at the normal one: once built, this process, the session helper, pid 1
  * and its children (the unix socket wall) go back to SCHED_OTHER, before
  * the take (an idle-priority process on a busy machine could take seconds
- * to answer its client). Returns 0 or -errno; the sandbox is not offered
- * then.
+ * to answer its client). Called once pid 1 has said it waits ("W"), so its
+ * children are all there to be found. Returns 0 or -errno; the sandbox is
+ * not offered then.
  */
 static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
 {
@@ -1278,6 +1279,16 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
 
                 if (pidfd < 0)
                         return sbx_fail(err, 71, -errno, "cannot watch the sandbox's pid 1: %m");
+                /* pid 1 waits, its own processes (the unix wall) started: see leave_idle_priority
+                 */
+                {
+                        char w;
+                        r = read_exact(fd, &w, 1);
+                        if (r < 0 || w != 'W')
+                                return sbx_fail(err, 71, r < 0 ? r : -EBADMSG,
+                                                "the warm sandbox's pid 1 ended while it was "
+                                                "built");
+                }
                 r = leave_idle_priority(p, pid);
                 if (r < 0)
                         return sbx_fail(err, 71, r,
