@@ -424,6 +424,32 @@ typedef struct {
         uint32_t magic, n_masks, n_protect, n_regions, size;
 } SbxPlanHeader;
 
+/*
+ * write_all() for the socket to pid 1, without SIGPIPE when pid 1 is gone:
+ * the signal would wait, blocked, and kill airlock as soon as its mask is
+ * restored, before it could say why the launch failed. On a pipe (the unit
+ * tests), a plain write_all().
+ */
+static int send_all(int fd, const void *buf, size_t len)
+{
+        const char *q = buf;
+
+        while (len > 0) {
+                ssize_t k = send(fd, q, len, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == ENOTSOCK)
+                        return write_all(fd, q, len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                q += k;
+                len -= (size_t)k;
+        }
+        return 0;
+}
+
 /* Copies each path of l with its NUL to buf + off (buf NULL: only counts); returns the new off. */
 static size_t put_paths(char *buf, size_t off, char *const *l)
 {
@@ -467,7 +493,7 @@ int sbx_plan_send(const SbxPlan *p, int fd)
         }
         off = put_paths(buf, off, p->protect);
         off = put_paths(buf, off, p->guard_regions);
-        r = write_all(fd, buf, off);
+        r = send_all(fd, buf, off);
         return r < 0 ? r : 0;
 }
 
@@ -624,7 +650,7 @@ int sbx_command_send(int fd, char *const *argv, char *const *envp, const char *s
                 return -errno;
         if ((size_t)n != sizeof h)
                 return -EIO;
-        return write_all(fd, buf, off) < 0 ? -errno : 0;
+        return send_all(fd, buf, off);
 }
 
 /* The fds received with the command: closed on every error path. */
@@ -1474,7 +1500,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
                         ;
                 if (n == 1) {
                         r = sbx_guard_mark(&plan, pid, err);
-                        if (r >= 0 && write_all(sync_w, "M", 1) < 0)
+                        if (r >= 0 && send_all(sync_w, "M", 1) < 0)
                                 r = sbx_fail(err, 71, -errno, "cannot start the sandbox: %m");
                         plan.guard_marked = r >= 0;
                 }
