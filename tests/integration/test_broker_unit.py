@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 from broker_helpers import BASE_RULES, policy_text
-from conftest import AIRLOCKD, ROOT
+from conftest import AIRLOCK, AIRLOCKD, ROOT
 
 UNIT = ROOT / "data" / "airlockd.service"
 
@@ -28,6 +28,29 @@ def test_unit_verifies(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "Type=notify" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_pool_unit_verifies(tmp_path):
+    """airlock-pool@.service: verified as systemd would load an instance of it; stopping it
+    signals only the pool (a taken sandbox belongs to its airlock run)."""
+    text = (ROOT / "data" / "airlock-pool@.service").read_text()
+    assert "ExecStart=/usr/bin/airlock pool $AIRLOCK_POOL_OPTIONS\n" in text
+    assert "KillMode=process\n" in text
+    conf = tmp_path / "demo.conf"
+    conf.write_text("AIRLOCK_POOL_OPTIONS=--workspace /srv --size 1\n")
+    unit = tmp_path / "airlock-pool@demo.service"
+    unit.write_text(text.replace("ExecStart=/usr/bin/airlock", f"ExecStart={AIRLOCK}")
+                    .replace("/etc/airlock/pool/%i.conf", str(conf)))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    # the other side: verify does report a mistake in this unit
+    bad = tmp_path / "airlock-pool@bad.service"
+    bad.write_text(unit.read_text().replace("Type=simple", "Type=bogus"))
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(bad)],
+                       capture_output=True, text=True)
+    assert "bogus" in r.stderr, r.stderr
 
 
 def test_ready_notification(tmp_path):
