@@ -65,11 +65,20 @@ static inline void closep(int *fd)
 }
 #define _cleanup_close_ _cleanup_(closep)
 
-/* Overwrites memory in a way the compiler may not elide; for secrets. */
+/*
+ * Overwrites memory in a way the compiler may not elide; for secrets. A
+ * volatile loop rather than explicit_bzero(): the sanitizers see its
+ * writes (glibc's are invisible to them), so a wipe past a buffer is
+ * reported where it happens instead of corrupting the heap unseen.
+ */
 static inline void explicit_wipe(void *p, size_t n)
 {
-        if (p && n)
-                explicit_bzero(p, n);
+        volatile unsigned char *q = p;
+
+        if (!p)
+                return;
+        while (n--)
+                *q++ = 0;
 }
 
 static inline int negative_errno(void)

@@ -803,7 +803,7 @@ int plan_result_from_json(const json_t *j, PlanResult **ret)
         Reader R = { .o = j };
         const json_t *a, *v, *out;
         _cleanup_free_ char *digest = NULL;
-        size_t i;
+        size_t i, output_size;
 
         if (!json_is_object(j) || !keys_only(j, keys))
                 return -EINVAL;
@@ -828,8 +828,16 @@ int plan_result_from_json(const json_t *j, PlanResult **ret)
                 if (!r->output)
                         return -ENOMEM;
                 memcpy(r->output, json_string_value(out), json_string_length(out) + 1);
+                /* what was allocated: plan_result_free() wipes this many bytes */
+                r->output_size = json_string_length(out);
         }
-        r->output_size = (size_t)rd_int(&R, "output_size", 0, INT64_MAX, false);
+        /*
+         * The claimed size only once it agrees with the output: a larger one
+         * made plan_result_free() wipe past the buffer (explicit_bzero is not
+         * seen by ASan; libFuzzer found it as a corrupted heap, valgrind
+         * showed where).
+         */
+        output_size = (size_t)rd_int(&R, "output_size", 0, INT64_MAX, false);
         r->output_truncated = rd_bool(&R, "output_truncated", false);
         r->output_withheld = rd_bool(&R, "output_withheld", false);
         r->duration_usec = (uint64_t)rd_int(&R, "duration_usec", 0, INT64_MAX, false);
@@ -837,8 +845,9 @@ int plan_result_from_json(const json_t *j, PlanResult **ret)
         if (R.error < 0)
                 return R.error;
         if (!r->argv || !r->envp || !r->fidelity_reasons || !digest || strlen(digest) > 64 ||
-            (out && json_string_length(out) != r->output_size))
+            (out && json_string_length(out) != output_size))
                 return -EINVAL;
+        r->output_size = output_size;
         strcpy(r->digest, digest);
 
         a = rd(&R, "files", JSON_ARRAY, false);
