@@ -1290,6 +1290,25 @@ static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
  * for a warm sandbox, what the client that takes it hands over. Then the
  * agent's environment and terminal, made from the client's.
  */
+/*
+ * The idmapped workspace's user-namespace helper exits as soon as the mount
+ * is made (idmap_userns). Reaped once the launch no longer needs the time,
+ * so that a session (or a warm sandbox waiting in a pool) of hours shows no
+ * "[airlock] <defunct>" in ps; WNOHANG, so a helper not yet gone costs
+ * nothing here and is reaped at the end (sbx_plan_done) as before.
+ */
+static void reap_idmap_helper(SbxPlan *p)
+{
+        pid_t r;
+
+        if (p->idmap_helper <= 0)
+                return;
+        while ((r = waitpid(p->idmap_helper, NULL, WNOHANG)) < 0 && errno == EINTR)
+                ;
+        if (r != 0) /* reaped, or not our child any more (ECHILD) */
+                p->idmap_helper = 0;
+}
+
 static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
 {
         const SbxConfig *c = p->cfg;
@@ -1321,6 +1340,7 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
                                         "cannot give the warm sandbox the normal CPU priority: %s",
                                         strerror(-r));
                 t.sandbox_pidfd = pidfd;
+                reap_idmap_helper(p); /* before a wait of up to --max-age */
                 r = c->take(c->take_userdata, &t, err);
                 if (r < 0)
                         return r;
@@ -1510,6 +1530,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         plan.guard_fd = safe_close(plan.guard_fd);
         if (r >= 0)
                 r = send_command(&plan, pid, sync_w, err);
+        reap_idmap_helper(&plan);
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r < 0) {
                 SbxError child_err = { 0 };

@@ -183,6 +183,23 @@ def alive(pid):
         return False
 
 
+def zombies_of(parents):
+    """Exited, unreaped children of any of the pids in parents, as "pid (name)" strings."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                name, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        state, ppid = rest.split()[:2]
+        if state == "Z" and int(ppid) in parents:
+            found.append(f"{d} ({name.split('(', 1)[1]}) of {ppid}")
+    return found
+
+
 def client_cmd(workspace, argv, extra=()):
     return [str(AIRLOCK), "run", "--workspace", str(workspace), *map(str, extra), "--",
             *map(str, argv)]
@@ -704,6 +721,10 @@ def test_when_airlock_run_returns_the_agents_processes_and_placeholders_are_gone
     try:
         out.wait_for("started")
         assert pids_with_cmdline(marker), "the agent's background process is not running"
+        # no finished helper (the idmapped workspace's user namespace) waits unreaped in ps
+        # for the session's end: not in the client, nor in the pool and its entries
+        owners = {p.pid} | set(pids_with_cmdline(str(pool.workspace)))
+        zombies = zombies_of(owners)
         during = sorted(os.listdir(ws))
         if mode == "cold":
             assert during != before, f"no placeholder during the session: {during}"
@@ -722,3 +743,4 @@ def test_when_airlock_run_returns_the_agents_processes_and_placeholders_are_gone
     assert (WARM in out.stderr) == (mode == "warm"), out.stderr
     assert not left, f"processes of the agent outlived airlock run: {left}"
     assert after == before, f"the workspace changed: {before} -> {after}"
+    assert not zombies, f"unreaped children of airlock during the session: {zombies}"
