@@ -658,22 +658,6 @@ static bool pool_session_dir_unchanged(const PoolEntry *e)
                st.st_dev == e->session_dir_st.st_dev && st.st_ino == e->session_dir_st.st_ino;
 }
 
-/* A broker session socket: a direct child of session_dir, named [A-Za-z0-9._-]. */
-static bool pool_session_socket_ok(const char *dir, const char *s)
-{
-        size_t n = strlen(dir);
-        const char *name = s + n + 1;
-
-        if (!strneq(s, dir, n) || s[n] != '/' || isempty(name) || streq(name, ".") ||
-            streq(name, ".."))
-                return false;
-        for (const char *p = name; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-                        return false;
-        return true;
-}
-
 static int pool_refuse(PoolEntry *e, SbxError *err, const char *why)
 {
         _cleanup_(json_decrefp) json_t *j = json_pack("{s:b, s:s}", "ok", 0, "why", why);
@@ -794,7 +778,7 @@ static int pool_take(void *userdata, SbxTake *t, SbxError *err)
                 const char *s = json_string_value(jsock);
 
                 if (!s || strlen(s) != json_string_length(jsock) ||
-                    !pool_session_socket_ok(e->session_dir, s))
+                    !sbx_session_socket_name(e->session_dir, s))
                         return pool_refuse(e, err, "the session socket is not the broker's");
                 if (!pool_session_dir_unchanged(e))
                         return pool_refuse(e, err,

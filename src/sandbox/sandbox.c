@@ -1230,19 +1230,17 @@ static int finish_secret_report(SbxPlan *p, SbxError *err)
                         fatal + 1);
 }
 
-/* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
-/* A session socket a warm sandbox may bind: a name directly inside cfg->session_dir. */
-static const char *session_name_in(const SbxConfig *c, const char *path)
+const char *sbx_session_socket_name(const char *dir, const char *path)
 {
-        const char *slash = strrchr(path, '/'), *name;
+        const char *slash = path ? strrchr(path, '/') : NULL, *name;
         size_t n;
 
-        if (!c->session_dir || !slash)
+        if (!dir || !slash)
                 return NULL;
         n = (size_t)(slash - path);
         name = slash + 1;
-        if (n != strlen(c->session_dir) || !strneq(path, c->session_dir, n) || !*name ||
-            streq(name, ".") || streq(name, ".."))
+        if (n != strlen(dir) || !strneq(path, dir, n) || !*name || streq(name, ".") ||
+            streq(name, ".."))
                 return NULL;
         for (const char *q = name; *q; q++)
                 if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
@@ -1353,7 +1351,7 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
                         return sbx_fail(err, 64, -EINVAL,
                                         "no command given — write: airlock run -- CMD");
                 if (session) {
-                        name = session_name_in(c, session);
+                        name = sbx_session_socket_name(c->session_dir, session);
                         if (!name)
                                 return sbx_fail(err, 71, -EINVAL,
                                                 "session socket %s is not in the broker's "
@@ -1377,6 +1375,7 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
         return 0;
 }
 
+/* Reads the child's report: "CODE message". Returns 0 at EOF without one (exec happened). */
 static int read_report(int fd, SbxError *err)
 {
         _cleanup_free_ char *buf = NULL;

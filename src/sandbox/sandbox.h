@@ -125,6 +125,14 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err);
  */
 int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err);
 
+/*
+ * The name of a broker session socket that a warm sandbox may bind: path must
+ * be a direct child of dir named [A-Za-z0-9._-] (not "." or ".."). Returns
+ * the name within path, or NULL. Checked by the pool entry and again by the
+ * sandbox, which binds it.
+ */
+const char *sbx_session_socket_name(const char *dir, const char *path);
+
 /* Writes a new random session id (32 hex characters) to buf (size >= 33). Returns 0 or -errno. */
 int sbx_new_session_id(char *buf, size_t size);
 

@@ -68,6 +68,38 @@ static void test_agent_names(void **state)
                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
+/* The broker session socket a warm sandbox may bind: only a plain name directly in the dir. */
+static void test_session_socket_names(void **state)
+{
+        const char *d = "/run/airlockd/sessions";
+        static const char *const refused[] = {
+                "/run/airlockd/sessions/",
+                "/run/airlockd/sessions/.",
+                "/run/airlockd/sessions/..",
+                "/run/airlockd/sessions/../admin.sock",
+                "/run/airlockd/sessions/sub/x",
+                "/run/airlockd/sessionsx/abc",
+                "/run/airlockd/session/abc",
+                "/run/airlockd/sessions",
+                "/run/airlockd/sessions/a b",
+                "/run/airlockd/sessions/a\nb",
+                "run/airlockd/sessions/abc",
+                "/run/airlockd/sessions//abc",
+                "abc",
+                "",
+        };
+
+        (void)state;
+        assert_string_equal(sbx_session_socket_name(d, "/run/airlockd/sessions/0f3a-b_c.sock"),
+                            "0f3a-b_c.sock");
+        assert_string_equal(sbx_session_socket_name(d, "/run/airlockd/sessions/.hidden"),
+                            ".hidden");
+        for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+                assert_null(sbx_session_socket_name(d, refused[i]));
+        assert_null(sbx_session_socket_name(NULL, "/run/airlockd/sessions/abc"));
+        assert_null(sbx_session_socket_name(d, NULL));
+}
+
 static void test_session_ids(void **state)
 {
         char a[33], b[33], small[8];
@@ -535,6 +567,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_agent_names),
                 cmocka_unit_test(test_session_ids),
+                cmocka_unit_test(test_session_socket_names),
                 cmocka_unit_test(test_explain_lists_masks),
                 cmocka_unit_test(test_workspace_refusals),
                 cmocka_unit_test(test_hard_linked_secret_is_refused),
