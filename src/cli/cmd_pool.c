@@ -61,6 +61,7 @@
 #define POOL_BACKOFF_FIRST   (1000 * 1000ULL)
 #define POOL_PENDING_MAX     64 /* accepted connections waiting for their request */
 #define POOL_BACKOFF_MAX     (30 * 1000 * 1000ULL)
+#define POOL_STOP_TIMEOUT    (10 * 1000 * 1000ULL) /* an untaken entry's teardown, then SIGKILL */
 /*
  * A refill starts this long after a take, not at once: a build is kernel
  * work (namespaces, the mount tree) that even at idle priority delays the
@@ -1139,6 +1140,50 @@ static void pool_reap(void)
                 ;
 }
 
+/*
+ * Waits for the untaken entries, whose ctl was just closed, to tear their
+ * sandboxes down. One that has not exited within POOL_STOP_TIMEOUT (stopped,
+ * or hung in the kernel) is killed, so that stopping the pool always ends;
+ * its sandbox dies with it (pid 1's parent-death signal), and a later
+ * session in that workspace removes the placeholders it left when that
+ * session ends (they are marked).
+ */
+static void pool_wait_entries(PoolServer *S)
+{
+        uint64_t deadline = now_monotonic_usec() + POOL_STOP_TIMEOUT;
+
+        for (;;) {
+                bool left = false;
+
+                for (unsigned i = 0; i < S->size; i++) {
+                        if (S->slots[i].pid <= 0)
+                                continue;
+                        if (waitpid(S->slots[i].pid, NULL, WNOHANG) == 0)
+                                left = true;
+                        else /* reaped, or not ours to wait for (ECHILD) */
+                                S->slots[i].pid = 0;
+                }
+                if (!left)
+                        return;
+                if (now_monotonic_usec() >= deadline)
+                        break;
+                (void)poll(NULL, 0, 10);
+        }
+        for (unsigned i = 0; i < S->size; i++) {
+                pid_t pid = S->slots[i].pid;
+
+                if (pid <= 0)
+                        continue;
+                fprintf(stderr,
+                        "airlock: pool: a waiting sandbox (pid %d) did not stop within %llu s; "
+                        "killing it\n",
+                        (int)pid, POOL_STOP_TIMEOUT / 1000000ULL);
+                (void)kill(pid, SIGKILL);
+                (void)waitpid(pid, NULL, 0);
+                S->slots[i].pid = 0;
+        }
+}
+
 static int pool_serve(PoolServer *S, int lfd, int sfd)
 {
         const char *stop = NULL;
@@ -1225,9 +1270,7 @@ static int pool_serve(PoolServer *S, int lfd, int sfd)
                 pool_slot_clear(&S->slots[i]);
                 S->slots[i].pid = pid;
         }
-        for (unsigned i = 0; i < S->size; i++)
-                if (S->slots[i].pid > 0)
-                        (void)waitpid(S->slots[i].pid, NULL, 0);
+        pool_wait_entries(S);
         pool_reap();
         fprintf(stderr, "airlock: pool: stopped\n");
         return EXIT_OK;

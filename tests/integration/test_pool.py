@@ -549,6 +549,36 @@ def test_stopping_the_pool_leaves_nothing_and_taken_sandboxes_run_on(lab, worksp
                   lambda: os.listdir(workspace) == [] or None, pool)
 
 
+def test_a_waiting_sandbox_that_cannot_stop_is_killed_and_the_pool_stops(lab, workspace, pools):
+    """Stopping the pool closes each waiting sandbox's control socket and waits for its
+    teardown. One that cannot answer (here SIGSTOPped; the other side: it is there, alive
+    and stopped, when the pool is told to stop) is killed after 10 s, so the stop ends,
+    and nothing of it is left running."""
+    pool = pools(workspace, lab.policy, size=1)
+    pids = pool.entry_pids()
+    assert len(pids) == 1, pool.text()
+    entry = pids[0]
+
+    def state(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+    os.kill(entry, signal.SIGSTOP)
+    try:
+        deadline_loop(10, f"the entry {entry} to be stopped", lambda: state(entry) == "T", pool)
+        assert pool.stop(timeout=60) == 0, pool.text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(entry, signal.SIGCONT)
+    assert f"a waiting sandbox (pid {entry}) did not stop within 10 s; killing it" in pool.text(), \
+        pool.text()
+    assert not alive(entry), f"the entry {entry} is still there"
+    left = wait_gone(str(workspace), timeout=30)
+    assert left == [], f"airlock processes left after the pool stopped: {left}\n{pool.text()}"
+
+
 def test_a_killed_pool_leaves_a_stale_socket_that_the_next_pool_replaces(lab, workspace, pools):
     pool = pools(workspace, lab.policy, size=2)
     assert {".bashrc", ".profile"} <= set(os.listdir(workspace)), os.listdir(workspace)
