@@ -1284,11 +1284,6 @@ static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
 }
 
 /*
- * The command, once the sandbox is built: this process's own (cold) or,
- * for a warm sandbox, what the client that takes it hands over. Then the
- * agent's environment and terminal, made from the client's.
- */
-/*
  * The idmapped workspace's user-namespace helper exits as soon as the mount
  * is made (idmap_userns). Reaped once the launch no longer needs the time,
  * so that a session (or a warm sandbox waiting in a pool) of hours shows no
@@ -1307,6 +1302,11 @@ static void reap_idmap_helper(SbxPlan *p)
                 p->idmap_helper = 0;
 }
 
+/*
+ * The command, once the sandbox is built: this process's own (cold) or,
+ * for a warm sandbox, what the client that takes it hands over. Then the
+ * agent's environment and terminal, made from the client's.
+ */
 static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
 {
         const SbxConfig *c = p->cfg;
