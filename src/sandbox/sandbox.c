@@ -1285,21 +1285,19 @@ static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
 
 /*
  * The idmapped workspace's user-namespace helper exits as soon as the mount
- * is made (idmap_userns). Reaped once the launch no longer needs the time,
- * so that a session (or a warm sandbox waiting in a pool) of hours shows no
- * "[airlock] <defunct>" in ps; WNOHANG, so a helper not yet gone costs
- * nothing here and is reaped at the end (sbx_plan_done) as before.
+ * is made (idmap_userns closed the only write end of its pipe then). Reaped
+ * once the launch no longer waits on it, so that a session (or a warm
+ * sandbox waiting in a pool) of hours shows no "[airlock] <defunct>" in ps.
+ * The wait is for an exit already under way (a helper built at idle
+ * priority may not have run yet), never for anything else.
  */
 static void reap_idmap_helper(SbxPlan *p)
 {
-        pid_t r;
-
         if (p->idmap_helper <= 0)
                 return;
-        while ((r = waitpid(p->idmap_helper, NULL, WNOHANG)) < 0 && errno == EINTR)
+        while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
                 ;
-        if (r != 0) /* reaped, or not our child any more (ECHILD) */
-                p->idmap_helper = 0;
+        p->idmap_helper = 0;
 }
 
 /*

@@ -752,7 +752,9 @@ def test_when_airlock_run_returns_the_agents_processes_and_placeholders_are_gone
         out.wait_for("started")
         assert pids_with_cmdline(marker), "the agent's background process is not running"
         # no finished helper (the idmapped workspace's user namespace) waits unreaped in ps
-        # for the session's end: not in the client, nor in the pool and its entries
+        # for the session's end: not in the client, nor in the pool and its entries (each
+        # of them built: one still building may be between its helper's exit and the reap)
+        pool.wait_ready(pool.size)
         owners = {p.pid} | set(pids_with_cmdline(str(pool.workspace)))
         zombies = zombies_of(owners)
         during = sorted(os.listdir(ws))
