@@ -261,6 +261,23 @@ static int idmap_userns(SbxPlan *p, uid_t from_uid, gid_t from_gid, uid_t to_uid
         return saved < 0 ? saved : fd;
 }
 
+/*
+ * Reaps the helper once the launch no longer waits on it (after the command
+ * is sent, before a warm sandbox waits to be taken, for a second owner, at
+ * the end), so that a session of hours shows no "[airlock] <defunct>" in ps.
+ * Both write ends of its pipe are closed when idmap_userns() returns: the
+ * wait is only for an exit already under way (a helper built at idle
+ * priority may not have run yet).
+ */
+void sbx_reap_idmap_helper(SbxPlan *p)
+{
+        if (p->idmap_helper <= 0)
+                return;
+        while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
+                ;
+        p->idmap_helper = 0;
+}
+
 static int prepare_idmapped(SbxPlan *p, SbxBind *b, SbxError *err)
 {
         _cleanup_close_ int fd = -EBADF, mnt = -EBADF, userns = -EBADF;
@@ -277,10 +294,7 @@ static int prepare_idmapped(SbxPlan *p, SbxBind *b, SbxError *err)
         if (!b->writable)
                 attr.attr_set |= MOUNT_ATTR_RDONLY;
         if (b->writable && (st.st_uid != p->uid || st.st_gid != p->gid)) {
-                if (p->idmap_helper > 0) /* one helper per launch; a second owner waits */
-                        while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
-                                ;
-                p->idmap_helper = 0;
+                sbx_reap_idmap_helper(p); /* one helper per launch; a second owner waits */
                 userns = idmap_userns(p, st.st_uid, st.st_gid, p->uid, p->gid);
                 if (userns < 0)
                         return sbx_fail(err, 71, userns,

@@ -166,6 +166,8 @@ int sbx_expand_secrets(SbxPlan *p, SbxError *err);
 void sbx_prep_thread_start(SbxPlan *p);
 int sbx_prep_thread_join(SbxPlan *p, SbxError *err); /* 0, or -errno with err filled */
 int sbx_prepare_binds(SbxPlan *p, SbxError *err);
+/* Waits for the idmapped workspace's user-namespace helper (mounts.c), if any. */
+void sbx_reap_idmap_helper(SbxPlan *p);
 int sbx_prepare_protect(SbxPlan *p, bool create, SbxError *err);
 void sbx_remove_placeholders(SbxPlan *p); /* those this session still owns */
 int sbx_prepare_resolv_conf(SbxPlan *p, SbxError *err);

@@ -817,9 +817,7 @@ void sbx_plan_done(SbxPlan *p)
 
         /* The helper works while the other helper and the cgroup are reaped here. */
         p->watch_done = safe_close(p->watch_done);
-        if (p->idmap_helper > 0)
-                while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
-                        ;
+        sbx_reap_idmap_helper(p);
         sbx_timing("helper reaped");
         sbx_cgroup_cleanup(p);
         finish_placeholders(p);
@@ -1284,23 +1282,6 @@ static int leave_idle_priority(const SbxPlan *p, pid_t pid1)
 }
 
 /*
- * The idmapped workspace's user-namespace helper exits as soon as the mount
- * is made (idmap_userns closed the only write end of its pipe then). Reaped
- * once the launch no longer waits on it, so that a session (or a warm
- * sandbox waiting in a pool) of hours shows no "[airlock] <defunct>" in ps.
- * The wait is for an exit already under way (a helper built at idle
- * priority may not have run yet), never for anything else.
- */
-static void reap_idmap_helper(SbxPlan *p)
-{
-        if (p->idmap_helper <= 0)
-                return;
-        while (waitpid(p->idmap_helper, NULL, 0) < 0 && errno == EINTR)
-                ;
-        p->idmap_helper = 0;
-}
-
-/*
  * The command, once the sandbox is built: this process's own (cold) or,
  * for a warm sandbox, what the client that takes it hands over. Then the
  * agent's environment and terminal, made from the client's.
@@ -1336,7 +1317,7 @@ static int send_command(SbxPlan *p, pid_t pid, int fd, SbxError *err)
                                         "cannot give the warm sandbox the normal CPU priority: %s",
                                         strerror(-r));
                 t.sandbox_pidfd = pidfd;
-                reap_idmap_helper(p); /* before a wait of up to --max-age */
+                sbx_reap_idmap_helper(p); /* before a wait of up to --max-age */
                 r = c->take(c->take_userdata, &t, err);
                 if (r < 0)
                         return r;
@@ -1527,7 +1508,7 @@ int sbx_run(const SbxConfig *c, int *ret_exit_status, SbxError *err)
         plan.guard_fd = safe_close(plan.guard_fd);
         if (r >= 0)
                 r = send_command(&plan, pid, sync_w, err);
-        reap_idmap_helper(&plan);
+        sbx_reap_idmap_helper(&plan);
         /* sync_w stays open: pid 1 checks it to know airlock is still alive. */
         if (r < 0) {
                 SbxError child_err = { 0 };

@@ -174,29 +174,29 @@ def pool(lab, workspace, pools):
     return pools(workspace, lab.policy, size=2)
 
 
-def alive(pid):
-    """pid is a process that has not exited (a zombie waiting for init to reap it has)."""
+def proc_state(pid):
+    """(state letter, parent pid) of pid from /proc, or None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
+            state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+    return state, int(ppid)
+
+
+def alive(pid):
+    """pid is a process that has not exited (a zombie waiting for init to reap it has)."""
+    st = proc_state(pid)
+    return st is not None and st[0] != "Z"
 
 
 def zombies_of(parents):
-    """Exited, unreaped children of any of the pids in parents, as "pid (name)" strings."""
+    """Exited, unreaped children of any of the pids in parents, as "pid of ppid" strings."""
     found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                name, rest = f.read().rsplit(")", 1)
-        except OSError:
-            continue
-        state, ppid = rest.split()[:2]
-        if state == "Z" and int(ppid) in parents:
-            found.append(f"{d} ({name.split('(', 1)[1]}) of {ppid}")
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        st = proc_state(d)
+        if st and st[0] == "Z" and st[1] in parents:
+            found.append(f"{d} of {st[1]}")
     return found
 
 
@@ -559,15 +559,10 @@ def test_a_waiting_sandbox_that_cannot_stop_is_killed_and_the_pool_stops(lab, wo
     assert len(pids) == 1, pool.text()
     entry = pids[0]
 
-    def state(pid):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return None
     os.kill(entry, signal.SIGSTOP)
     try:
-        deadline_loop(10, f"the entry {entry} to be stopped", lambda: state(entry) == "T", pool)
+        deadline_loop(10, f"the entry {entry} to be stopped",
+                      lambda: (proc_state(entry) or ("",))[0] == "T", pool)
         assert pool.stop(timeout=60) == 0, pool.text()
     finally:
         with contextlib.suppress(ProcessLookupError):
