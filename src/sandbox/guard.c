@@ -11,8 +11,11 @@
  * helper, which refuses (EPERM) a path that a secret glob matches (or lies
  * beneath), another name of a secret's file, and allows anything else. The
  * marks sit on the sandbox's own copies of the mounts, so no host process
- * is ever slowed or stopped by them; files elsewhere (/usr, the workspace)
- * are not guarded and cost nothing.
+ * is ever slowed or stopped by them; files elsewhere (/usr/include, the
+ * workspace) are not guarded and cost nothing.
+ *
+ * An allowed file readable by everyone is remembered (remember()): its
+ * next opens do not wait for the helper until its content changes.
  *
  * Not guarded (the watcher alone, as before): a region that would be "/"
  * itself (a home of "/" in passwd), a path through a symlink, anything
@@ -29,6 +32,7 @@
 #include <string.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/macros.h"
@@ -38,6 +42,9 @@
 
 /* More regions than this are merged into their parents (a passwd with thousands of homes). */
 #define GUARD_MAX_REGIONS 32
+
+/* Ignore marks per session at most (a few MiB of kernel memory; see remember()). */
+#define GUARD_MAX_REMEMBERED 16384
 
 static bool has_wildcard(const char *s, size_t n)
 {
@@ -308,7 +315,9 @@ int sbx_guard_prepare(SbxPlan *p, bool for_explain, SbxError *err)
                 }
         }
         p->guard_fd =
-                fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
+                fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE |
+                                      /* remember()'s marks, capped by us, not root's budget */
+                                      FAN_UNLIMITED_MARKS,
                               O_RDONLY | O_CLOEXEC | O_LARGEFILE);
         if (p->guard_fd < 0) {
                 int e = errno;
@@ -491,11 +500,70 @@ static bool secret_inode(const SbxPlan *p, int fd)
 }
 
 /*
+ * After an allowed open (before the answer): an ignore mark on the file's
+ * inode, so that its next opens through the guarded mounts raise no event
+ * and do not wait for this helper. Every command the agent runs opens the
+ * same few files in guarded places (the binary in /usr/bin, /etc/ld.so.cache,
+ * /etc/passwd): each wait is a round trip to this process, ~20 us on a busy
+ * machine against ~1 us for the open itself.
+ *
+ * Why the guard loses nothing: the mark only ever lets an open reach
+ * content that the agent could already read at a name that is not a
+ * secret. It is placed only on a regular file that, once marked, reads for
+ * everyone (r for owner, group and other, no ACL that could refuse the
+ * agent); and the kernel drops it at the file's next write or truncation
+ * (no FAN_MARK_IGNORED_SURV_MODIFY), whatever name it has by then. So a
+ * key written into a file the agent once read, then renamed into a secret's
+ * place, is asked about again and refused; the same unchanged file renamed
+ * there gives the agent nothing it had not been able to read already, and
+ * the watcher removes the mark when it masks the new secret
+ * (sbx_guard_forget()). Evictable marks do not pin inodes; the marks die
+ * with the group at the session's end. A kernel that does not know them
+ * (before 6.0) or the cap turns remembering off: every open then asks, as
+ * before.
+ */
+static void remember(SbxPlan *p, int fd)
+{
+        unsigned flags = FAN_MARK_ADD | FAN_MARK_IGNORE | FAN_MARK_EVICTABLE;
+        struct stat st;
+        int acl_errno;
+
+        if (p->guard_forgetful)
+                return;
+        if (p->guard_remembered >= GUARD_MAX_REMEMBERED) {
+                p->guard_forgetful = true;
+                return;
+        }
+        if (fanotify_mark(p->guard_fd, flags, FAN_OPEN_PERM, fd, NULL) < 0) {
+                /* EINVAL: flags this kernel does not know; anything else: not this file */
+                p->guard_forgetful = errno == EINVAL;
+                return;
+        }
+        p->guard_remembered++;
+        /* Judged once the mark exists: a change from here on clears it. */
+        acl_errno = fgetxattr(fd, "system.posix_acl_access", NULL, 0) < 0 ? errno : 0;
+        if ((acl_errno == ENODATA || acl_errno == EOPNOTSUPP) && fstat(fd, &st) == 0 &&
+            S_ISREG(st.st_mode) && (st.st_mode & 0444) == 0444)
+                return;
+        (void)fanotify_mark(p->guard_fd, FAN_MARK_REMOVE | FAN_MARK_IGNORE, FAN_OPEN_PERM, fd,
+                            NULL);
+}
+
+/* In the session helper, when a secret appeared at path: its file is asked about again. */
+void sbx_guard_forget(SbxPlan *p, const char *path)
+{
+        if (p->guard_fd >= 0 && p->guard_remembered > 0)
+                (void)fanotify_mark(p->guard_fd,
+                                    FAN_MARK_REMOVE | FAN_MARK_IGNORE | FAN_MARK_DONT_FOLLOW,
+                                    FAN_OPEN_PERM, AT_FDCWD, path);
+}
+
+/*
  * In the session helper: answers every pending open. The decision needs
  * only the path the opener used (as the sandbox sees it); anything that
  * cannot be judged is refused.
  */
-int sbx_guard_answer(const SbxPlan *p)
+int sbx_guard_answer(SbxPlan *p)
 {
         char buf[4096] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
         ssize_t n;
@@ -519,8 +587,10 @@ int sbx_guard_answer(const SbxPlan *p)
                                 if ((size_t)k > sizeof deleted - 1 &&
                                     streq(path + k - (sizeof deleted - 1), deleted))
                                         path[k - (sizeof deleted - 1)] = '\0';
-                                if (!sbx_guard_is_secret(p, path) && !secret_inode(p, m->fd))
+                                if (!sbx_guard_is_secret(p, path) && !secret_inode(p, m->fd)) {
+                                        remember(p, m->fd);
                                         resp.response = FAN_ALLOW;
+                                }
                         }
                         if (write(p->guard_fd, &resp, sizeof resp) < 0) {
                                 int e = errno;

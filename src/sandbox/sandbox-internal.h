@@ -117,11 +117,13 @@ typedef struct {
         bool guard_marked;      /* the marks are in place: the guard is in force */
         SbxInode *guard_inodes; /* the secrets' files, sorted (session helper) */
         size_t n_guard_inodes, guard_inodes_cap;
-        pid_t watcher;     /* the process reading inotify_fd during the session */
-        int watch_report;  /* watcher -> parent: the secret that appeared (lines, see
-                              finish_secret_report(); "#..." the session helper failed) */
-        int watch_done;    /* parent -> watcher: closed when the session is over */
-        int watch_cleaned; /* watcher -> parent: one byte once the placeholders are gone */
+        size_t guard_remembered; /* allowed files given an ignore mark (session helper) */
+        bool guard_forgetful;    /* no more ignore marks: the kernel refused one, or the cap */
+        pid_t watcher;           /* the process reading inotify_fd during the session */
+        int watch_report;        /* watcher -> parent: the secret that appeared (lines, see
+                                    finish_secret_report(); "#..." the session helper failed) */
+        int watch_done;          /* parent -> watcher: closed when the session is over */
+        int watch_cleaned;       /* watcher -> parent: one byte once the placeholders are gone */
         /* the helper thread of the preparation: the secrets' watches */
         pthread_t prep_thread;
         bool prep_started, prep_done;
@@ -204,8 +206,9 @@ int sbx_guard_prepare(SbxPlan *p, bool for_explain, SbxError *err);
 void sbx_guard_masks(SbxPlan *p);         /* once the masks are known: drops what they cover */
 int sbx_guard_collect_inodes(SbxPlan *p); /* the masked files, by inode */
 int sbx_guard_add_inode(SbxPlan *p, const struct stat *st); /* one more (remasked) */
+void sbx_guard_forget(SbxPlan *p, const char *path);        /* its file asks again */
 int sbx_guard_mark(SbxPlan *p, pid_t pid1, SbxError *err);  /* once pid 1 has pivoted */
-int sbx_guard_answer(const SbxPlan *p);                     /* answers the pending opens */
+int sbx_guard_answer(SbxPlan *p);                           /* answers the pending opens */
 bool sbx_guard_is_secret(const SbxPlan *p, const char *path);
 
 /* landlock.c */

@@ -981,8 +981,10 @@ static int on_secret_appeared(const char *path, bool final, void *userdata)
         if (final && remask(w, path) == 0) {
                 struct stat st;
                 /* Its other names, should the host make any, are refused by the guard. */
-                if (w->plan->guard_fd >= 0 && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+                if (w->plan->guard_fd >= 0 && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
                         (void)sbx_guard_add_inode(w->plan, &st);
+                        sbx_guard_forget(w->plan, path);
+                }
                 (void)dprintf(w->report, "~%s\n", path);
                 return 0;
         }

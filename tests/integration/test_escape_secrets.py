@@ -501,6 +501,156 @@ def test_open_guard_refuses_only_secrets_and_never_the_host(lab):
         lab.ws("go").unlink(missing_ok=True)
 
 
+FAN_OPEN_PERM = 0x10000
+
+
+def remembered_inodes(session):
+    """The inodes the open guard of the `airlock run` whose session id is `session` remembers:
+    its fanotify group's inode marks whose ignore mask holds FAN_OPEN_PERM (from the
+    session helper's /proc/PID/fdinfo). Fails the test if no such group is found."""
+    found, groups = set(), 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[3]) != session:
+                    continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except (OSError, ValueError, IndexError):
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[fanotify]":
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    info = f.read()
+            except OSError:
+                continue
+            groups += 1
+            for line in info.splitlines():
+                fields = dict(kv.split(":", 1) for kv in line.split()[1:] if ":" in kv)
+                if line.startswith("fanotify ino:") and \
+                        int(fields.get("ignored_mask", "0"), 16) & FAN_OPEN_PERM:
+                    found.add(int(fields["ino"], 16))
+    assert groups, f"no open guard (fanotify group) found in session {session}"
+    return found
+
+
+def wait_for_file(path, p, timeout=20):
+    """Waits until the agent (start_inside() process p) has made path in the workspace."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert p.poll() is None, f"the sandbox ended early: {p.stdout.read()} {p.stderr.read()}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_remembered_file_is_asked_about_again_once_it_changes(lab):
+    """The open guard remembers a file the agent has opened (an ignore mark on its inode) so
+    that the next opens of it do not wait for the helper. Remembering must not outlive a
+    change: a key written into a file the agent read earlier, then renamed into a secret's
+    place, is refused. The home is made during the session, so no mask and no watch cover
+    it: only the guard stands there. Outside, the key reads."""
+    if not pathlib.Path("/home").is_dir():
+        pytest.skip("this machine has no /home")
+    home = pathlib.Path("/home") / (lab.tag + "-mem")
+    notes = home / ".ssh" / "notes.txt"
+    key = home / ".ssh" / "id_ed25519"
+    read1, go2 = lab.ws("read1"), lab.ws("go2")
+    script = lab.wait_for_go(
+        f"cat {notes}; cat {notes} >/dev/null; touch {read1}; "
+        f"i=0; while [ ! -e {go2} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+        f"{lab.probe} read {key}")
+    p = lab.start_inside("/bin/sh", "-c", script)
+    try:
+        wait_started(p)
+        notes.parent.mkdir(parents=True, mode=0o755)
+        home.chmod(0o755)
+        notes.write_text("plain notes\n")
+        notes.chmod(0o644)
+        lab.ws("go").touch()
+        wait_for_file(read1, p)
+        ino = notes.stat().st_ino
+        assert ino in remembered_inodes(p.pid), \
+            "the agent opened a file everyone reads in a guarded directory: the guard remembers it"
+        with open(notes, "w") as f:  # the key written into the same file: its inode changes content
+            f.write(lab.token + "\n")
+        os.rename(notes, key)
+        assert ino not in remembered_inodes(p.pid), "a write must clear the remembered file"
+        assert lab.token in expect_ok(probe_outside("read", key))
+        go2.touch()
+        r = lab.finish(p)
+        assert "plain notes" in r.stdout, f"the file read before its change:{describe(r)}"
+        expect_denied(r, "EPERM")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        shutil.rmtree(home, ignore_errors=True)
+        for f in (lab.ws("go"), read1, go2):
+            f.unlink(missing_ok=True)
+
+
+def posix_acl(*entries):
+    """A system.posix_acl_access value: (tag, perm, id) entries after the version header."""
+    import struct
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def test_open_guard_remembers_only_files_everyone_reads(lab):
+    """A file is remembered only while everyone may read it, so that an open it lets through
+    could have been made anyway: a file only its owner (here the agent) reads, and one whose
+    ACL names a user, are asked about at every open; a 0644 file beside them is remembered.
+    And when a remembered file becomes a secret (renamed, unchanged, to a watched secret's
+    name), the watcher masks it and forgets it: its other name is refused from then on."""
+    import pwd
+    agent = pwd.getpwnam("airlock-agent")
+    everyone = lab.etc_dir / "everyone.conf"
+    own = lab.etc_dir / "agent-only.conf"
+    acl = lab.etc_dir / "acl.conf"
+    plain = lab.etc_dir / "plain.conf"
+    late, alias = lab.etc_dir / "late.key", lab.etc_dir / "alias.conf"
+    for f in (everyone, own, acl, plain):
+        f.write_text("conf\n")
+        f.chmod(0o644)
+    os.chown(own, agent.pw_uid, agent.pw_gid)
+    own.chmod(0o600)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    try:
+        os.setxattr(acl, "system.posix_acl_access",
+                    posix_acl((0x01, 6, 0xffffffff), (0x02, 4, nobody), (0x04, 4, 0xffffffff),
+                              (0x10, 4, 0xffffffff), (0x20, 4, 0xffffffff)))
+    except OSError as e:
+        pytest.skip(f"this file system takes no POSIX ACL: {e}")
+    read1, go2 = lab.ws("read1"), lab.ws("go2")
+    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
+        f"cat {everyone} {own} {acl} {plain} >/dev/null; echo cat=$?; touch {read1}; "
+        f"i=0; while [ ! -e {go2} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+        f"{lab.probe} read {alias}"))
+    try:
+        wait_started(p)
+        lab.ws("go").touch()
+        wait_for_file(read1, p)
+        remembered = remembered_inodes(p.pid)
+        assert everyone.stat().st_ino in remembered and plain.stat().st_ino in remembered
+        assert own.stat().st_ino not in remembered, "a file only the agent reads is not remembered"
+        assert acl.stat().st_ino not in remembered, "a file with an ACL is not remembered"
+        os.link(plain, alias)
+        os.rename(plain, late)  # unchanged; the watcher masks the new secret
+        deadline = time.monotonic() + 10
+        while late.stat().st_ino in remembered_inodes(p.pid):
+            assert time.monotonic() < deadline, "the watcher did not forget the new secret's file"
+            time.sleep(0.05)
+        assert "conf" in expect_ok(probe_outside("read", alias))
+        go2.touch()
+        r = lab.finish(p)
+        assert "cat=0" in r.stdout, f"the agent reads all four files:{describe(r)}"
+        expect_denied(r, "EPERM")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        for f in (everyone, own, acl, plain, late, alias, lab.ws("go"), read1, go2):
+            f.unlink(missing_ok=True)
+
+
 def test_hard_link_to_a_secret_made_during_the_session(lab):
     """A launch refuses a secret with a second name; during the session the host can still make
     one (a backup's `cp -al /etc`, rsnapshot). Under an innocent name no glob matches, the open
