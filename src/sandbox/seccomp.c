@@ -16,6 +16,10 @@
 #include "sandbox/unotify.h"
 #include "seccomp-bpf.h"
 
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV /* Linux 5.19 */
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+
 int sbx_seccomp_prepare(SbxPlan *p, SbxError *err)
 {
         (void)p;
@@ -43,14 +47,30 @@ void sbx_seccomp_free(SbxPlan *p)
         (void)p;
 }
 
+/*
+ * WAIT_KILLABLE_RECV (Linux 5.19): once the supervisor has taken a connect,
+ * a signal that does not kill the agent no longer interrupts its wait. The
+ * supervisor performs the connect itself, so an interrupted wait would
+ * leave the socket connected while the agent's call fails and restarts:
+ * the restarted connect then failed with EISCONN (a quarter to a half of
+ * them under a 50 us interval timer, as the Go runtime's preemption signals
+ * do to its threads). A signal before the supervisor has taken the connect
+ * still interrupts it (nothing was done yet), and a fatal one ends the wait
+ * at any time; a handled signal waits until the connect is answered. An
+ * older kernel (EINVAL) loads the filter without it.
+ */
 int sbx_seccomp_load_unotify(void)
 {
         struct sock_fprog prog = {
                 .len = (unsigned short)ELEMENTSOF(sbx_seccomp_unotify),
                 .filter = (struct sock_filter *)sbx_seccomp_unotify,
         };
-        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                          SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
                           &prog);
 
+        if (fd < 0 && errno == EINVAL)
+                fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                             &prog);
         return fd < 0 ? -errno : (int)fd;
 }

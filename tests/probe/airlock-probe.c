@@ -1428,6 +1428,58 @@ static int t_unix_own(int argc, char **argv)
         return unix_connect(argv[1], false);
 }
 
+static void on_alarm(int sig)
+{
+        (void)sig;
+}
+
+/*
+ * unix-own-signals PATH N: N connects to a server of our own at PATH while an
+ * interval timer (SA_RESTART, every 50 us) interrupts them, as the Go
+ * runtime's preemption signals do to its threads: every connect must work.
+ */
+static int t_unix_own_signals(int argc, char **argv)
+{
+        struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
+        struct itimerval every = { { 0, 50 }, { 0, 50 } }, off = { { 0, 0 }, { 0, 0 } };
+        struct sockaddr_un sun;
+        long long n, failed = 0;
+        socklen_t len;
+        sigset_t alarm_set;
+        int last = 0;
+
+        if (argc != 3 || parse_int(argv[2], &n) < 0 || n <= 0)
+                return 2;
+        len = unix_addr(argv[1], &sun);
+        signal(SIGPIPE, SIG_IGN); /* the acceptor greets connections we have closed */
+        sigemptyset(&alarm_set);
+        sigaddset(&alarm_set, SIGALRM);
+        /* the acceptor thread inherits the blocked mask: the signals hit the connects */
+        pthread_sigmask(SIG_BLOCK, &alarm_set, NULL);
+        if (!len || own_listener(argv[1]) < 0)
+                return FAIL("listen");
+        pthread_sigmask(SIG_UNBLOCK, &alarm_set, NULL);
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGALRM, &sa, NULL) < 0 || setitimer(ITIMER_REAL, &every, NULL) < 0)
+                return FAIL("setitimer");
+        for (long long i = 0; i < n; i++) {
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return FAIL("socket");
+                if (connect(fd, (struct sockaddr *)&sun, len) < 0) {
+                        failed++;
+                        last = errno;
+                }
+                close(fd);
+        }
+        (void)setitimer(ITIMER_REAL, &off, NULL);
+        if (failed) {
+                printf("ERR %s %lld of %lld connects failed\n", errno_name(last), failed, n);
+                return 1;
+        }
+        return ok("%lld connects, none failed", n);
+}
+
 static struct sockaddr_un flip_addr; /* rewritten by the flipper while connects read it */
 static char flip_paths[2][108];
 
@@ -1785,6 +1837,7 @@ static const struct {
         { "unix-connect-procfd", t_unix_connect_procfd },
         { "unix-connect-relative", t_unix_connect_relative },
         { "unix-own", t_unix_own },
+        { "unix-own-signals", t_unix_own_signals },
         { "unix-connect-flip", t_unix_connect_flip },
         { "unix-connect-symlink-flip", t_unix_connect_symlink_flip },
         { "seccomp-listener", t_seccomp_listener },
