@@ -507,20 +507,22 @@ static bool secret_inode(const SbxPlan *p, int fd)
  * /etc/passwd): each wait is a round trip to this process, ~20 us on a busy
  * machine against ~1 us for the open itself.
  *
- * Why the guard loses nothing: the mark only ever lets an open reach
- * content that the agent could already read at a name that is not a
- * secret. It is placed only on a regular file that, once marked, reads for
- * everyone (r for owner, group and other, no ACL that could refuse the
- * agent); and the kernel drops it at the file's next write or truncation
- * (no FAN_MARK_IGNORED_SURV_MODIFY), whatever name it has by then. So a
- * key written into a file the agent once read, then renamed into a secret's
- * place, is asked about again and refused; the same unchanged file renamed
- * there gives the agent nothing it had not been able to read already, and
- * the watcher removes the mark when it masks the new secret
- * (sbx_guard_forget()). Evictable marks do not pin inodes; the marks die
- * with the group at the session's end. A kernel that does not know them
- * (before 6.0) or the cap turns remembering off: every open then asks, as
- * before.
+ * Why the guard loses nothing: the mark only ever lets an open reach an
+ * inode that the agent could already open under a name that is not a
+ * secret, and an agent that did so could have kept that fd, which reads
+ * whatever the inode holds later, renamed or not. The mark is placed only
+ * on a regular file that, once marked, reads for everyone (r for owner,
+ * group and other, no ACL that could refuse the agent), so this holds even
+ * when the allowed open was not the agent's (root through /proc/PID/root).
+ * And the kernel drops the mark at the file's next write or truncation
+ * (no FAN_MARK_IGNORED_SURV_MODIFY), whatever name it has by then: a key
+ * written into a file the agent once read and closed, then renamed into a
+ * secret's place, is asked about again and refused. The watcher removes
+ * the mark when it masks a new secret (sbx_guard_forget()), so that its
+ * other names are refused like any secret's. Evictable marks do not pin
+ * inodes; the marks die with the group at the session's end. A kernel
+ * that does not know them (before 6.0) or the cap turns remembering off:
+ * every open then asks, as before.
  */
 static void remember(SbxPlan *p, int fd)
 {
