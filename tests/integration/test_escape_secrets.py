@@ -7,9 +7,11 @@ whose inside output contains the token, whatever the probe said.
 """
 import os
 import pathlib
+import pwd
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import time
 
@@ -535,6 +537,16 @@ def remembered_inodes(session):
     return found
 
 
+def in_two_steps(lab, first, then):
+    """An inside script: once ws/go exists, run `first` and make ws/step1; once ws/go2 exists,
+    run `then`. Returns (script, step1, go2)."""
+    step1, go2 = lab.ws("step1"), lab.ws("go2")
+    return (lab.wait_for_go(
+        f"{first}; touch {step1}; "
+        f"i=0; while [ ! -e {go2} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; {then}"),
+        step1, go2)
+
+
 def wait_for_file(path, p, timeout=20):
     """Waits until the agent (start_inside() process p) has made path in the workspace."""
     deadline = time.monotonic() + timeout
@@ -555,11 +567,8 @@ def test_remembered_file_is_asked_about_again_once_it_changes(lab):
     home = pathlib.Path("/home") / (lab.tag + "-mem")
     notes = home / ".ssh" / "notes.txt"
     key = home / ".ssh" / "id_ed25519"
-    read1, go2 = lab.ws("read1"), lab.ws("go2")
-    script = lab.wait_for_go(
-        f"cat {notes}; cat {notes} >/dev/null; touch {read1}; "
-        f"i=0; while [ ! -e {go2} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
-        f"{lab.probe} read {key}")
+    script, read1, go2 = in_two_steps(lab, f"cat {notes}; cat {notes} >/dev/null",
+                                      f"{lab.probe} read {key}")
     p = lab.start_inside("/bin/sh", "-c", script)
     try:
         wait_started(p)
@@ -591,7 +600,6 @@ def test_remembered_file_is_asked_about_again_once_it_changes(lab):
 
 def posix_acl(*entries):
     """A system.posix_acl_access value: (tag, perm, id) entries after the version header."""
-    import struct
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
@@ -601,7 +609,6 @@ def test_open_guard_remembers_only_files_everyone_reads(lab):
     ACL names a user, are asked about at every open; a 0644 file beside them is remembered.
     And when a remembered file becomes a secret (renamed, unchanged, to a watched secret's
     name), the watcher masks it and forgets it: its other name is refused from then on."""
-    import pwd
     agent = pwd.getpwnam("airlock-agent")
     everyone = lab.etc_dir / "everyone.conf"
     own = lab.etc_dir / "agent-only.conf"
@@ -620,11 +627,9 @@ def test_open_guard_remembers_only_files_everyone_reads(lab):
                               (0x10, 4, 0xffffffff), (0x20, 4, 0xffffffff)))
     except OSError as e:
         pytest.skip(f"this file system takes no POSIX ACL: {e}")
-    read1, go2 = lab.ws("read1"), lab.ws("go2")
-    p = lab.start_inside("/bin/sh", "-c", lab.wait_for_go(
-        f"cat {everyone} {own} {acl} {plain} >/dev/null; echo cat=$?; touch {read1}; "
-        f"i=0; while [ ! -e {go2} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
-        f"{lab.probe} read {alias}"))
+    script, read1, go2 = in_two_steps(lab, f"cat {everyone} {own} {acl} {plain} >/dev/null; "
+                                      "echo cat=$?", f"{lab.probe} read {alias}")
+    p = lab.start_inside("/bin/sh", "-c", script)
     try:
         wait_started(p)
         lab.ws("go").touch()
