@@ -1502,7 +1502,7 @@ const CliCommand cli_command_pool = {
                  "  --net none|host    network: none (loopback only, the default) or host\n"
                  "  --policy FILE      policy file (default: $AIRLOCK_POLICY, else "
                  "/etc/airlock/policy.yaml)\n"
-                 "  --allow-weaker     run even where this kernel lacks a layer the profile needs\n"
+                 "  --allow-weaker     run even where this host lacks a layer the profile needs\n"
                  "  --size N           sandboxes kept ready, 1 to 16 (default: 2)\n"
                  "  --max-age SECONDS  rebuild a sandbox unused this long (default: 300), so\n"
                  "                     that it shows the host's mounts as they are now\n"

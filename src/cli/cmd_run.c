@@ -324,7 +324,7 @@ const CliCommand cli_command_run = {
                 "  --net none|host    network: none (loopback only, the default) or host\n"
                 "  --policy FILE      policy file (default: $AIRLOCK_POLICY, else "
                 "/etc/airlock/policy.yaml)\n"
-                "  --allow-weaker     run even where this kernel lacks a layer the profile needs\n"
+                "  --allow-weaker     run even where this host lacks a layer the profile needs\n"
                 "  --explain          print the confinement that would apply, start nothing\n"
                 "  --no-pool          build a new sandbox even if an 'airlock pool' has one ready\n"
                 "\n"

@@ -105,8 +105,8 @@ int sbx_explain(const SbxConfig *c, FILE *f, SbxError *err)
         else
                 fprintf(f,
                         "limits      RLIMIT_NPROC %ju in the user namespace, RLIMIT_AS %s per "
-                        "process (no cgroup)\n",
-                        (uintmax_t)p.cgroup.pids_max, mem);
+                        "process, each writable tmpfs at most %s (no cgroup)\n",
+                        (uintmax_t)p.cgroup.pids_max, mem, mem);
         fprintf(f,
                 "terminal    its own pty when you are on a terminal, never yours; fds above 2 "
                 "closed; environment reduced to PATH HOME TERM LANG LC_* TZ%s\n",

@@ -9,12 +9,16 @@
  * v1 pids and memory when it can create cgroups there (started by root).
  * Inside a fresh user namespace RLIMIT_NPROC also counts only the
  * sandbox's own processes (per-namespace ucounts), so it is set as well:
- * it is the pids limit when no cgroup can be made.
+ * it is the pids limit when no cgroup can be made. A host without the v1
+ * controllers (cgroup v2 only, as systemd sets Debian 12 up) refuses a
+ * root launch unless --allow-weaker, which then limits as for an ordinary
+ * user (RLIMIT_NPROC, RLIMIT_AS per process).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <linux/securebits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +35,19 @@
 
 #define CG_PIDS   "/sys/fs/cgroup/pids"
 #define CG_MEMORY "/sys/fs/cgroup/memory"
+
+/* A v1 hierarchy is mounted there (not a bare directory of the tmpfs above) and we may write it. */
+static bool v1_controller(const char *dir)
+{
+        struct statfs s;
+
+        return statfs(dir, &s) == 0 && s.f_type == CGROUP_SUPER_MAGIC && access(dir, W_OK) == 0;
+}
+
+bool sbx_cgroup_v1_available(void)
+{
+        return v1_controller(CG_PIDS) && v1_controller(CG_MEMORY);
+}
 
 static int write_string(const char *dir, const char *file, const char *value)
 {
@@ -103,10 +121,18 @@ int sbx_cgroup_prepare(SbxPlan *p, SbxError *err)
         cg->memory_max = p->cfg->memory_max ? p->cfg->memory_max : SBX_DEFAULT_MEMORY_MAX;
         if (!p->privileged) {
                 /* No delegated cgroup for an ordinary user here: RLIMIT_NPROC and RLIMIT_AS. */
-                return strv_extend(&p->weaker,
-                                   "no cgroup (not started by root): pids are limited by "
-                                   "RLIMIT_NPROC in the sandbox's user namespace, memory only "
-                                   "per process by RLIMIT_AS");
+                return strv_extend(&p->weaker, SBX_NO_CGROUP_USER);
+        }
+        if (!sbx_cgroup_v1_available()) {
+                if (!p->cfg->allow_weaker)
+                        return sbx_fail(err, 71, -EOPNOTSUPP,
+                                        "no cgroup v1 pids and memory controllers at " CG_PIDS
+                                        " and " CG_MEMORY " (a host with cgroup v2 only: airlock "
+                                        "does not use v2 yet) — refusing to start; pass "
+                                        "--allow-weaker to limit the sandbox by RLIMIT_NPROC in "
+                                        "its user namespace and its memory per process by "
+                                        "RLIMIT_AS instead");
+                return strv_extend(&p->weaker, SBX_NO_CGROUP_V1);
         }
         r = make_cgroup(CG_PIDS, p->cfg->session_id, &cg->pids_dir);
         if (r < 0)

@@ -1294,16 +1294,25 @@ static int attach(int mnt, int target, const char *what, SbxError *err)
         return 0;
 }
 
+/*
+ * ",size=N" for the sandbox's tmpfs when no memory cgroup counts their
+ * pages (an ordinary user's sandbox, or root's with --allow-weaker on a
+ * host without v1 controllers): each then holds at most the memory limit
+ * instead of the kernel's default, half the machine's RAM. Set by
+ * sbx_mounts_finish before the first tmpfs.
+ */
+static char tmpfs_size[40];
+
 static int mount_tmpfs(int rootfd, const char *abs, const char *mode, SbxError *err)
 {
         _cleanup_close_ int target = -EBADF;
-        char opts[64];
+        char opts[96];
         char proc_path[64];
 
         target = open_mountpoint(rootfd, abs, true, err);
         if (target < 0)
                 return target;
-        snprintf(opts, sizeof opts, "mode=%s", mode);
+        snprintf(opts, sizeof opts, "mode=%s%s", mode, tmpfs_size);
         snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", target);
         /* mount(2) on the O_PATH fd's magic link: the target is the fd, not a path re-walked. */
         if (mount("tmpfs", proc_path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
@@ -1873,6 +1882,11 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                           NULL) < 0)
                         return MNT_FAIL(err, "cannot mount /proc: %m");
         }
+        if (p->cgroup.v1_memory)
+                tmpfs_size[0] = '\0';
+        else
+                snprintf(tmpfs_size, sizeof tmpfs_size, ",size=%ju",
+                         (uintmax_t)p->cgroup.memory_max);
         r = setup_dev(rootfd, err);
         if (r < 0)
                 return r;

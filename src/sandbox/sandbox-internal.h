@@ -221,6 +221,14 @@ int sbx_seccomp_apply(const SbxPlan *p, SbxError *err);
 void sbx_seccomp_free(SbxPlan *p);
 
 /* limits.c */
+#define SBX_NO_CGROUP_USER                                                                    \
+        "no cgroup (not started by root): pids are limited by RLIMIT_NPROC in the sandbox's " \
+        "user namespace, memory only per process by RLIMIT_AS"
+#define SBX_NO_CGROUP_V1                                                                    \
+        "no cgroup (this host has no cgroup v1 pids and memory controllers): pids are "     \
+        "limited by RLIMIT_NPROC in the sandbox's user namespace, memory only per process " \
+        "by RLIMIT_AS"
+bool sbx_cgroup_v1_available(void); /* root: the v1 pids and memory hierarchies are there */
 int sbx_cgroup_prepare(SbxPlan *p, SbxError *err);
 int sbx_cgroup_attach(const SbxPlan *p, pid_t pid, SbxError *err);
 void sbx_cgroup_cleanup(SbxPlan *p);

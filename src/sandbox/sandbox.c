@@ -351,13 +351,10 @@ int sbx_plan_prepare_launch(SbxPlan *p, const SbxConfig *c, bool for_explain, Sb
                 p->cgroup.pids_max = c->pids_max ? c->pids_max : SBX_DEFAULT_PIDS_MAX;
                 p->cgroup.memory_max = c->memory_max ? c->memory_max : SBX_DEFAULT_MEMORY_MAX;
                 p->cgroup.v1_pids = p->cgroup.v1_memory =
-                        p->privileged && access("/sys/fs/cgroup/pids", W_OK) == 0 &&
-                        access("/sys/fs/cgroup/memory", W_OK) == 0;
-                if (!p->privileged &&
-                    strv_extend(&p->weaker,
-                                "no cgroup (not started by root): pids are limited by "
-                                "RLIMIT_NPROC in the sandbox's user namespace, memory only per "
-                                "process by RLIMIT_AS") < 0)
+                        p->privileged && sbx_cgroup_v1_available();
+                if (!p->cgroup.v1_pids &&
+                    strv_extend(&p->weaker, p->privileged ? SBX_NO_CGROUP_V1 : SBX_NO_CGROUP_USER) <
+                            0)
                         return -ENOMEM;
                 return 0;
         }

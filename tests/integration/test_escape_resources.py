@@ -112,3 +112,55 @@ def test_exit_status_of_a_signalled_agent(lab):
     """Not an escape but the lifetime contract: the status is the command's (signal -> 128+n)."""
     r = lab.sh_inside("kill -TERM $$")
     assert r.returncode in (128 + 15, -15), describe(r)
+
+
+def without_v1_cgroups(lab, *run_args, script):
+    """`airlock run RUN_ARGS -- sh -c SCRIPT` as root in a mount namespace of its own where the
+    v1 pids and memory hierarchies are unmounted: what a host with cgroup v2 only looks like
+    to airlock (the test cannot give the v2 tree those controllers: v1 holds them here)."""
+    run = " ".join([str(AIRLOCK), "run", "--no-pool", "--workspace", str(lab.workspace),
+                    *run_args, "--", "sh", "-c", "'" + script + "'"])
+    return outside("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   f"umount /sys/fs/cgroup/pids /sys/fs/cgroup/memory && exec {run}",
+                   env={"AIRLOCK_POLICY": str(lab.policy)}, cwd=lab.workspace, timeout=120)
+
+
+def test_root_on_a_host_without_v1_cgroups(lab):
+    """Started by root where the v1 pids and memory controllers are missing (cgroup v2 only):
+    the launch is refused, saying what is missing and what --allow-weaker does, and nothing
+    runs. With --allow-weaker the limits are those of an ordinary user's sandbox, and they
+    hold: RLIMIT_NPROC stops a fork bomb under the profile's pids, RLIMIT_AS is the memory
+    limit, and each of the sandbox's tmpfs holds at most the memory limit (no cgroup counts
+    its pages), while outside the same amount is written. With the controllers (every other
+    test) the same launch needs no flag."""
+    script = "echo ran"
+    with_cg = lab.inside("sh", "-c", script)
+    assert with_cg.returncode == 0 and "ran" in with_cg.stdout, describe(with_cg)
+    r = without_v1_cgroups(lab, script=script)
+    assert r.returncode == 71 and "ran" not in r.stdout, describe(r)
+    assert "no cgroup v1 pids and memory controllers" in r.stderr and "--allow-weaker" in r.stderr, \
+        describe(r)
+
+    mib = MEMORY_MAX_MIB * 2
+    big = lab.hostfile("fill")
+    try:
+        out = outside("dd", "if=/dev/zero", f"of={big}", "bs=1M", f"count={mib}")
+        assert out.returncode == 0 and big.stat().st_size == mib << 20, describe(out)
+    finally:
+        big.unlink(missing_ok=True)
+    r = without_v1_cgroups(lab, "--allow-weaker", script=(
+        "grep -E \"^Max (processes|address space)\" /proc/self/limits; "
+        f"{lab.probe} forkbomb 5000; "
+        f"dd if=/dev/zero of=/tmp/fill bs=1M count={mib} 2>/dev/null; echo dd=$?; "
+        "du -sm /tmp/fill"))
+    assert r.returncode == 0, describe(r)
+    lines = r.stdout.splitlines()
+    limits = {l.split()[1]: l.split()[-3] for l in lines if l.startswith("Max ")}
+    assert limits.get("processes") == str(PIDS_MAX), f"RLIMIT_NPROC:{describe(r)}"
+    assert limits.get("address") == str(MEMORY_MAX_MIB << 20), f"RLIMIT_AS:{describe(r)}"
+    bomb = [l.split() for l in lines if l.startswith(("OK", "ERR"))]
+    assert bomb and bomb[0][:2] == ["ERR", "EAGAIN"] and \
+        int(bomb[0][2].split("=")[1]) < PIDS_MAX, f"the fork bomb was not stopped:{describe(r)}"
+    assert "dd=1" in r.stdout, f"{mib} MiB fitted in the sandbox's /tmp:{describe(r)}"
+    size = [l.split()[0] for l in lines if l.endswith("/tmp/fill")]
+    assert size and int(size[0]) <= MEMORY_MAX_MIB, describe(r)

@@ -134,3 +134,18 @@ def test_the_users_files_outside_the_workspace(lab, user):
     expect_denied(user.inside(PROBE, "write", target), "EROFS", "EACCES", "EPERM")
     assert not target.exists()
     expect_ok(user.inside(PROBE, "write", user.workspace / "ok"), what="writing the workspace")
+
+
+def test_the_sandbox_tmpfs_hold_at_most_the_memory_limit(user):
+    """No memory cgroup counts an ordinary user's tmpfs pages, so each writable tmpfs of the
+    sandbox (/tmp, /run, /var/tmp, /dev/shm) is mounted with the memory limit as its size (the
+    default profile's 4 GiB), where the kernel's default is half the machine's RAM (the host's
+    /dev/shm here). test_escape_resources fills one past the limit (root, --allow-weaker)."""
+    r = user.inside("sh", "-c", "grep -E ' /(tmp|run|var/tmp|dev/shm) tmpfs rw' /proc/self/mounts")
+    mounts = r.stdout.splitlines()
+    assert len(mounts) >= 3 and all(",size=4194304k," in m for m in mounts), describe(r)
+    with open("/proc/meminfo") as f:
+        ram_kib = int(f.readline().split()[1])
+    if ram_kib // 2 > 4194304:
+        host = outside("findmnt", "-no", "OPTIONS", "/dev/shm")
+        assert "size=4194304k" not in host.stdout, describe(host)
