@@ -1576,10 +1576,10 @@ static void kill_and_reap(pid_t builder, pid_t helper)
 /*
  * The planned command is root of its own user namespace: RLIMIT_NPROC does
  * not hold uid 0, and it may mount tmpfs of its own. So its processes and
- * memory are bounded by cgroups (v1 pids and memory, where the host has
- * them): an agent's request for a fork bomb or a memory hog, planned
- * automatically by the broker before anyone approves it, must not take the
- * host down.
+ * memory are bounded by cgroups (v1 pids and memory; a host without them
+ * gets no plan): an agent's request for a fork bomb or a memory hog,
+ * planned automatically by the broker before anyone approves it, must not
+ * take the host down.
  */
 #define PLAN_PIDS_MAX     2048
 #define PLAN_MEMORY_EXTRA (1024ULL * 1024 * 1024) /* besides the upper layers' tmpfs */
@@ -1659,7 +1659,15 @@ static int plan_cgroups_prepare(PlanCgroups *c, uint64_t memory_max, char *err, 
                 c->procs[i] = -EBADF;
                 snprintf(base, sizeof base, "/sys/fs/cgroup/%s/cgroup.procs", ctl[i]);
                 if (access(base, W_OK) < 0)
-                        continue; /* no v1 controller here: not bounded by it */
+                        /* unbounded, a planned fork bomb would take the host down: fail closed */
+                        return plan_fail(err, err_size, -EOPNOTSUPP,
+                                         "cannot bound the planned command's processes and "
+                                         "memory: this host has no cgroup v1 %s controller at "
+                                         "/sys/fs/cgroup/%s (airlock does not use cgroup v2 "
+                                         "yet), and a planned command could exhaust the host — "
+                                         "no plan is made; mount the v1 pids and memory "
+                                         "hierarchies to plan here",
+                                         ctl[i], ctl[i]);
                 snprintf(base, sizeof base, "/sys/fs/cgroup/%s/airlock", ctl[i]);
                 if (mkdir(base, 0755) < 0 && errno != EEXIST)
                         return plan_fail(err, err_size, -errno, "cannot create %s: %m", base);

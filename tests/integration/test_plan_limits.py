@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from conftest import AIRLOCK
 from plan_helpers import plan
 
 pytestmark = [
@@ -44,3 +45,20 @@ def test_the_plan_runs_in_its_own_limited_cgroup():
     # outside, this test's own cgroup is not the plan's
     mine = open("/proc/self/cgroup").read()
     assert "/airlock/plan-" not in mine
+
+
+def test_no_plan_where_nothing_would_bound_it(tmp_path):
+    """Without the v1 pids and memory controllers (a host with cgroup v2 only, made here with a
+    mount namespace in which they are unmounted) a planned fork bomb would be unbounded: the
+    plan is refused, saying why, and the command does not run. With them (above) it runs."""
+    marker = tmp_path / "ran"
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        "umount /sys/fs/cgroup/pids /sys/fs/cgroup/memory && "
+                        f"exec {AIRLOCK} plan -- touch {marker}"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 71, (r.returncode, r.stdout, r.stderr)
+    assert "no cgroup v1 pids controller" in r.stderr and "no plan is made" in r.stderr, r.stderr
+    assert "Plan of" not in r.stdout and not marker.exists(), r.stdout
+    # the same plan with the controllers: it runs (in the snapshot: the file stays absent here)
+    _, p, _, _ = plan("touch", str(marker))
+    assert p["exit_status"] == 0 and not marker.exists(), p
