@@ -1295,15 +1295,13 @@ static int attach(int mnt, int target, const char *what, SbxError *err)
 }
 
 /*
- * ",size=N" for the sandbox's tmpfs when no memory cgroup counts their
- * pages (an ordinary user's sandbox, or root's with --allow-weaker on a
- * host without v1 controllers): each then holds at most the memory limit
- * instead of the kernel's default, half the machine's RAM. Set by
- * sbx_mounts_finish before the first tmpfs.
+ * A tmpfs of the sandbox's own at abs. size, when not 0, bounds it: where no
+ * memory cgroup counts a tmpfs's pages (an ordinary user's sandbox, or
+ * root's with --allow-weaker on a host without v1 controllers) each writable
+ * one holds at most the memory limit instead of the kernel's default, half
+ * the machine's RAM (tmpfs_size()).
  */
-static char tmpfs_size[40];
-
-static int mount_tmpfs(int rootfd, const char *abs, const char *mode, SbxError *err)
+static int mount_tmpfs(int rootfd, const char *abs, const char *mode, uint64_t size, SbxError *err)
 {
         _cleanup_close_ int target = -EBADF;
         char opts[96];
@@ -1312,7 +1310,10 @@ static int mount_tmpfs(int rootfd, const char *abs, const char *mode, SbxError *
         target = open_mountpoint(rootfd, abs, true, err);
         if (target < 0)
                 return target;
-        snprintf(opts, sizeof opts, "mode=%s%s", mode, tmpfs_size);
+        if (size)
+                snprintf(opts, sizeof opts, "mode=%s,size=%ju", mode, (uintmax_t)size);
+        else
+                snprintf(opts, sizeof opts, "mode=%s", mode);
         snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", target);
         /* mount(2) on the O_PATH fd's magic link: the target is the fd, not a path re-walked. */
         if (mount("tmpfs", proc_path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
@@ -1344,7 +1345,13 @@ static int bind_dev(int devfd, const char *name, SbxError *err)
         return 0;
 }
 
-static int setup_dev(int rootfd, SbxError *err)
+/* The size of the sandbox's writable tmpfs: 0 (unbounded) where the memory cgroup counts them. */
+static uint64_t tmpfs_size(const SbxPlan *p)
+{
+        return p->cgroup.v1_memory ? 0 : p->cgroup.memory_max;
+}
+
+static int setup_dev(int rootfd, uint64_t shm_size, SbxError *err)
 {
         static const char *const devices[] = { "null", "zero", "full", "random", "urandom", "tty" };
         static const struct {
@@ -1358,7 +1365,7 @@ static int setup_dev(int rootfd, SbxError *err)
         char path[64];
         int r;
 
-        r = mount_tmpfs(rootfd, "/dev", "0755", err);
+        r = mount_tmpfs(rootfd, "/dev", "0755", 0, err); /* read-only below */
         if (r < 0)
                 return r;
         devfd = openat2_nofollow(rootfd, "dev", O_PATH | O_DIRECTORY, RESOLVE_BENEATH);
@@ -1378,7 +1385,7 @@ static int setup_dev(int rootfd, SbxError *err)
         if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC,
                   "newinstance,ptmxmode=0666,mode=620") < 0)
                 return MNT_FAIL(err, "cannot mount devpts on /dev/pts: %m");
-        r = mount_tmpfs(rootfd, "/dev/shm", "1777", err);
+        r = mount_tmpfs(rootfd, "/dev/shm", "1777", shm_size, err);
         if (r < 0)
                 return r;
         /* Nothing may be added to /dev: the tmpfs becomes read-only (the binds keep their flags).
@@ -1882,18 +1889,13 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                           NULL) < 0)
                         return MNT_FAIL(err, "cannot mount /proc: %m");
         }
-        if (p->cgroup.v1_memory)
-                tmpfs_size[0] = '\0';
-        else
-                snprintf(tmpfs_size, sizeof tmpfs_size, ",size=%ju",
-                         (uintmax_t)p->cgroup.memory_max);
-        r = setup_dev(rootfd, err);
+        r = setup_dev(rootfd, tmpfs_size(p), err);
         if (r < 0)
                 return r;
-        r = mount_tmpfs(rootfd, "/tmp", "1777", err);
+        r = mount_tmpfs(rootfd, "/tmp", "1777", tmpfs_size(p), err);
         if (r < 0)
                 return r;
-        r = mount_tmpfs(rootfd, "/run", "0755", err);
+        r = mount_tmpfs(rootfd, "/run", "0755", tmpfs_size(p), err);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < 2; i++) {
@@ -1902,7 +1904,7 @@ int sbx_mounts_finish(const SbxPlan *p, SbxMountsCtx *m, SbxError *err)
                 if (fstatat(rootfd, more[i], &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
                         continue; /* absent, or a symlink into /run or /tmp: already covered */
                 r = mount_tmpfs(rootfd, more[i][4] == 't' ? "/var/tmp" : "/var/run",
-                                more[i][4] == 't' ? "1777" : "0755", err);
+                                more[i][4] == 't' ? "1777" : "0755", tmpfs_size(p), err);
                 if (r < 0)
                         return r;
         }
